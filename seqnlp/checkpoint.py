@@ -1,0 +1,168 @@
+"""A run directory in and out: every file is one a person can open, and none of them can run code.
+
+::
+
+    RUN_DIR/
+      config.yaml        the resolved Config (YAML, read back with a safe loader)
+      labels.json        label names in index order
+      tokenizer.json     the tokenizers.Tokenizer, truncation included
+      model.safetensors  weights of the best epoch (safetensors: tensors only, no pickle)
+      metrics.jsonl      one JSON object per epoch: train loss, throughput, validation metrics, lr
+      results.json       the best epoch's validation metrics and, when there is a test split, test metrics
+
+Files are written to a temporary name in the same directory and renamed, so a crash leaves the previous
+file whole.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from tokenizers import Tokenizer
+
+from seqnlp.config import Config, config_from_dict, read_config_file
+from seqnlp.errors import CheckpointError, ConfigError
+from seqnlp.model import RNNClassifier
+from seqnlp.tokenizer import load_tokenizer, pad_id
+
+CONFIG_FILE = "config.yaml"
+LABELS_FILE = "labels.json"
+TOKENIZER_FILE = "tokenizer.json"
+WEIGHTS_FILE = "model.safetensors"
+METRICS_FILE = "metrics.jsonl"
+RESULTS_FILE = "results.json"
+REQUIRED_FILES = (CONFIG_FILE, LABELS_FILE, TOKENIZER_FILE, WEIGHTS_FILE)
+
+
+def prepare_run_dir(path: str | Path, overwrite: bool = False) -> Path:
+    """Create the run directory; refuse to mix a new run into an existing one unless ``overwrite``."""
+    run_dir = Path(path)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise CheckpointError(f"output directory {run_dir} is a file")
+    existing = [name for name in REQUIRED_FILES + (METRICS_FILE, RESULTS_FILE) if (run_dir / name).exists()]
+    if existing and not overwrite:
+        raise CheckpointError(
+            f"output directory {run_dir} already holds a run ({existing[0]}); choose another --output-dir or pass --overwrite"
+        )
+    for name in existing:
+        (run_dir / name).unlink()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+def save_run_files(run_dir: Path, config: Config, tokenizer: Tokenizer, label_names: list[str]) -> None:
+    """Write everything but the weights: the config, labels and tokenizer."""
+    with _atomic(run_dir / CONFIG_FILE) as tmp:
+        config.save(tmp)
+    write_json(run_dir / LABELS_FILE, list(label_names))
+    with _atomic(run_dir / TOKENIZER_FILE) as tmp:
+        tokenizer.save(str(tmp))
+
+
+def save_weights(model: torch.nn.Module, path: Path) -> None:
+    """Save the model's weights as safetensors, atomically."""
+    state = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
+    with _atomic(path) as tmp:
+        save_file(state, str(tmp), metadata={"format": "pt", "producer": "seqnlp"})
+
+
+def load_weights(model: torch.nn.Module, path: Path) -> None:
+    """Load safetensors weights into ``model``; a missing, corrupt or mismatched file is a CheckpointError."""
+    try:
+        state = load_file(str(path))
+    except FileNotFoundError:
+        raise CheckpointError(f"weights file {path} does not exist") from None
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"weights file {path} is corrupt or truncated: {str(exc).splitlines()[0]}") from None
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        detail = " ".join(str(exc).split())[:300]
+        raise CheckpointError(f"weights file {path} does not fit the model in {CONFIG_FILE}: {detail}") from None
+
+
+def load_run(run_dir: str | Path, device: torch.device | str = "cpu") -> tuple[Config, Tokenizer, list[str], RNNClassifier]:
+    """Read a run directory back: config, tokenizer, labels and the model with its best weights, in eval mode."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise CheckpointError(f"run directory {run_dir} does not exist")
+    missing = [name for name in REQUIRED_FILES if not (run_dir / name).is_file()]
+    if missing:
+        raise CheckpointError(f"run directory {run_dir} is missing {', '.join(missing)}")
+    try:
+        config = config_from_dict(read_config_file(run_dir / CONFIG_FILE))
+    except ConfigError as exc:
+        raise CheckpointError(f"{run_dir / CONFIG_FILE}: {exc}") from None
+    label_names = read_json(run_dir / LABELS_FILE)
+    if not isinstance(label_names, list) or len(label_names) < 2 or not all(isinstance(n, str) for n in label_names):
+        raise CheckpointError(f"{run_dir / LABELS_FILE} must be a JSON list of at least two label names")
+    tokenizer = load_tokenizer(run_dir / TOKENIZER_FILE)
+    model = RNNClassifier(config.model, tokenizer.get_vocab_size(), len(label_names), pad_id=pad_id(tokenizer))
+    embedding_rows = _tensor_shape(run_dir / WEIGHTS_FILE, "embedding.weight")
+    if embedding_rows is not None and embedding_rows[0] != tokenizer.get_vocab_size():
+        raise CheckpointError(
+            f"{run_dir / TOKENIZER_FILE} has {tokenizer.get_vocab_size()} tokens but the model was trained with "
+            f"{embedding_rows[0]}: the tokenizer does not belong to these weights"
+        )
+    load_weights(model, run_dir / WEIGHTS_FILE)
+    return config, tokenizer, label_names, model.to(device).eval()
+
+
+def append_jsonl(path: Path, record: dict[str, Any]) -> None:
+    with path.open("a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def write_json(path: Path, data: Any) -> None:
+    with _atomic(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{path} is not valid JSON: {exc}") from None
+
+
+def _tensor_shape(path: Path, name: str) -> list[int] | None:
+    """Read one tensor's shape from a safetensors header without loading the weights."""
+    try:
+        with path.open("rb") as f:
+            size = int.from_bytes(f.read(8), "little")
+            if size <= 0 or size > 100_000_000:
+                return None  # let load_weights report the corrupt file
+            header = json.loads(f.read(size))
+        return header.get(name, {}).get("shape")
+    except (OSError, ValueError):
+        return None
+
+
+@contextmanager
+def _atomic(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success, fsync it and rename it over ``path``."""
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        with tmp.open("rb") as f:
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -1,0 +1,312 @@
+"""The ``seqnlp`` command: train, evaluate and predict, each a thin call into the library.
+
+Heavy imports (torch, datasets) happen inside the commands, so ``seqnlp --help`` answers at once.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import logging
+import sys
+from functools import wraps
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional, TextIO
+
+import click
+
+from seqnlp.config import CELLS, load_config
+from seqnlp.errors import ConfigError, DataError, SeqnlpError
+
+PREDICT_CHUNK = 1024  # input lines read, predicted and written at a time: memory stays bounded
+
+
+def _handle_errors(command: Callable) -> Callable:
+    """Expected errors print one line and exit non-zero; --debug shows the traceback instead."""
+
+    @wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        ctx = click.get_current_context()
+        try:
+            return command(*args, **kwargs)
+        except SeqnlpError as exc:
+            if ctx.find_root().params.get("debug"):
+                raise
+            click.echo(f"Error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("Interrupted.", err=True)
+            ctx.exit(130)
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
+@click.option("-q", "--quiet", is_flag=True, help="Log warnings only; no progress bars.")
+@click.option("--debug", is_flag=True, help="Show the Python traceback of an error.")
+@click.version_option(package_name="seqnlp")
+@click.pass_context
+def main(ctx: click.Context, verbose: bool, quiet: bool, debug: bool) -> None:
+    """Text classification with RNN, LSTM and GRU encoders.
+
+    \b
+    Examples:
+      seqnlp train                                   # the embedded SMS Spam Collection
+      seqnlp train --config configs/sst2.yaml --cell gru
+      seqnlp evaluate runs/sst2-gru
+      seqnlp predict runs/sst2-gru "a gripping, beautifully shot film"
+    """
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr, force=True)
+    for noisy in ("datasets", "filelock", "fsspec", "urllib3", "huggingface_hub"):
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+    ctx.obj = {"quiet": quiet}
+
+
+def _data_files(values: tuple[str, ...]) -> dict[str, list[str]]:
+    files: dict[str, list[str]] = {}
+    for item in values:
+        split, sep, path = item.partition("=")
+        if not sep or not split or not path:
+            raise ConfigError(f"--data-files {item!r} is not of the form SPLIT=PATH (e.g. train=data/train.csv)")
+        files.setdefault(split, []).append(path)
+    return files
+
+
+def _data_updates(dataset: Optional[str], data_files: tuple[str, ...], text_columns: tuple[str, ...],
+                  label_column: Optional[str]) -> dict[str, Any]:
+    updates: dict[str, Any] = {}
+    if dataset is not None:
+        updates["data.dataset"] = dataset
+    if data_files:
+        updates["data.data_files"] = _data_files(data_files)
+    if text_columns:
+        updates["data.text_columns"] = list(text_columns)
+    if label_column is not None:
+        updates["data.label_column"] = label_column
+    return updates
+
+
+def _data_options(command: Callable) -> Callable:
+    options = [
+        click.option("--dataset", metavar="NAME_OR_PATH",
+                     help="Hub name, local directory, saved dataset, data file, or a format (csv, json, parquet)."),
+        click.option("--data-files", multiple=True, metavar="SPLIT=PATH",
+                     help="A local file for a split; repeat for each split."),
+        click.option("--text-column", "text_columns", multiple=True, metavar="COL",
+                     help="Text column; repeat to join several."),
+        click.option("--label-column", metavar="COL", help="Label column."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+@main.command()
+@click.option("-c", "--config", "config_file", type=click.Path(dir_okay=False), help="YAML or JSON config file.")
+@click.option("-s", "--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a dotted config key, e.g. model.hidden_size=256; repeatable.")
+@click.option("-o", "--output-dir", type=click.Path(file_okay=False), help="Run directory [default: runs/<cell>-<time>].")
+@click.option("--overwrite", is_flag=True, help="Replace a run already in --output-dir.")
+@_data_options
+@click.option("--cell", type=click.Choice(CELLS), help="Recurrent cell.")
+@click.option("--layers", type=click.IntRange(min=1), help="Stacked recurrent layers.")
+@click.option("--bidirectional/--unidirectional", default=None, help="Read the text in both directions.")
+@click.option("--epochs", type=click.IntRange(min=1), help="Maximum epochs.")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Training batch size.")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Peak learning rate.")
+@click.option("--seed", type=int, help="Random seed (data split, initialization, batch order).")
+@click.option("--device", help="auto, cpu, cuda or cuda:N.")
+@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), help="Training precision.")
+@click.option("--print-config", is_flag=True, help="Print the resolved config as YAML and exit.")
+@click.pass_context
+@_handle_errors
+def train(ctx: click.Context, config_file: Optional[str], overrides: tuple[str, ...], output_dir: Optional[str],
+          overwrite: bool, dataset: Optional[str], data_files: tuple[str, ...], text_columns: tuple[str, ...],
+          label_column: Optional[str], cell: Optional[str], layers: Optional[int], bidirectional: Optional[bool],
+          epochs: Optional[int], batch_size: Optional[int], lr: Optional[float], seed: Optional[int],
+          device: Optional[str], precision: Optional[str], print_config: bool) -> None:
+    """Train a classifier and write its run directory.
+
+    Settings come from the defaults, then --config, then --set, then the flags below. With no dataset
+    named, seqnlp trains on the embedded SMS Spam Collection.
+
+    \b
+    Examples:
+      seqnlp train
+      seqnlp train --config configs/sst2.yaml --cell gru --output-dir runs/sst2-gru
+      seqnlp train --data-files train=train.csv --data-files test=test.csv \\
+                   --text-column title --text-column body --label-column topic
+      seqnlp train --dataset imdb --set tokenizer.max_length=400 --set model.pooling=mean
+    """
+    updates = _data_updates(dataset, data_files, text_columns, label_column)
+    flags = {"output_dir": output_dir, "model.cell": cell, "model.num_layers": layers,
+             "model.bidirectional": bidirectional, "train.epochs": epochs, "train.batch_size": batch_size,
+             "train.lr": lr, "seed": seed, "train.device": device, "train.precision": precision}
+    updates.update({key: value for key, value in flags.items() if value is not None})
+    config = load_config(config_file, overrides, updates)
+    if print_config:
+        import yaml
+
+        click.echo(yaml.safe_dump(config.to_dict(), sort_keys=False), nl=False)
+        return
+
+    from seqnlp.training import train as run_training
+
+    result = run_training(config, overwrite=overwrite, progress=not ctx.obj["quiet"])
+    click.echo(f"Run directory: {result.run_dir}")
+    click.echo(f"Best epoch {result.best_epoch}: validation accuracy {result.validation['accuracy']:.4f}, "
+               f"macro-F1 {result.validation['macro_f1']:.4f}")
+    if result.test is not None:
+        click.echo(f"Test: accuracy {result.test['accuracy']:.4f}, macro-F1 {result.test['macro_f1']:.4f}")
+    click.echo(f"Next: seqnlp evaluate {result.run_dir}  |  seqnlp predict {result.run_dir} \"some text\"")
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@_data_options
+@click.option("--split", help="Split to evaluate [default: test, else validation].")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
+@click.pass_context
+@_handle_errors
+def evaluate(ctx: click.Context, run_dir: str, dataset: Optional[str], data_files: tuple[str, ...],
+             text_columns: tuple[str, ...], label_column: Optional[str], split: Optional[str], as_json: bool) -> None:
+    """Evaluate a trained run: accuracy, macro-F1, per-class report and confusion matrix.
+
+    With no data given, the run's own data is used (its test split, else validation).
+
+    \b
+    Examples:
+      seqnlp evaluate runs/sms
+      seqnlp evaluate runs/sst2 --data-files validation=data/dev.tsv --split validation --json
+    """
+    from seqnlp.config import DataConfig
+    from seqnlp.evaluation import evaluate as run_evaluation
+    from seqnlp.predict import Classifier
+
+    clf = Classifier.load(run_dir)
+    data = None
+    updates = _data_updates(dataset, data_files, text_columns, label_column)
+    if updates:
+        base = copy.deepcopy(clf.config)
+        if dataset is not None or data_files:  # other data: keep only how the run read its columns
+            run_data = clf.config.data
+            base.data = DataConfig(text_columns=run_data.text_columns, text_separator=run_data.text_separator,
+                                   label_column=run_data.label_column, label_names=run_data.label_names)
+        data = load_config(base=base, updates=updates).data
+    result = run_evaluation(clf, data=data, split=split)
+    if as_json:
+        click.echo(json.dumps(result))
+        return
+    click.echo(format_report(result, clf.label_names))
+
+
+def format_report(result: dict[str, Any], label_names: list[str]) -> str:
+    """Metrics, per-class report and confusion matrix as aligned plain-text tables."""
+    lines = [f"Split: {result['split']} ({result['num_examples']:,} examples)", ""]
+    for key, name in (("accuracy", "accuracy"), ("macro_f1", "macro-F1"), ("macro_precision", "macro-precision"),
+                      ("macro_recall", "macro-recall"), ("loss", "loss")):
+        lines.append(f"  {name:<16}{result[key]:.4f}")
+    width = max(9, *(len(n) for n in label_names)) + 2
+    lines += ["", f"  {'label':<{width}}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}"]
+    for name, row in result["per_class"].items():
+        lines.append(f"  {name:<{width}}{row['precision']:>10.4f}{row['recall']:>10.4f}{row['f1']:>10.4f}"
+                     f"{row['support']:>10,}")
+    cell = max(7, *(len(n) for n in label_names)) + 2
+    lines += ["", "  Confusion matrix (rows: true label, columns: predicted)",
+              "  " + " " * width + "".join(f"{n:>{cell}}" for n in label_names)]
+    for name, row in zip(label_names, result["confusion_matrix"]):
+        lines.append(f"  {name:<{width}}" + "".join(f"{v:>{cell},}" for v in row))
+    return "\n".join(lines)
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.argument("texts", nargs=-1)
+@click.option("-i", "--input", "input_file", type=click.File("r", encoding="utf-8"),
+              help="Read texts from a file, or - for standard input.")
+@click.option("--format", "input_format", type=click.Choice(["auto", "text", "jsonl", "csv", "tsv"]),
+              default="auto", show_default=True, help="Input format; auto goes by the file suffix (text for stdin).")
+@click.option("--text-column", "text_columns", multiple=True, metavar="COL",
+              help="Text field for JSONL/CSV input [default: the run's text columns].")
+@click.option("-k", "--top-k", type=click.IntRange(min=1), help="Also list the K most probable labels.")
+@click.pass_context
+@_handle_errors
+def predict(ctx: click.Context, run_dir: str, texts: tuple[str, ...], input_file: Optional[TextIO],
+            input_format: str, text_columns: tuple[str, ...], top_k: Optional[int]) -> None:
+    """Predict labels: one JSON object per input text on stdout.
+
+    Texts come from the arguments, or --input: plain text (one text a line), JSONL or CSV/TSV.
+
+    \b
+    Examples:
+      seqnlp predict runs/sms "WINNER!! Claim your free prize now"
+      seqnlp predict runs/sms --input messages.txt --top-k 2
+      cat reviews.jsonl | seqnlp predict runs/imdb -i - --format jsonl --text-column review
+    """
+    from seqnlp.predict import Classifier
+
+    if texts and input_file is not None:
+        raise click.UsageError("give texts as arguments or with --input, not both")
+    if not texts and input_file is None:
+        raise click.UsageError("no texts: give them as arguments or with --input FILE (- for stdin)")
+    clf = Classifier.load(run_dir)
+    if top_k is not None and top_k > len(clf.label_names):
+        raise click.BadParameter(f"{top_k} is more than the {len(clf.label_names)} labels", param_hint="--top-k")
+    columns = list(text_columns) or clf.config.data.text_columns
+    source = iter([list(texts)]) if texts else read_texts(input_file, input_format, columns,  # type: ignore[arg-type]
+                                                          clf.config.data.text_separator)
+    count = 0
+    for chunk in source:
+        for result in clf.predict(chunk, top_k=top_k):
+            click.echo(json.dumps(result, ensure_ascii=False))
+        count += len(chunk)
+    if count == 0:
+        raise DataError(f"no texts in {getattr(input_file, 'name', 'the input')}")
+
+
+def read_texts(stream: TextIO, input_format: str, columns: list[str], separator: str) -> Iterator[list[str]]:
+    """Yield texts in chunks from plain-text lines, JSONL or CSV/TSV; errors name the line."""
+    name = getattr(stream, "name", "<input>")
+    fmt = input_format
+    if fmt == "auto":
+        suffix = Path(str(name)).suffix.lower()
+        fmt = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv", ".tsv": "tsv"}.get(suffix, "text")
+    if fmt in ("csv", "tsv"):
+        reader = csv.DictReader(stream, delimiter="\t" if fmt == "tsv" else ",")
+        missing = [c for c in columns if c not in (reader.fieldnames or [])]
+        if missing:
+            raise DataError(f"{name}: column {missing[0]!r} not found; columns: {', '.join(reader.fieldnames or [])}")
+        rows: Iterator[str] = (separator.join(row[c] or "" for c in columns) for row in reader)
+    elif fmt == "jsonl":
+        rows = _jsonl_texts(stream, name, columns, separator)
+    else:
+        rows = (line.rstrip("\r\n") for line in stream)
+    chunk: list[str] = []
+    for text in rows:
+        chunk.append(text)
+        if len(chunk) == PREDICT_CHUNK:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _jsonl_texts(stream: TextIO, name: str, columns: list[str], separator: str) -> Iterator[str]:
+    for number, line in enumerate(stream, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{name}, line {number}: not valid JSON ({exc.msg})") from None
+        if not isinstance(record, dict) or any(c not in record for c in columns):
+            found = ", ".join(record) if isinstance(record, dict) else type(record).__name__
+            raise DataError(f"{name}, line {number}: needs field(s) {', '.join(columns)}; found {found}")
+        yield separator.join("" if record[c] is None else str(record[c]) for c in columns)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,295 @@
+"""Hugging Face datasets in; one ``text`` column and one integer ``label`` column out.
+
+Data can come from the Hub (the default path for users who are online), a local directory, files per split
+(csv/tsv/json/jsonl/parquet), a dataset saved with ``save_to_disk``, or the SMS Spam Collection embedded in
+the package. Whatever the source, ``load_splits`` returns the same shape of data: splits with ``text`` (str)
+and ``label`` (ClassLabel) columns, plus the label names in index order.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import datasets
+from datasets import ClassLabel, Dataset, DatasetDict
+
+from seqnlp.config import DataConfig
+from seqnlp.errors import DataError
+
+log = logging.getLogger(__name__)
+
+EMBEDDED_DIR = Path(__file__).parent / "datasets"
+SMS_SPAM_FILE = EMBEDDED_DIR / "sms_spam" / "SMSSpamCollection"
+
+# File suffix -> (datasets builder, default load_dataset options)
+_BUILDERS: dict[str, tuple[str, dict[str, Any]]] = {
+    ".csv": ("csv", {}),
+    ".tsv": ("csv", {"delimiter": "\t", "quoting": csv.QUOTE_NONE}),
+    ".json": ("json", {}),
+    ".jsonl": ("json", {}),
+    ".parquet": ("parquet", {}),
+}
+_BUILDER_NAMES = {"csv", "json", "parquet", "text", "arrow"}
+
+
+@dataclass
+class Splits:
+    """Prepared splits (``text`` str, ``label`` ClassLabel) and the label names in index order."""
+
+    data: DatasetDict
+    label_names: list[str]
+
+    def split(self, name: Optional[str]) -> Optional[Dataset]:
+        return self.data[name] if name is not None and name in self.data else None
+
+
+def load_splits(cfg: DataConfig, seed: int, label_names: Optional[list[str]] = None) -> Splits:
+    """Load, normalize and split a dataset as ``cfg`` describes.
+
+    ``label_names`` fixes the label order (a trained model's labels); otherwise it is derived from the
+    training split. A validation (and test) split is carved from train, seeded and stratified, when
+    the data has none.
+    """
+    raw = load_raw(cfg)
+    if cfg.train_split not in raw and label_names is None:
+        raise DataError(
+            f"split {cfg.train_split!r} not found in {describe_source(cfg)}; "
+            f"splits that exist: {', '.join(raw) or 'none'} (set data.train_split)"
+        )
+    if label_names is None:
+        label_names = infer_label_names(raw[cfg.train_split], cfg)
+    prepared = DatasetDict(
+        {name: prepare_split(split, cfg, label_names, split_name=name) for name, split in raw.items()}
+    )
+    if cfg.train_split in prepared:
+        prepared = _carve_missing_splits(prepared, cfg, seed)
+        if cfg.max_train_samples is not None and cfg.max_train_samples < len(prepared[cfg.train_split]):
+            train = prepared[cfg.train_split].shuffle(seed=seed).select(range(cfg.max_train_samples))
+            prepared[cfg.train_split] = train.flatten_indices()
+    for name, split in prepared.items():
+        log.info("split %s: %d examples", name, len(split))
+    return Splits(prepared, list(label_names))
+
+
+def describe_source(cfg: DataConfig) -> str:
+    if cfg.dataset is None and not cfg.data_files:
+        return "the embedded SMS Spam Collection"
+    if cfg.data_files:
+        return "data files " + ", ".join(f"{k}={v}" for k, v in cfg.data_files.items())
+    return f"dataset {cfg.dataset!r}"
+
+
+def load_raw(cfg: DataConfig) -> DatasetDict:
+    """Load the dataset as the user named it, without touching its columns."""
+    if cfg.dataset is None and not cfg.data_files:
+        return _load(
+            "csv",
+            data_files={"train": str(SMS_SPAM_FILE)},
+            delimiter="\t",
+            column_names=["label", "text"],
+            quoting=csv.QUOTE_NONE,
+            source="the embedded SMS Spam Collection",
+        )
+    if cfg.data_files:
+        files = {split: _existing(paths, split) for split, paths in cfg.data_files.items()}
+        builder, defaults = _builder_for(cfg.dataset, files)
+        return _load(builder, data_files=files, **{**defaults, **cfg.load_kwargs}, source=describe_source(cfg))
+
+    name = cfg.dataset
+    assert name is not None
+    path = Path(name).expanduser()
+    if path.is_dir() and ((path / "dataset_dict.json").exists() or (path / "state.json").exists()):
+        try:
+            loaded = datasets.load_from_disk(str(path))
+        except (OSError, ValueError) as exc:
+            raise DataError(f"cannot read the saved dataset in {path}: {_first_line(exc)}") from exc
+        return loaded if isinstance(loaded, DatasetDict) else DatasetDict({cfg.train_split: loaded})
+    if path.is_file():
+        builder, defaults = _builder_for(None, {cfg.train_split: [str(path)]})
+        return _load(builder, data_files={cfg.train_split: str(path)}, **{**defaults, **cfg.load_kwargs},
+                     source=f"file {path}")
+    if path.is_dir():
+        return _load(str(path), source=f"directory {path}", **cfg.load_kwargs)
+    if _looks_like_path(name):
+        raise DataError(f"dataset path {name!r} does not exist")
+    # A Hub dataset: the default for users who are online.
+    return _load(name, name=cfg.config_name, revision=cfg.revision, source=f"Hub dataset {name!r}",
+                 **cfg.load_kwargs)
+
+
+def infer_label_names(split: Dataset, cfg: DataConfig) -> list[str]:
+    """Label names in index order: ClassLabel names, configured names, or the sorted set of values."""
+    column = cfg.label_column
+    _check_columns(split, [column], role="label", split_name=cfg.train_split)
+    feature = split.features[column]
+    if isinstance(feature, ClassLabel):
+        return list(feature.names)
+    if cfg.label_names:
+        return list(cfg.label_names)
+    values = split.unique(column)
+    if any(v is None for v in values):
+        raise DataError(f"label column {column!r} of split {cfg.train_split!r} has empty values")
+    if any(isinstance(v, (list, dict)) for v in values):
+        raise DataError(f"label column {column!r} holds lists or mappings; seqnlp needs one label per example")
+    names = [str(v) for v in sorted(values)]  # ints sort numerically, strings alphabetically
+    if len(names) < 2:
+        raise DataError(
+            f"label column {column!r} of split {cfg.train_split!r} has a single class ({names[0] if names else 'none'});"
+            " a classifier needs at least two"
+        )
+    return names
+
+
+def prepare_split(split: Dataset, cfg: DataConfig, label_names: list[str], split_name: str) -> Dataset:
+    """Join the text columns into ``text`` and map labels to indices of ``label_names``.
+
+    A split without the label column (unlabeled test data) keeps only ``text``.
+    """
+    _check_columns(split, cfg.text_columns, role="text", split_name=split_name)
+    if len(split) == 0:
+        raise DataError(f"split {split_name!r} is empty")
+    has_labels = cfg.label_column in split.column_names
+    feature = split.features.get(cfg.label_column)
+    index = {name: i for i, name in enumerate(label_names)}
+    # Raw value -> name: ClassLabel ints through their names, configured names for ints, else str(value).
+    value_names = feature.names if isinstance(feature, ClassLabel) else (cfg.label_names or None)
+    text_columns, label_column, sep = list(cfg.text_columns), cfg.label_column, cfg.text_separator
+
+    def convert(batch: dict[str, list], indices: list[int]) -> dict[str, list]:
+        columns = [batch[c] for c in text_columns]
+        texts = [sep.join("" if v is None else str(v) for v in parts) for parts in zip(*columns)]
+        out: dict[str, list] = {"text": texts}
+        if has_labels:
+            labels = []
+            for value, row in zip(batch[label_column], indices):
+                name = _label_name(value, value_names)
+                if name not in index:
+                    raise DataError(
+                        f"split {split_name!r}, row {row}: label {value!r} in column {label_column!r} is not one of "
+                        f"the known labels ({', '.join(label_names)})"
+                    )
+                labels.append(index[name])
+            out["label"] = labels
+        return out
+
+    features = datasets.Features({"text": datasets.Value("string")})
+    if has_labels:
+        features["label"] = ClassLabel(names=label_names)
+    try:
+        return split.map(
+            convert,
+            batched=True,
+            with_indices=True,
+            remove_columns=split.column_names,
+            features=features,
+            desc=f"preparing {split_name}",
+        )
+    except DataError:
+        raise
+    except Exception as exc:  # datasets wraps errors raised inside map; unwrap ours
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, DataError):
+            raise cause from None
+        raise
+
+
+def _label_name(value: Any, value_names: Optional[list[str]]) -> Optional[str]:
+    if value is None:
+        return None
+    if value_names is not None and isinstance(value, int) and not isinstance(value, bool):
+        return value_names[value] if 0 <= value < len(value_names) else str(value)
+    return str(value)
+
+
+def _carve_missing_splits(data: DatasetDict, cfg: DataConfig, seed: int) -> DatasetDict:
+    """Carve validation (and test) splits from train, seeded and stratified by label."""
+    train = data[cfg.train_split]
+    wanted = []
+    if cfg.validation_split is not None and cfg.validation_split not in data:
+        wanted.append((cfg.validation_split, cfg.validation_size))
+    if cfg.test_split is not None and cfg.test_split not in data and cfg.test_size > 0:
+        wanted.append((cfg.test_split, cfg.test_size))
+    remaining = 1.0
+    for name, fraction in wanted:
+        part = _split(train, fraction / remaining, seed)
+        log.info("carved %s split (%d examples) from %s", name, len(part["test"]), cfg.train_split)
+        data[name] = part["test"]
+        train = part["train"]
+        remaining -= fraction
+    data[cfg.train_split] = train
+    return data
+
+
+def _split(split: Dataset, fraction: float, seed: int) -> DatasetDict:
+    try:
+        return split.train_test_split(test_size=fraction, stratify_by_column="label", seed=seed)
+    except ValueError as exc:  # a class too rare to stratify: fall back to a plain seeded split
+        log.warning("stratified split impossible (%s); using a random split", _first_line(exc))
+        return split.train_test_split(test_size=fraction, seed=seed)
+
+
+def _check_columns(split: Dataset, wanted: list[str], role: str, split_name: str) -> None:
+    missing = [c for c in wanted if c not in split.column_names]
+    if missing:
+        raise DataError(
+            f"{role} column {missing[0]!r} not found in split {split_name!r}; "
+            f"columns that exist: {', '.join(split.column_names)}"
+        )
+
+
+def _existing(paths: Any, split: str) -> list[str]:
+    paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    for p in paths:
+        if not any(ch in str(p) for ch in "*?[") and not Path(p).expanduser().exists():
+            raise DataError(f"data file for split {split!r} does not exist: {p}")
+    return [str(Path(p).expanduser()) for p in paths]
+
+
+def _builder_for(dataset: Optional[str], files: dict[str, list[str]]) -> tuple[str, dict[str, Any]]:
+    if dataset in _BUILDER_NAMES:
+        suffix = Path(next(iter(files.values()))[0]).suffix.lower()
+        defaults = _BUILDERS[suffix][1] if suffix in _BUILDERS and _BUILDERS[suffix][0] == dataset else {}
+        return dataset, defaults
+    if dataset is not None:
+        raise DataError(
+            f"with data files, data.dataset must be empty or a file format ({', '.join(sorted(_BUILDER_NAMES))}),"
+            f" not {dataset!r}"
+        )
+    suffixes = {Path(p).suffix.lower() for paths in files.values() for p in paths}
+    if len(suffixes) != 1 or next(iter(suffixes)) not in _BUILDERS:
+        raise DataError(
+            f"cannot tell the format of {', '.join(sorted(suffixes))} files; use {', '.join(_BUILDERS)} "
+            "or set data.dataset to csv, json or parquet"
+        )
+    return _BUILDERS[suffixes.pop()]
+
+
+def _load(path: str, source: str, **kwargs: Any) -> DatasetDict:
+    kwargs = {k: v for k, v in kwargs.items() if v is not None}
+    try:
+        loaded = datasets.load_dataset(path, **kwargs)
+    except datasets.exceptions.DatasetNotFoundError as exc:
+        raise DataError(f"{source} not found: {_first_line(exc)}") from exc
+    except FileNotFoundError as exc:
+        raise DataError(f"{source} not found: {_first_line(exc)}") from exc
+    except Exception as exc:  # parse errors from pandas/pyarrow arrive wrapped; report the root cause
+        root = exc
+        while root.__cause__ is not None or root.__context__ is not None:
+            root = root.__cause__ or root.__context__  # type: ignore[assignment]
+        raise DataError(f"cannot load {source}: {_first_line(root)}") from exc
+    if not isinstance(loaded, DatasetDict):
+        raise DataError(f"{source} did not load as a set of splits")  # pragma: no cover - load_dataset contract
+    return loaded
+
+
+def _looks_like_path(name: str) -> bool:
+    return name.startswith((".", "/", "~")) or Path(name).suffix.lower() in _BUILDERS or name.count("/") > 1
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]

@@ -1,0 +1,53 @@
+"""Where and how tensors run: device choice, mixed precision and seeding, shared by training and inference."""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from typing import ContextManager, Optional
+
+import numpy as np
+import torch
+
+from seqnlp.errors import ConfigError
+
+_AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` picks CUDA when it is available, else the CPU; ``cuda`` without a GPU is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"train.device: {name!r} is not one of auto, cpu, cuda, cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"train.device: {name!r} asked for CUDA, but torch sees no GPU (use auto or cpu)")
+    if device.type not in ("cpu", "cuda"):
+        raise ConfigError(f"train.device: {name!r} is not one of auto, cpu, cuda, cuda:N")
+    return device
+
+
+def check_precision(precision: str, device: torch.device) -> None:
+    if precision == "fp16" and device.type != "cuda":
+        raise ConfigError("train.precision: fp16 needs a CUDA device; on the CPU use bf16 or fp32")
+
+
+def autocast(device: torch.device, precision: str) -> ContextManager:
+    """Autocast to bf16/fp16 for the forward pass; a no-op for fp32."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=_AUTOCAST_DTYPES[precision])
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (all devices) so a CPU run repeats exactly."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def set_threads(num_threads: Optional[int]) -> None:
+    if num_threads is not None:
+        torch.set_num_threads(num_threads)
