@@ -31,7 +31,7 @@ from tokenizers import Tokenizer
 from seqnlp.config import Config, config_from_dict, read_config_file
 from seqnlp.errors import CheckpointError, ConfigError
 from seqnlp.model import RNNClassifier
-from seqnlp.tokenizer import load_tokenizer, pad_id
+from seqnlp.tokenizer import load_tokenizer, pad_id, vocab_digest
 
 CONFIG_FILE = "config.yaml"
 LABELS_FILE = "labels.json"
@@ -39,6 +39,7 @@ TOKENIZER_FILE = "tokenizer.json"
 WEIGHTS_FILE = "model.safetensors"
 METRICS_FILE = "metrics.jsonl"
 RESULTS_FILE = "results.json"
+VOCAB_KEY = "vocab_sha256"  # safetensors metadata: the vocabulary the weights were trained with
 REQUIRED_FILES = (CONFIG_FILE, LABELS_FILE, TOKENIZER_FILE, WEIGHTS_FILE)
 
 
@@ -67,11 +68,14 @@ def save_run_files(run_dir: Path, config: Config, tokenizer: Tokenizer, label_na
         tokenizer.save(str(tmp))
 
 
-def save_weights(model: torch.nn.Module, path: Path) -> None:
-    """Save the model's weights as safetensors, atomically."""
+def save_weights(model: torch.nn.Module, path: Path, tokenizer: Tokenizer | None = None) -> None:
+    """Save the model's weights as safetensors, atomically, stamped with the tokenizer's vocabulary digest."""
     state = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
+    metadata = {"format": "pt", "producer": "seqnlp"}
+    if tokenizer is not None:
+        metadata[VOCAB_KEY] = vocab_digest(tokenizer)
     with _atomic(path) as tmp:
-        save_file(state, str(tmp), metadata={"format": "pt", "producer": "seqnlp"})
+        save_file(state, str(tmp), metadata=metadata)
 
 
 def load_weights(model: torch.nn.Module, path: Path) -> None:
@@ -106,11 +110,15 @@ def load_run(run_dir: str | Path, device: torch.device | str = "cpu") -> tuple[C
         raise CheckpointError(f"{run_dir / LABELS_FILE} must be a JSON list of at least two label names")
     tokenizer = load_tokenizer(run_dir / TOKENIZER_FILE)
     model = RNNClassifier(config.model, tokenizer.get_vocab_size(), len(label_names), pad_id=pad_id(tokenizer))
-    embedding_rows = _tensor_shape(run_dir / WEIGHTS_FILE, "embedding.weight")
-    if embedding_rows is not None and embedding_rows[0] != tokenizer.get_vocab_size():
+    header = _safetensors_header(run_dir / WEIGHTS_FILE)
+    embedding_rows = header.get("embedding.weight", {}).get("shape", [None])[0]
+    trained_with = header.get("__metadata__", {}).get(VOCAB_KEY)
+    if (embedding_rows is not None and embedding_rows != tokenizer.get_vocab_size()) or (
+        trained_with is not None and trained_with != vocab_digest(tokenizer)
+    ):
         raise CheckpointError(
-            f"{run_dir / TOKENIZER_FILE} has {tokenizer.get_vocab_size()} tokens but the model was trained with "
-            f"{embedding_rows[0]}: the tokenizer does not belong to these weights"
+            f"{run_dir / TOKENIZER_FILE} is not the tokenizer these weights were trained with "
+            f"({tokenizer.get_vocab_size()} tokens, weights expect {embedding_rows})"
         )
     load_weights(model, run_dir / WEIGHTS_FILE)
     return config, tokenizer, label_names, model.to(device).eval()
@@ -133,17 +141,17 @@ def read_json(path: Path) -> Any:
         raise CheckpointError(f"{path} is not valid JSON: {exc}") from None
 
 
-def _tensor_shape(path: Path, name: str) -> list[int] | None:
-    """Read one tensor's shape from a safetensors header without loading the weights."""
+def _safetensors_header(path: Path) -> dict[str, Any]:
+    """The JSON header of a safetensors file (shapes and metadata) without loading tensors; {} if unreadable."""
     try:
         with path.open("rb") as f:
             size = int.from_bytes(f.read(8), "little")
             if size <= 0 or size > 100_000_000:
-                return None  # let load_weights report the corrupt file
+                return {}  # load_weights reports the corrupt file
             header = json.loads(f.read(size))
-        return header.get(name, {}).get("shape")
+        return header if isinstance(header, dict) else {}
     except (OSError, ValueError):
-        return None
+        return {}
 
 
 @contextmanager

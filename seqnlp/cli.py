@@ -65,6 +65,14 @@ def main(ctx: click.Context, verbose: bool, quiet: bool, debug: bool) -> None:
     ctx.obj = {"quiet": quiet}
 
 
+def _quiet_datasets(ctx: click.Context) -> None:
+    """-q also silences datasets' own bars (generating, preparing, encoding); called by commands, not by --help."""
+    if ctx.obj["quiet"]:
+        import datasets
+
+        datasets.disable_progress_bars()
+
+
 def _data_files(values: tuple[str, ...]) -> dict[str, list[str]]:
     files: dict[str, list[str]] = {}
     for item in values:
@@ -155,6 +163,7 @@ def train(ctx: click.Context, config_file: Optional[str], overrides: tuple[str, 
 
     from seqnlp.training import train as run_training
 
+    _quiet_datasets(ctx)
     result = run_training(config, overwrite=overwrite, progress=not ctx.obj["quiet"])
     click.echo(f"Run directory: {result.run_dir}")
     click.echo(f"Best epoch {result.best_epoch}: validation accuracy {result.validation['accuracy']:.4f}, "
@@ -186,6 +195,7 @@ def evaluate(ctx: click.Context, run_dir: str, dataset: Optional[str], data_file
     from seqnlp.evaluation import evaluate as run_evaluation
     from seqnlp.predict import Classifier
 
+    _quiet_datasets(ctx)
     clf = Classifier.load(run_dir)
     data = None
     updates = _data_updates(dataset, data_files, text_columns, label_column)
@@ -259,10 +269,13 @@ def predict(ctx: click.Context, run_dir: str, texts: tuple[str, ...], input_file
     source = iter([list(texts)]) if texts else read_texts(input_file, input_format, columns,  # type: ignore[arg-type]
                                                           clf.config.data.text_separator)
     count = 0
-    for chunk in source:
-        for result in clf.predict(chunk, top_k=top_k):
-            click.echo(json.dumps(result, ensure_ascii=False))
-        count += len(chunk)
+    try:
+        for chunk in source:
+            for result in clf.predict(chunk, top_k=top_k):
+                click.echo(json.dumps(result, ensure_ascii=False))
+            count += len(chunk)
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{getattr(input_file, 'name', 'the input')} is not UTF-8 text (byte {exc.start})") from None
     if count == 0:
         raise DataError(f"no texts in {getattr(input_file, 'name', 'the input')}")
 
@@ -275,7 +288,8 @@ def read_texts(stream: TextIO, input_format: str, columns: list[str], separator:
         suffix = Path(str(name)).suffix.lower()
         fmt = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv", ".tsv": "tsv"}.get(suffix, "text")
     if fmt in ("csv", "tsv"):
-        reader = csv.DictReader(stream, delimiter="\t" if fmt == "tsv" else ",")
+        # TSV is read without quoting, as the data layer reads .tsv files.
+        reader = csv.DictReader(stream, delimiter="\t", quoting=csv.QUOTE_NONE) if fmt == "tsv" else csv.DictReader(stream)
         missing = [c for c in columns if c not in (reader.fieldnames or [])]
         if missing:
             raise DataError(f"{name}: column {missing[0]!r} not found; columns: {', '.join(reader.fieldnames or [])}")

@@ -191,15 +191,33 @@ def load_config(
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"override {item!r} is not of the form section.key=value")
-        try:
-            parsed = yaml.safe_load(value) if value.strip() else None
-        except yaml.YAMLError:
-            parsed = value  # not YAML: take it as a plain string
-        set_value(config, key.strip(), parsed)
+        set_value(config, key.strip(), _parse_override(config, key.strip(), value))
     for key, value in (updates or {}).items():
         set_value(config, key, value)
     validate(config)
     return config
+
+
+def _parse_override(config: Config, dotted: str, text: str) -> Any:
+    """Parse an override's value as YAML, except that a text field keeps its literal text ("1.10" stays "1.10")."""
+    try:
+        parsed = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError:
+        return text  # not YAML: take it as a plain string
+    if parsed is not None and not isinstance(parsed, (str, list, dict)) and _is_text_field(config, dotted):
+        return text.strip()
+    return parsed
+
+
+def _is_text_field(config: Config, dotted: str) -> bool:
+    *sections, name = dotted.split(".")
+    target: Any = config
+    for section in sections:
+        target = getattr(target, section, None)
+    if not dataclasses.is_dataclass(target):
+        return False
+    tp = _hints(type(target)).get(name)
+    return tp is str or (typing.get_origin(tp) in (Union, types.UnionType) and str in typing.get_args(tp))
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
@@ -211,6 +229,8 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} does not exist") from None
     except UnicodeDecodeError:
         raise ConfigError(f"config file {path} is not UTF-8 text") from None
+    except OSError as exc:
+        raise ConfigError(f"config file {path} cannot be read: {exc.strerror or exc}") from None
     try:
         raw = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (yaml.YAMLError, json.JSONDecodeError) as exc:
@@ -261,7 +281,7 @@ def validate(config: Config) -> None:
         value = get_value(config, key)
         if value is None:
             continue
-        if value < low or (strict and value == low):
+        if not (value > low if strict else value >= low):  # also rejects NaN
             relation = ">" if strict else ">="
             raise ConfigError(f"{key}: {value!r} must be {relation} {low}")
     for key in _FRACTIONS:

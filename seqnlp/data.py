@@ -105,7 +105,7 @@ def load_raw(cfg: DataConfig) -> DatasetDict:
     if path.is_dir() and ((path / "dataset_dict.json").exists() or (path / "state.json").exists()):
         try:
             loaded = datasets.load_from_disk(str(path))
-        except (OSError, ValueError) as exc:
+        except Exception as exc:  # datasets raises OSError, ValueError or IndexError for damaged saves
             raise DataError(f"cannot read the saved dataset in {path}: {_first_line(exc)}") from exc
         return loaded if isinstance(loaded, DatasetDict) else DatasetDict({cfg.train_split: loaded})
     if path.is_file():
@@ -128,13 +128,13 @@ def infer_label_names(split: Dataset, cfg: DataConfig) -> list[str]:
     feature = split.features[column]
     if isinstance(feature, ClassLabel):
         return list(feature.names)
+    if not isinstance(feature, datasets.Value):
+        raise DataError(f"label column {column!r} holds lists or mappings; seqnlp needs one label per example")
     if cfg.label_names:
         return list(cfg.label_names)
     values = split.unique(column)
     if any(v is None for v in values):
         raise DataError(f"label column {column!r} of split {cfg.train_split!r} has empty values")
-    if any(isinstance(v, (list, dict)) for v in values):
-        raise DataError(f"label column {column!r} holds lists or mappings; seqnlp needs one label per example")
     names = [str(v) for v in sorted(values)]  # ints sort numerically, strings alphabetically
     if len(names) < 2:
         raise DataError(
@@ -152,7 +152,11 @@ def prepare_split(split: Dataset, cfg: DataConfig, label_names: list[str], split
     _check_columns(split, cfg.text_columns, role="text", split_name=split_name)
     if len(split) == 0:
         raise DataError(f"split {split_name!r} is empty")
-    has_labels = cfg.label_column in split.column_names
+    # datasets gives every split of a file-based dataset the same columns: an unlabeled test file gets a
+    # label column of nulls, which means "no labels", not "bad labels".
+    has_labels = cfg.label_column in split.column_names and (
+        split.data.column(cfg.label_column).null_count < len(split)
+    )
     feature = split.features.get(cfg.label_column)
     index = {name: i for i, name in enumerate(label_names)}
     # Raw value -> name: ClassLabel ints through their names, configured names for ints, else str(value).
@@ -213,23 +217,23 @@ def _carve_missing_splits(data: DatasetDict, cfg: DataConfig, seed: int) -> Data
         wanted.append((cfg.validation_split, cfg.validation_size))
     if cfg.test_split is not None and cfg.test_split not in data and cfg.test_size > 0:
         wanted.append((cfg.test_split, cfg.test_size))
-    remaining = 1.0
+    total = len(train)
     for name, fraction in wanted:
-        part = _split(train, fraction / remaining, seed)
+        count = max(1, round(fraction * total))  # rows, from the original size: fractions of a remainder drift
+        part = _split(train, count, seed)
         log.info("carved %s split (%d examples) from %s", name, len(part["test"]), cfg.train_split)
         data[name] = part["test"]
         train = part["train"]
-        remaining -= fraction
     data[cfg.train_split] = train
     return data
 
 
-def _split(split: Dataset, fraction: float, seed: int) -> DatasetDict:
+def _split(split: Dataset, count: int, seed: int) -> DatasetDict:
     try:
-        return split.train_test_split(test_size=fraction, stratify_by_column="label", seed=seed)
+        return split.train_test_split(test_size=count, stratify_by_column="label", seed=seed)
     except ValueError as exc:  # a class too rare to stratify: fall back to a plain seeded split
         log.warning("stratified split impossible (%s); using a random split", _first_line(exc))
-        return split.train_test_split(test_size=fraction, seed=seed)
+        return split.train_test_split(test_size=count, seed=seed)
 
 
 def _check_columns(split: Dataset, wanted: list[str], role: str, split_name: str) -> None:

@@ -105,13 +105,14 @@ def evaluate(
     run: str | Path | Classifier,
     data: Optional[DataConfig] = None,
     split: Optional[str] = None,
+    device: str = "auto",
 ) -> dict[str, Any]:
-    """Evaluate a trained run on a labeled split.
+    """Evaluate a trained run (a run directory, or a loaded Classifier) on a labeled split.
 
     With no ``data``, the run's own data is used (its carved splits are reproduced from the saved seed);
     with no ``split``, its test split, else its validation split.
     """
-    clf = run if isinstance(run, Classifier) else Classifier.load(run)
+    clf = run if isinstance(run, Classifier) else Classifier.load(run, device=device)
     data_cfg = data if data is not None else clf.config.data
     splits = load_splits(data_cfg, clf.config.seed, label_names=clf.label_names)
     name = split or next(

@@ -70,7 +70,8 @@ class Pooling(nn.Module):
     def __init__(self, kind: str, dim: int) -> None:
         super().__init__()
         self.kind = kind
-        self.score = nn.Linear(dim, 1) if kind == "attention" else None
+        # No bias: softmax ignores a constant added to every score, so a bias could never learn.
+        self.score = nn.Linear(dim, 1, bias=False) if kind == "attention" else None
 
     @property
     def needs_outputs(self) -> bool:

@@ -81,6 +81,8 @@ class Classifier:
     @torch.inference_mode()
     def logits(self, texts: Sequence[str]) -> torch.Tensor:
         """Logits [N, C] on the CPU. Texts are batched by length, so padding stays small."""
+        if isinstance(texts, str):
+            raise DataError("pass a list of texts, not a single string")
         texts = list(texts)
         for i, text in enumerate(texts):
             if not isinstance(text, str):

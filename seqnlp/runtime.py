@@ -35,8 +35,9 @@ def check_precision(precision: str, device: torch.device) -> None:
 
 
 def autocast(device: torch.device, precision: str) -> ContextManager:
-    """Autocast to bf16/fp16 for the forward pass; a no-op for fp32."""
-    if precision == "fp32":
+    """Autocast to bf16/fp16 for the forward pass; a no-op for fp32, and for fp16 off CUDA (a run trained
+    in fp16 on a GPU then predicts in fp32 on the CPU)."""
+    if precision == "fp32" or (precision == "fp16" and device.type != "cuda"):
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=_AUTOCAST_DTYPES[precision])
 

@@ -7,6 +7,8 @@ as training did. Encoding runs batched in Rust through ``Dataset.map``; its resu
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -79,7 +81,15 @@ def train_tokenizer(cfg: TokenizerConfig, texts: Iterable[str]) -> Tokenizer:
     else:  # validated in config; kept for library callers who build a TokenizerConfig by hand
         raise ConfigError(f"tokenizer.kind: {kind!r} is not one of word, bpe, wordpiece, unigram, char")
     tokenizer.normalizer = _normalizer(cfg)
-    tokenizer.train_from_iterator(texts, trainer=trainer)
+    try:
+        tokenizer.train_from_iterator(texts, trainer=trainer)
+    except Exception as exc:  # tokenizers raises a plain Exception, e.g. when the alphabet outgrows vocab_size
+        raise ConfigError(f"tokenizer.vocab_size={cfg.vocab_size}: {kind} training failed: {exc}") from None
+    if tokenizer.get_vocab_size() > cfg.vocab_size:
+        raise ConfigError(
+            f"tokenizer.vocab_size={cfg.vocab_size} is smaller than the {kind} tokenizer's alphabet "
+            f"({tokenizer.get_vocab_size()} tokens); raise it"
+        )
     _check_specials(tokenizer, "the trained tokenizer")
     log.info("trained a %s tokenizer: %d tokens", kind, tokenizer.get_vocab_size())
     return tokenizer
@@ -97,6 +107,12 @@ def load_tokenizer(path: str | Path) -> Tokenizer:
     if tokenizer.token_to_id(PAD) is None:
         raise CheckpointError(f"tokenizer file {path} has no {PAD} token; seqnlp pads with it")
     return tokenizer
+
+
+def vocab_digest(tokenizer: Tokenizer) -> str:
+    """A fingerprint of the token -> id mapping: weights are only valid with the vocabulary they were trained on."""
+    vocab = sorted(tokenizer.get_vocab(with_added_tokens=True).items(), key=lambda item: item[1])
+    return hashlib.sha256(json.dumps(vocab, ensure_ascii=False).encode("utf-8")).hexdigest()
 
 
 def pad_id(tokenizer: Tokenizer) -> int:

@@ -89,10 +89,18 @@ def train(config: Config, overwrite: bool = False, progress: bool = True) -> Tra
     ``overwrite`` allows reusing an output directory that already holds a run; ``progress`` shows bars.
     """
     validate(config)
+    device = resolve_device(config.train.device)
+    check_precision(config.train.precision, device)
+    threads = torch.get_num_threads()
+    set_threads(config.train.num_threads)
+    try:
+        return _train(config, device, overwrite, progress)
+    finally:
+        torch.set_num_threads(threads)  # a library call leaves torch's global state as it found it
+
+
+def _train(config: Config, device: torch.device, overwrite: bool, progress: bool) -> TrainResult:
     tc = config.train
-    device = resolve_device(tc.device)
-    check_precision(tc.precision, device)
-    set_threads(tc.num_threads)
     seed_everything(config.seed)
     if config.output_dir is None:
         config.output_dir = f"runs/{config.model.cell}-{datetime.now():%Y%m%d-%H%M%S}"
@@ -141,7 +149,7 @@ def train(config: Config, overwrite: bool = False, progress: bool = True) -> Tra
                  " *" if improved else "")
         if improved:
             best_score, best_epoch, bad_epochs, plateau_bad = score, epoch, 0, 0
-            save_weights(model, run_dir / WEIGHTS_FILE)
+            save_weights(model, run_dir / WEIGHTS_FILE, tokenizer)
         else:
             bad_epochs += 1
             plateau_bad += 1

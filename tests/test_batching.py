@@ -1,0 +1,256 @@
+"""Length-bucketed sampling and padded batches: checked against naive references on small synthetic data."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+import pytest
+import torch
+from datasets import ClassLabel, Dataset, Features, Sequence, Value, concatenate_datasets
+
+from seqnlp.batching import Batch, BatchLoader, BucketSampler, pad_flat
+
+
+def naive_pad(rows: list[list[int]], pad_id: int) -> np.ndarray:
+    width = max(len(r) for r in rows)
+    return np.array([r + [pad_id] * (width - len(r)) for r in rows], dtype=np.int64)
+
+
+def skewed_lengths(n: int = 1000, seed: int = 0) -> np.ndarray:
+    """Mostly short sequences with a long tail, like real text."""
+    rng = np.random.default_rng(seed)
+    return np.clip(rng.lognormal(mean=2.5, sigma=1.0, size=n).astype(np.int64), 1, 400)
+
+
+def padding(lengths: np.ndarray, batches: list[np.ndarray]) -> int:
+    """Pad tokens needed to batch ``lengths`` as ``batches``."""
+    return int(sum(lengths[b].max() * len(b) - lengths[b].sum() for b in batches))
+
+
+def epoch(sampler: BucketSampler, number: int) -> list[list[int]]:
+    sampler.set_epoch(number)
+    return [b.tolist() for b in sampler]
+
+
+# --- pad_flat -------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("pad_id", [0, 7])
+def test_pad_flat_matches_naive_reference(seed: int, pad_id: int) -> None:
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(1, 20, size=int(rng.integers(1, 12)))
+    rows = [rng.integers(10, 1000, size=n).tolist() for n in lengths]
+    flat = np.array([v for r in rows for v in r], dtype=np.int32)
+    padded = pad_flat(flat, lengths, pad_id)
+    assert padded.dtype == np.int64
+    assert padded.shape == (len(rows), max(lengths))
+    np.testing.assert_array_equal(padded, naive_pad(rows, pad_id))
+
+
+def test_pad_flat_equal_lengths_and_single_row() -> None:
+    np.testing.assert_array_equal(pad_flat(np.array([1, 2, 3, 4]), np.array([2, 2]), 0), [[1, 2], [3, 4]])
+    np.testing.assert_array_equal(pad_flat(np.array([5, 6, 7]), np.array([3]), 0), [[5, 6, 7]])
+    np.testing.assert_array_equal(pad_flat(np.array([5, 6, 7]), np.array([1, 2]), 9), [[5, 9], [6, 7]])
+
+
+# --- BucketSampler --------------------------------------------------------------------------------------------
+
+
+def test_every_index_exactly_once_per_epoch() -> None:
+    lengths = skewed_lengths(1000)
+    sampler = BucketSampler(lengths, batch_size=16, pool_batches=8, seed=3)
+    for number in range(3):
+        batches = epoch(sampler, number)
+        flat = [i for b in batches for i in b]
+        assert sorted(flat) == list(range(1000))
+        assert len(batches) == len(sampler) == 63  # ceil(1000 / 16)
+        assert sorted(len(b) for b in batches)[0] == 1000 - 62 * 16  # one short batch, the rest full
+        assert sum(len(b) == 16 for b in batches) == 62
+
+
+def test_deterministic_per_seed_and_epoch() -> None:
+    lengths = skewed_lengths(300)
+    first = BucketSampler(lengths, batch_size=8, pool_batches=4, seed=11)
+    second = BucketSampler(lengths, batch_size=8, pool_batches=4, seed=11)
+    assert epoch(first, 2) == epoch(second, 2)
+    assert epoch(first, 2) == epoch(first, 2)  # iterating again gives the same epoch
+    assert epoch(first, 0) != epoch(first, 1)
+    assert epoch(first, 1) != epoch(first, 2)
+    other_seed = BucketSampler(lengths, batch_size=8, pool_batches=4, seed=12)
+    assert epoch(other_seed, 2) != epoch(first, 2)
+
+
+def test_batches_are_length_sorted_within_a_pool() -> None:
+    lengths = skewed_lengths(1000)
+    sampler = BucketSampler(lengths, batch_size=16, pool_batches=8, seed=0)
+    batches = list(sampler)
+    for b in batches:
+        assert np.all(np.diff(lengths[b]) >= 0)
+    # Batch order is shuffled: not simply by increasing length.
+    firsts = [int(lengths[b[0]]) for b in batches]
+    assert firsts != sorted(firsts)
+
+
+def test_one_pool_partitions_the_sorted_lengths() -> None:
+    lengths = skewed_lengths(500)
+    sampler = BucketSampler(lengths, batch_size=10, pool_batches=1000, seed=4)  # one pool holds everything
+    batches = list(sampler)
+    in_length_order = sorted(batches, key=lambda b: (lengths[b[0]], lengths[b[-1]]))
+    joined = np.concatenate([lengths[b] for b in in_length_order])
+    np.testing.assert_array_equal(joined, np.sort(lengths))  # batches are disjoint slices of the sorted order
+    # ...yielded in random order, not shortest first.
+    assert [b.tolist() for b in batches] != [b.tolist() for b in in_length_order]
+
+
+def test_bucketing_pads_far_less_than_random_batches() -> None:
+    lengths = skewed_lengths(2000, seed=1)
+    bucketed = list(BucketSampler(lengths, batch_size=32, pool_batches=20, seed=0))
+    order = np.random.default_rng(0).permutation(len(lengths))
+    random_batches = [order[i : i + 32] for i in range(0, len(order), 32)]
+    assert padding(lengths, bucketed) < 0.2 * padding(lengths, random_batches)
+
+
+def test_no_shuffle_orders_by_length() -> None:
+    lengths = np.array([5, 1, 3, 3, 9, 1, 2, 7, 3])
+    sampler = BucketSampler(lengths, batch_size=4, shuffle=False, seed=0)
+    batches = [b.tolist() for b in sampler]
+    assert batches == [[1, 5, 6, 2], [3, 8, 0, 7], [4]]  # stable: equal lengths keep their order
+    sampler.set_epoch(5)
+    assert [b.tolist() for b in sampler] == batches
+    assert len(sampler) == 3
+
+
+# --- BatchLoader ----------------------------------------------------------------------------------------------
+
+ENCODED = Features(
+    {"input_ids": Sequence(Value("int32")), "length": Value("int32"), "label": ClassLabel(names=["a", "b", "c"])}
+)
+
+
+def encoded_split(n: int, start: int = 0, seed: int = 0, labelled: bool = True) -> Dataset:
+    """Rows whose ids encode their row number (row r: r*1000+2, r*1000+3, ...), so misplaced rows show."""
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(1, 15, size=n)
+    rows = range(start, start + n)
+    data = {
+        "input_ids": [[r * 1000 + 2 + j for j in range(int(k))] for r, k in zip(rows, lengths)],
+        "length": [int(k) for k in lengths],
+    }
+    features = ENCODED.copy()
+    if labelled:
+        data["label"] = [r % 3 for r in rows]
+    else:
+        del features["label"]
+    return Dataset.from_dict(data, features=features)
+
+
+def check_loader(split: Dataset, loader: BatchLoader, pad_id: int = 0) -> None:
+    """Every batch agrees with the split's own rows, and every row appears once."""
+    expected_ids = list(split["input_ids"])
+    expected_labels: Optional[list[int]] = list(split["label"]) if "label" in split.column_names else None
+    seen: list[int] = []
+    for batch in loader:
+        assert isinstance(batch, Batch)
+        indices = batch.indices.tolist()
+        seen += indices
+        rows = [expected_ids[i] for i in indices]
+        lengths = [len(r) for r in rows]
+        assert batch.input_ids.dtype == torch.int64
+        assert batch.input_ids.shape == (len(rows), max(lengths))
+        assert batch.lengths.dtype == torch.int64
+        assert batch.lengths.device.type == "cpu"
+        assert batch.lengths.tolist() == lengths
+        assert batch.num_tokens == sum(lengths)
+        for row, (ids, length) in enumerate(zip(rows, lengths)):
+            assert batch.input_ids[row, :length].tolist() == ids
+            assert torch.all(batch.input_ids[row, length:] == pad_id)
+        if expected_labels is None:
+            assert batch.labels is None
+        else:
+            assert batch.labels is not None
+            assert batch.labels.dtype == torch.int64
+            assert batch.labels.tolist() == [expected_labels[i] for i in indices]
+    assert sorted(seen) == list(range(len(split)))
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_loader_batches_match_the_rows(shuffle: bool) -> None:
+    split = encoded_split(50)
+    loader = BatchLoader(split, batch_size=8, shuffle=shuffle, pool_batches=2, seed=1)
+    assert len(loader) == 7
+    assert loader.num_examples == 50
+    assert len(list(loader)) == 7
+    check_loader(split, loader)
+
+
+def test_loader_pads_with_the_given_pad_id() -> None:
+    split = encoded_split(20)
+    check_loader(split, BatchLoader(split, batch_size=6, pad_id=5), pad_id=5)
+
+
+def test_loader_without_shuffle_orders_by_length() -> None:
+    split = encoded_split(30)
+    loader = BatchLoader(split, batch_size=7)
+    lengths = np.concatenate([b.lengths.numpy() for b in loader])
+    assert np.all(np.diff(lengths) >= 0)
+
+
+def test_loader_epochs_change_the_order_but_not_the_content() -> None:
+    split = encoded_split(60)
+    loader = BatchLoader(split, batch_size=8, shuffle=True, pool_batches=2, seed=0)
+    loader.set_epoch(0)
+    first = [b.indices.tolist() for b in loader]
+    loader.set_epoch(1)
+    second = [b.indices.tolist() for b in loader]
+    assert first != second
+    assert sorted(i for b in first for i in b) == sorted(i for b in second for i in b) == list(range(60))
+
+
+@pytest.mark.parametrize(
+    "view",
+    [
+        lambda d: d.select([7, 3, 3, 0, 25, 12, 9, 40, 1]),
+        lambda d: d.select(range(10, 30)),  # contiguous: an offset slice of the table, no indices mapping
+        lambda d: d.shuffle(seed=4),
+        lambda d: d.shuffle(seed=4).select(range(5, 35)),
+        lambda d: d.train_test_split(test_size=0.3, seed=0)["test"],
+    ],
+    ids=["select", "select-contiguous", "shuffle", "shuffle-select", "train-test-split"],
+)
+def test_loader_on_views_with_indices(view) -> None:  # type: ignore[no-untyped-def]
+    split = view(encoded_split(50))
+    check_loader(split, BatchLoader(split, batch_size=4, shuffle=True, pool_batches=2, seed=2))
+
+
+def test_loader_on_multi_chunk_arrow_data() -> None:
+    split = concatenate_datasets([encoded_split(7, start=0, seed=1), encoded_split(13, start=7, seed=2),
+                                  encoded_split(11, start=20, seed=3)])
+    assert split.data.column("input_ids").num_chunks == 3  # precondition: several chunks
+    check_loader(split, BatchLoader(split, batch_size=5, shuffle=True, pool_batches=2, seed=0))
+    assert split[20]["input_ids"][0] == 20 * 1000 + 2
+
+
+def test_loader_on_shuffled_multi_chunk_data() -> None:
+    split = concatenate_datasets([encoded_split(9, start=0, seed=1), encoded_split(9, start=9, seed=2)])
+    view = split.shuffle(seed=0).select(range(3, 17))
+    check_loader(view, BatchLoader(view, batch_size=4, shuffle=True, pool_batches=1, seed=1))
+
+
+def test_unlabeled_split_gives_no_labels() -> None:
+    split = encoded_split(12, labelled=False)
+    loader = BatchLoader(split, batch_size=5)
+    assert loader.labels is None
+    check_loader(split, loader)
+
+
+def test_batch_to_keeps_lengths_on_cpu() -> None:
+    split = encoded_split(6)
+    batch = next(iter(BatchLoader(split, batch_size=6)))
+    moved = batch.to(torch.device("cpu"))
+    assert moved.lengths is batch.lengths
+    assert torch.equal(moved.input_ids, batch.input_ids)
+    assert moved.labels is not None and batch.labels is not None
+    assert torch.equal(moved.labels, batch.labels)
+    np.testing.assert_array_equal(moved.indices, batch.indices)

@@ -1,0 +1,544 @@
+"""The ``seqnlp`` command line: help, the train -> evaluate -> predict path, flag mapping and one-line errors.
+
+Every command runs in-process through click's ``CliRunner``; one toy run, trained through the CLI, is shared by
+the tests that only read it. Subprocesses are used only where the process itself is the point (what ``--help``
+imports, ``python -m seqnlp``).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+import yaml
+from click.testing import CliRunner, Result
+from conftest import toy_rows, write_csv
+
+from seqnlp.cli import main
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+RUN_FILES = ("config.yaml", "labels.json", "tokenizer.json", "model.safetensors", "metrics.jsonl", "results.json")
+
+# A model small enough to train in seconds that still learns the toy task to 100%. The best epoch is picked on
+# validation loss (not accuracy, which is 1.0 from the first epoch on), so the kept weights are confident.
+TINY = (
+    "model.embedding_dim=16", "model.hidden_size=16", "model.dropout=0", "model.embedding_dropout=0",
+    "tokenizer.min_frequency=1", "data.validation_size=0.2", "train.lr=0.01", "train.patience=null",
+    "train.monitor=loss",
+)
+
+
+def tiny_set_args() -> list[str]:
+    return [arg for item in TINY for arg in ("--set", item)]
+
+
+def invoke(*args: str, input: str | None = None) -> Result:
+    """Run ``seqnlp ARGS`` in-process; the result keeps stdout and stderr apart."""
+    return CliRunner().invoke(main, list(args), input=input)
+
+
+def assert_one_line_error(result: Result, exit_code: int, *fragments: str) -> str:
+    """A user error: the given exit code, no traceback, and an ``Error:`` line naming each fragment."""
+    output = result.output
+    assert result.exit_code == exit_code, output
+    assert "Traceback" not in output
+    assert isinstance(result.exception, SystemExit), repr(result.exception)
+    error_lines = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert len(error_lines) == 1, result.stderr
+    for fragment in fragments:
+        assert fragment in error_lines[0], error_lines[0]
+    assert result.stdout == ""
+    return error_lines[0]
+
+
+def json_lines(text: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread() -> Iterator[None]:
+    """Train and predict on one thread: much faster for a tiny model on a busy machine."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def toy_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("toy-data")
+    return {
+        "train": write_csv(root / "train.csv", toy_rows(200, seed=0)),
+        "test": write_csv(root / "test.csv", toy_rows(40, seed=1)),
+    }
+
+
+@pytest.fixture(scope="module")
+def cli_train(tmp_path_factory: pytest.TempPathFactory, toy_files: dict[str, Path]) -> tuple[Path, Result]:
+    """One toy run trained through ``seqnlp train``: its directory and the CLI result."""
+    run_dir = tmp_path_factory.mktemp("cli-run") / "run"
+    result = invoke(
+        "-q", "train",
+        "--data-files", f"train={toy_files['train']}", "--data-files", f"test={toy_files['test']}",
+        "--output-dir", str(run_dir), "--epochs", "5", "--batch-size", "16", "--device", "cpu", "--seed", "3",
+        *tiny_set_args(),
+    )
+    assert result.exit_code == 0, result.output
+    return run_dir, result
+
+
+@pytest.fixture(scope="module")
+def run_dir(cli_train: tuple[Path, Result]) -> Path:
+    return cli_train[0]
+
+
+# --- help ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", [[], ["train"], ["evaluate"], ["predict"]],
+                         ids=["main", "train", "evaluate", "predict"])
+def test_help_exits_0_and_shows_examples(command: list[str]) -> None:
+    result = invoke(*command, "--help")
+    assert result.exit_code == 0, result.output
+    assert "Usage:" in result.stdout
+    assert "Examples:" in result.stdout
+    assert "seqnlp " + (command[0] if command else "train") in result.stdout  # the examples are real commands
+
+
+def test_short_help_option() -> None:
+    result = invoke("train", "-h")
+    assert result.exit_code == 0
+    assert "--print-config" in result.stdout
+
+
+def test_version() -> None:
+    from seqnlp import __version__
+
+    result = invoke("--version")
+    assert result.exit_code == 0
+    assert __version__ in result.stdout
+
+
+def test_help_does_not_import_torch_or_datasets() -> None:
+    code = (
+        "import sys\n"
+        "from seqnlp.cli import main\n"
+        "try:\n"
+        "    main(['--help'], standalone_mode=False)\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "heavy = [m for m in ('torch', 'datasets') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+        "print('light')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "Examples:" in proc.stdout
+    assert proc.stdout.rstrip().endswith("light")
+
+
+def test_python_m_seqnlp_help() -> None:
+    proc = subprocess.run([sys.executable, "-m", "seqnlp", "--help"], cwd=REPO_ROOT, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "Usage:" in proc.stdout
+    for command in ("train", "evaluate", "predict"):
+        assert command in proc.stdout
+
+
+# --- train -> evaluate -> predict -----------------------------------------------------------------------------
+
+
+def test_train_writes_a_complete_run(cli_train: tuple[Path, Result]) -> None:
+    run_dir, result = cli_train
+    for name in RUN_FILES:
+        assert (run_dir / name).is_file(), name
+    assert f"Run directory: {run_dir}" in result.stdout
+    assert "Test: accuracy 1.0000" in result.stdout
+    assert json.loads((run_dir / "labels.json").read_text()) == ["neg", "pos"]
+    epochs = json_lines((run_dir / "metrics.jsonl").read_text())
+    assert [record["epoch"] for record in epochs] == [1, 2, 3, 4, 5]
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert saved["model"]["hidden_size"] == 16  # --set reached the saved config
+    assert saved["train"]["epochs"] == 5 and saved["train"]["batch_size"] == 16 and saved["seed"] == 3
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["test"]["accuracy"] == 1.0
+
+
+def test_evaluate_prints_metrics_per_class_table_and_confusion_matrix(run_dir: Path) -> None:
+    result = invoke("evaluate", str(run_dir))
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "Split: test (40 examples)" in out
+    assert any(line.split() == ["accuracy", "1.0000"] for line in out.splitlines())
+    assert ["label", "precision", "recall", "f1", "support"] in [line.split() for line in out.splitlines()]
+    assert "Confusion matrix" in out
+    # Each label has two rows: per class (precision, recall, f1, support), then in the confusion matrix,
+    # whose header names the predicted labels.
+    class_rows = [line.split() for line in out.splitlines() if line.split()[:1] in (["neg"], ["pos"])]
+    assert class_rows == [
+        ["neg", "1.0000", "1.0000", "1.0000", "20"],
+        ["pos", "1.0000", "1.0000", "1.0000", "20"],
+        ["neg", "pos"],
+        ["neg", "20", "0"],
+        ["pos", "0", "20"],
+    ]
+
+
+def test_evaluate_json_is_one_object(run_dir: Path) -> None:
+    result = invoke("evaluate", str(run_dir), "--json")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 1
+    report = json.loads(lines[0])
+    assert report["split"] == "test"
+    assert report["accuracy"] == 1.0
+    assert report["num_examples"] == 40
+    assert set(report["per_class"]) == {"neg", "pos"}
+    assert report["confusion_matrix"] == [[20, 0], [0, 20]]
+
+
+def test_evaluate_on_explicit_data_files(run_dir: Path, tmp_path: Path) -> None:
+    other = write_csv(tmp_path / "held_out.csv", toy_rows(30, seed=7))
+    result = invoke("evaluate", str(run_dir), "--data-files", f"test={other}", "--split", "test", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["split"] == "test"
+    assert report["num_examples"] == 30  # the given file, not the run's own 40-row test split
+    assert report["accuracy"] == 1.0
+
+
+def test_evaluate_unknown_split_lists_the_splits(run_dir: Path) -> None:
+    result = invoke("evaluate", str(run_dir), "--split", "nope")
+    assert_one_line_error(result, 1, "'nope'", "train", "test", "validation")
+
+
+def test_predict_texts_as_arguments(run_dir: Path) -> None:
+    result = invoke("predict", str(run_dir), "text with great", "text with awful")
+    assert result.exit_code == 0, result.output
+    predictions = json_lines(result.stdout)
+    assert [p["label"] for p in predictions] == ["pos", "neg"]
+    for p in predictions:
+        assert set(p) == {"label", "score"}
+        assert 0.5 < p["score"] <= 1.0
+
+
+def test_predict_top_k_lists_every_label(run_dir: Path) -> None:
+    result = invoke("predict", str(run_dir), "--top-k", "2", "what a great movie")
+    assert result.exit_code == 0, result.output
+    (prediction,) = json_lines(result.stdout)
+    top = prediction["top_k"]
+    assert len(top) == 2
+    assert [t["label"] for t in top] == ["pos", "neg"]
+    assert top[0]["score"] >= top[1]["score"]
+    assert top[0]["score"] == pytest.approx(prediction["score"])
+    assert sum(t["score"] for t in top) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_predict_plain_text_file(run_dir: Path, tmp_path: Path) -> None:
+    path = tmp_path / "texts.txt"
+    path.write_text("the plot was great\nthe acting was awful\na great great film\n", encoding="utf-8")
+    result = invoke("predict", str(run_dir), "--input", str(path))
+    assert result.exit_code == 0, result.output
+    assert [p["label"] for p in json_lines(result.stdout)] == ["pos", "neg", "pos"]
+
+
+def test_predict_jsonl_file_with_text_column(run_dir: Path, tmp_path: Path) -> None:
+    path = tmp_path / "reviews.jsonl"
+    records = [{"id": 1, "review": "it was awful"}, {"id": 2, "review": "really great story"}]
+    path.write_text("\n".join(json.dumps(r) for r in records) + "\n\n", encoding="utf-8")  # a blank line is skipped
+    result = invoke("predict", str(run_dir), "--input", str(path), "--text-column", "review")
+    assert result.exit_code == 0, result.output
+    assert [p["label"] for p in json_lines(result.stdout)] == ["neg", "pos"]
+
+
+def test_predict_csv_file(run_dir: Path, tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "inputs.csv", [
+        {"id": "a", "text": "great, really great"},  # the comma is quoted in the file
+        {"id": "b", "text": "the movie was awful"},
+    ])
+    result = invoke("predict", str(run_dir), "--input", str(path))
+    assert result.exit_code == 0, result.output
+    assert [p["label"] for p in json_lines(result.stdout)] == ["pos", "neg"]
+
+
+def test_predict_from_stdin(run_dir: Path) -> None:
+    result = invoke("predict", str(run_dir), "--input", "-", input="some awful film\nthe story is great\n")
+    assert result.exit_code == 0, result.output
+    assert [p["label"] for p in json_lines(result.stdout)] == ["neg", "pos"]
+
+
+def test_predict_keeps_input_order_and_count(run_dir: Path) -> None:
+    texts = [row["text"] for row in toy_rows(25, seed=11)]
+    result = invoke("predict", str(run_dir), *texts)
+    assert result.exit_code == 0, result.output
+    assert [p["label"] for p in json_lines(result.stdout)] == [row["label"] for row in toy_rows(25, seed=11)]
+
+
+def test_predict_tsv_input_is_read_without_quoting(run_dir: Path, tmp_path: Path) -> None:
+    path = tmp_path / "inputs.tsv"
+    path.write_text('text\tid\n"a great start\t1\nawful awful\t2\ngreat\t3\n', encoding="utf-8")
+    result = invoke("predict", str(run_dir), "--input", str(path))
+    assert result.exit_code == 0, result.output
+    assert [p["label"] for p in json_lines(result.stdout)] == ["pos", "neg", "pos"]  # one prediction per row
+
+
+# --- flags map onto the config ----------------------------------------------------------------------------------
+
+
+def print_config(*args: str) -> dict[str, Any]:
+    result = invoke("train", "--print-config", *args)
+    assert result.exit_code == 0, result.output
+    return yaml.safe_load(result.stdout)
+
+
+def test_print_config_reflects_every_flag() -> None:
+    config = print_config("--cell", "gru", "--layers", "2", "--unidirectional", "--epochs", "3", "--batch-size", "8",
+                          "--seed", "5", "--set", "model.pooling=mean")
+    assert config["model"]["cell"] == "gru"
+    assert config["model"]["num_layers"] == 2
+    assert config["model"]["bidirectional"] is False
+    assert config["model"]["pooling"] == "mean"
+    assert config["train"]["epochs"] == 3
+    assert config["train"]["batch_size"] == 8
+    assert config["seed"] == 5
+
+
+def test_print_config_defaults_are_untouched_without_flags() -> None:
+    default = print_config()
+    assert default["model"]["cell"] == "lstm"
+    assert default["model"]["bidirectional"] is True
+    assert default["seed"] == 13
+    assert default["data"]["data_files"] == {}
+
+
+def test_print_config_data_and_run_flags(tmp_path: Path) -> None:
+    config = print_config("--data-files", "train=a.csv", "--data-files", "train=b.csv", "--data-files", "test=c.csv",
+                          "--text-column", "title", "--text-column", "body", "--label-column", "topic",
+                          "--lr", "0.05", "--precision", "bf16", "--device", "cpu", "--bidirectional",
+                          "--output-dir", str(tmp_path / "out"))
+    assert config["data"]["data_files"] == {"train": ["a.csv", "b.csv"], "test": ["c.csv"]}
+    assert config["data"]["text_columns"] == ["title", "body"]
+    assert config["data"]["label_column"] == "topic"
+    assert config["train"]["lr"] == 0.05
+    assert config["train"]["precision"] == "bf16"
+    assert config["train"]["device"] == "cpu"
+    assert config["model"]["bidirectional"] is True
+    assert config["output_dir"] == str(tmp_path / "out")
+    assert not (tmp_path / "out").exists()  # --print-config writes nothing
+
+
+def test_config_file_then_set_then_flags(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({
+        "model": {"cell": "rnn", "hidden_size": 32, "bidirectional": True, "pooling": "last"},
+        "train": {"epochs": 4, "batch_size": 4},
+        "seed": 1,
+    }), encoding="utf-8")
+    config = print_config("--config", str(path), "--set", "model.cell=lstm", "--set", "train.epochs=6",
+                          "--set", "model.pooling=max", "--set", "model.pooling=attention",
+                          "--set", "model.bidirectional=true", "--cell", "gru", "--unidirectional")
+    assert config["model"]["hidden_size"] == 32  # from the file only
+    assert config["train"]["batch_size"] == 4  # from the file only
+    assert config["seed"] == 1  # from the file only
+    assert config["train"]["epochs"] == 6  # --set beats the file
+    assert config["model"]["pooling"] == "attention"  # the later --set wins
+    assert config["model"]["cell"] == "gru"  # the flag beats --set and the file
+    assert config["model"]["bidirectional"] is False  # the flag beats --set and the file
+
+
+def test_json_config_file(tmp_path: Path) -> None:
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"model": {"cell": "gru"}, "train": {"lr": 0.003}}), encoding="utf-8")
+    config = print_config("-c", str(path))
+    assert config["model"]["cell"] == "gru"
+    assert config["train"]["lr"] == 0.003
+
+
+def test_set_values_are_parsed_as_yaml() -> None:
+    config = print_config("-s", "train.lr=1e-3", "-s", "train.patience=null", "-s", "data.text_columns=[a, b]",
+                          "-s", "tokenizer.lowercase=false")
+    assert config["train"]["lr"] == 0.001
+    assert config["train"]["patience"] is None
+    assert config["data"]["text_columns"] == ["a", "b"]
+    assert config["tokenizer"]["lowercase"] is False
+
+
+# --- errors: one line, non-zero exit, no traceback -------------------------------------------------------------
+
+
+def test_unknown_set_key() -> None:
+    line = assert_one_line_error(invoke("train", "--print-config", "--set", "model.hiden_size=3"), 2,
+                                 "model.hiden_size")
+    assert "hidden_size" in line  # and says what the valid keys are
+
+
+def test_unknown_top_level_set_key() -> None:
+    assert_one_line_error(invoke("train", "--print-config", "--set", "modle.cell=gru"), 2, "modle")
+
+
+def test_bad_choice_value_lists_choices() -> None:
+    line = assert_one_line_error(invoke("train", "--print-config", "--set", "model.cell=transformer"), 2,
+                                 "model.cell", "transformer")
+    for choice in ("rnn", "lstm", "gru"):
+        assert choice in line
+
+
+def test_bad_choice_flag_lists_choices() -> None:
+    result = invoke("train", "--print-config", "--cell", "transformer")
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output
+    for choice in ("rnn", "lstm", "gru"):
+        assert choice in result.stderr
+
+
+def test_bad_value_type_names_the_key() -> None:
+    assert_one_line_error(invoke("train", "--print-config", "--set", "model.hidden_size=big"), 2,
+                          "model.hidden_size", "big")
+
+
+def test_set_without_equals() -> None:
+    assert_one_line_error(invoke("train", "--print-config", "--set", "model.cell"), 2, "model.cell", "key=value")
+
+
+def test_data_files_without_split() -> None:
+    assert_one_line_error(invoke("train", "--print-config", "--data-files", "train.csv"), 2, "train.csv", "SPLIT=PATH")
+
+
+def test_missing_config_file(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.yaml"
+    assert_one_line_error(invoke("train", "--print-config", "--config", str(missing)), 2, str(missing))
+
+
+def test_missing_data_file(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.csv"
+    result = invoke("train", "--data-files", f"train={missing}", "--output-dir", str(tmp_path / "run"))
+    assert_one_line_error(result, 1, str(missing), "'train'")
+
+
+def test_wrong_text_column_lists_the_columns(tmp_path: Path) -> None:
+    data = write_csv(tmp_path / "train.csv", toy_rows(20))
+    result = invoke("-q", "train", "--data-files", f"train={data}", "--text-column", "sentence",
+                    "--output-dir", str(tmp_path / "run"), "--device", "cpu")
+    line = assert_one_line_error(result, 1, "'sentence'")
+    assert "text, label" in line  # the columns that do exist
+
+
+def test_evaluate_a_directory_that_is_not_a_run(tmp_path: Path) -> None:
+    (tmp_path / "config.yaml").write_text("seed: 1\n", encoding="utf-8")
+    result = invoke("evaluate", str(tmp_path))
+    line = assert_one_line_error(result, 1, str(tmp_path), "model.safetensors")
+    assert "labels.json" in line and "tokenizer.json" in line
+    assert "config.yaml" not in line.split("missing", 1)[1]  # only the files that are really missing
+
+
+def test_evaluate_a_directory_that_does_not_exist(tmp_path: Path) -> None:
+    assert_one_line_error(invoke("evaluate", str(tmp_path / "nowhere")), 1, "nowhere", "does not exist")
+
+
+def test_predict_without_texts_is_a_usage_error(run_dir: Path) -> None:
+    result = invoke("predict", str(run_dir))
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output
+    assert "Usage:" in result.stderr
+    assert "no texts" in result.stderr
+    assert result.stdout == ""
+
+
+def test_predict_texts_and_input_together_is_a_usage_error(run_dir: Path, tmp_path: Path) -> None:
+    path = tmp_path / "texts.txt"
+    path.write_text("great\n", encoding="utf-8")
+    result = invoke("predict", str(run_dir), "great", "--input", str(path))
+    assert result.exit_code == 2
+    assert "not both" in result.stderr
+
+
+def test_predict_top_k_above_the_number_of_labels(run_dir: Path) -> None:
+    result = invoke("predict", str(run_dir), "--top-k", "5", "great")
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output
+    assert "--top-k" in result.stderr and "2 labels" in result.stderr
+    assert result.stdout == ""
+
+
+def test_predict_top_k_zero_is_rejected(run_dir: Path) -> None:
+    result = invoke("predict", str(run_dir), "--top-k", "0", "great")
+    assert result.exit_code == 2
+    assert "--top-k" in result.stderr
+
+
+def test_predict_jsonl_bad_line_names_the_line(run_dir: Path, tmp_path: Path) -> None:
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"text": "great"}\n\n{"text": oops}\n{"text": "awful"}\n', encoding="utf-8")
+    assert_one_line_error(invoke("predict", str(run_dir), "--input", str(path)), 1, "bad.jsonl", "line 3")
+
+
+def test_predict_jsonl_missing_field_names_the_field(run_dir: Path, tmp_path: Path) -> None:
+    path = tmp_path / "reviews.jsonl"
+    path.write_text('{"review": "great"}\n', encoding="utf-8")
+    assert_one_line_error(invoke("predict", str(run_dir), "--input", str(path)), 1, "line 1", "text", "review")
+
+
+def test_predict_csv_missing_column_lists_the_columns(run_dir: Path, tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "inputs.csv", [{"id": "1", "review": "great"}])
+    assert_one_line_error(invoke("predict", str(run_dir), "--input", str(path)), 1, "'text'", "id, review")
+
+
+def test_predict_missing_input_file(run_dir: Path, tmp_path: Path) -> None:
+    result = invoke("predict", str(run_dir), "--input", str(tmp_path / "nope.txt"))
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output
+    assert "nope.txt" in result.stderr
+
+
+def test_predict_non_utf8_input_is_a_one_line_error(run_dir: Path, tmp_path: Path) -> None:
+    path = tmp_path / "latin1.txt"
+    path.write_bytes("café great\nawful\n".encode("latin-1"))
+    assert_one_line_error(invoke("predict", str(run_dir), "--input", str(path)), 1, "latin1.txt")
+
+
+def test_predict_empty_input(run_dir: Path) -> None:
+    assert_one_line_error(invoke("predict", str(run_dir), "--input", "-", input=""), 1, "no texts")
+
+
+def test_train_refuses_an_existing_run_without_overwrite(run_dir: Path, toy_files: dict[str, Path]) -> None:
+    before = (run_dir / "model.safetensors").read_bytes()
+    result = invoke("train", "--data-files", f"train={toy_files['train']}", "--output-dir", str(run_dir))
+    assert_one_line_error(result, 1, str(run_dir), "--overwrite")
+    assert (run_dir / "model.safetensors").read_bytes() == before  # the run is left alone
+
+
+def test_debug_lets_the_exception_propagate(tmp_path: Path) -> None:
+    from seqnlp.errors import CheckpointError, ConfigError
+
+    result = invoke("--debug", "evaluate", str(tmp_path))
+    assert isinstance(result.exception, CheckpointError)
+    assert result.exit_code != 0
+    assert "model.safetensors" in str(result.exception)
+
+    result = invoke("--debug", "train", "--print-config", "--set", "model.hiden_size=3")
+    assert isinstance(result.exception, ConfigError)
+    assert result.exc_info is not None and result.exc_info[2] is not None  # a traceback to show
+
+
+def test_debug_shows_a_traceback_in_a_real_process(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "seqnlp", "--debug", "train", "--print-config", "--set", "x.y=1"],
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    assert "Traceback" in proc.stderr
+    assert "ConfigError" in proc.stderr
+
+
+def test_quiet_shows_no_progress_bars(run_dir: Path, tmp_path: Path) -> None:
+    fresh = write_csv(tmp_path / "fresh.csv", toy_rows(30, seed=21))  # new file: nothing cached, every step runs
+    result = invoke("-q", "evaluate", str(run_dir), "--data-files", f"test={fresh}", "--split", "test", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["num_examples"] == 30
+    assert "examples/s" not in result.stderr
+    assert "%|" not in result.stderr

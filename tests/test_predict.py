@@ -1,0 +1,188 @@
+"""Classifier: texts in, labels and probabilities out, in input order, whatever the batching."""
+
+from __future__ import annotations
+
+import copy
+import shutil
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from seqnlp.errors import DataError
+from seqnlp.predict import Classifier, load
+
+TEXTS = [
+    "this film was great",
+    "awful",
+    "",
+    "the plot and the acting and the story were really quite awful with some very long scenes in it",
+    "great great",
+    "it is a movie",
+    "awful awful awful the film",
+    "a",
+]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread() -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def toy_run(request: pytest.FixtureRequest) -> Path:
+    """conftest's session-wide ``trained_run``, built on one thread if this is its first use (much faster for a
+    tiny model on a busy machine)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return request.getfixturevalue("trained_run")
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def clf(toy_run: Path) -> Classifier:
+    return Classifier.load(toy_run, device="cpu")
+
+
+def with_batch_size(clf: Classifier, batch_size: int) -> Classifier:
+    """The same model, batching ``batch_size`` texts at a time."""
+    config = copy.deepcopy(clf.config)
+    config.train.eval_batch_size = batch_size
+    return Classifier(clf.model, clf.tokenizer, clf.label_names, config, clf.device, clf.run_dir)
+
+
+def test_load_gives_a_classifier_on_the_cpu(toy_run: Path) -> None:
+    clf = load(toy_run, device="cpu")
+    assert isinstance(clf, Classifier)
+    assert clf.label_names == ["neg", "pos"]
+    assert clf.device == torch.device("cpu") and clf.run_dir == toy_run
+    assert not clf.model.training
+    assert clf.pad_id == 0
+
+
+def test_predict_returns_a_label_and_its_probability(clf: Classifier) -> None:
+    results = clf.predict(TEXTS)
+    probs = clf.predict_proba(TEXTS)
+    assert probs.shape == (len(TEXTS), 2) and probs.dtype == np.float32
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-6)
+    assert len(results) == len(TEXTS)
+    for result, row in zip(results, probs):
+        assert set(result) == {"label", "score"}
+        assert result["label"] in clf.label_names
+        assert isinstance(result["score"], float)
+        assert result["score"] == pytest.approx(float(row.max()))
+        assert result["label"] == clf.label_names[int(row.argmax())]
+        assert 0.5 <= result["score"] <= 1.0  # two labels: the best one has at least half the mass
+
+
+def test_top_k_over_all_labels_is_a_distribution_best_first(clf: Classifier) -> None:
+    for result in clf.predict(TEXTS, top_k=2):
+        top = result["top_k"]
+        assert sorted(t["label"] for t in top) == ["neg", "pos"]
+        assert sum(t["score"] for t in top) == pytest.approx(1.0, abs=1e-6)
+        assert top[0]["score"] >= top[1]["score"]
+        assert top[0] == {"label": result["label"], "score": result["score"]}
+
+
+def test_top_1_is_the_prediction(clf: Classifier) -> None:
+    for result in clf.predict(TEXTS, top_k=1):
+        assert result["top_k"] == [{"label": result["label"], "score": result["score"]}]
+
+
+@pytest.mark.parametrize("top_k", [0, -1, 3, 100])
+def test_top_k_out_of_range_is_a_data_error(clf: Classifier, top_k: int) -> None:
+    with pytest.raises(DataError, match=rf"top_k must be between 1 and .*2.*{top_k}"):
+        clf.predict(["great"], top_k=top_k)
+
+
+def test_no_texts_no_predictions(clf: Classifier) -> None:
+    assert clf.predict([]) == []
+    assert clf.predict([], top_k=2) == []
+    assert clf.predict_proba([]).shape == (0, 2)
+
+
+def test_empty_text_still_gets_a_valid_label(clf: Classifier) -> None:
+    for text in ["", "   ", "\n"]:
+        [result] = clf.predict([text], top_k=2)
+        assert result["label"] in clf.label_names
+        assert np.isfinite(result["score"]) and 0.5 <= result["score"] <= 1.0
+        assert sum(t["score"] for t in result["top_k"]) == pytest.approx(1.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 256])
+def test_outputs_follow_input_order_despite_length_sorting(clf: Classifier, batch_size: int) -> None:
+    batched = with_batch_size(clf, batch_size)
+    one_by_one = np.concatenate([clf.predict_proba([text]) for text in TEXTS])
+    # Sanity: the inputs are not already sorted by length, so sorting would reorder them.
+    lengths = [len(clf.tokenizer.encode(t).ids) for t in TEXTS]
+    assert lengths != sorted(lengths)
+    np.testing.assert_allclose(batched.predict_proba(TEXTS), one_by_one, rtol=1e-5, atol=1e-6)
+    assert [r["label"] for r in batched.predict(TEXTS)] == [clf.predict([t])[0]["label"] for t in TEXTS]
+    reversed_probs = batched.predict_proba(TEXTS[::-1])
+    np.testing.assert_allclose(reversed_probs[::-1], one_by_one, rtol=1e-5, atol=1e-6)
+
+
+def test_a_text_alone_and_beside_much_longer_texts_scores_the_same(clf: Classifier) -> None:
+    short = "great film"
+    long_texts = [" ".join(["the movie was really quite some story"] * 20 + [w]) for w in ("awful", "great")]
+    alone = clf.logits([short])
+    together = clf.logits([long_texts[0], short, long_texts[1]])
+    torch.testing.assert_close(together[1:2], alone)
+    assert not torch.allclose(together[0], alone[0])
+
+
+@pytest.mark.parametrize("bad", [[1], [None], ["fine", b"bytes"], [["nested"]]], ids=["int", "none", "bytes", "list"])
+def test_non_string_input_is_a_data_error(clf: Classifier, bad: list) -> None:
+    with pytest.raises(DataError, match=r"text \d+ is a \w+, not a string"):
+        clf.predict(bad)
+
+
+def test_a_bare_string_is_not_split_into_characters(clf: Classifier) -> None:
+    try:
+        results = clf.predict("great")  # type: ignore[arg-type]
+    except DataError:
+        return  # refusing it is fine too
+    assert len(results) == 1
+
+
+def test_accepts_any_iterable_of_strings(clf: Classifier) -> None:
+    expected = clf.predict_proba(["great", "awful"])
+    np.testing.assert_array_equal(clf.predict_proba(("great", "awful")), expected)
+    np.testing.assert_array_equal(clf.predict_proba(t for t in ["great", "awful"]), expected)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "text, label",
+    [("great", "pos"), ("awful", "neg"), ("the movie was great", "pos"), ("the acting was awful", "neg"),
+     ("it is a very great film with some scene", "pos"), ("quite awful story and plot", "neg")],
+)
+def test_the_toy_task_is_predicted_right(clf: Classifier, text: str, label: str) -> None:
+    [result] = clf.predict([text])
+    assert result["label"] == label
+    assert result["score"] > 0.5
+
+
+def test_cue_words_move_the_probability_the_right_way(clf: Classifier) -> None:
+    pos = clf.label_names.index("pos")
+    great, neutral, awful = clf.predict_proba(["the film was great", "the film was", "the film was awful"])[:, pos]
+    assert great > 0.5 > awful
+    assert great > neutral > awful
+
+
+def test_a_run_trained_in_fp16_predicts_on_the_cpu(toy_run: Path, tmp_path: Path, clf: Classifier) -> None:
+    run = Path(shutil.copytree(toy_run, tmp_path / "fp16"))
+    raw = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8"))
+    raw["train"]["precision"] = "fp16"  # what a run trained with fp16 on a GPU saves
+    (run / "config.yaml").write_text(yaml.safe_dump(raw), encoding="utf-8")
+    texts = ["great film", "awful", "the film was great", "it was awful"]
+    cpu = Classifier.load(run, device="cpu")
+    assert [cpu.predict([t])[0]["label"] for t in texts] == ["pos", "neg", "pos", "neg"]  # one text: dense path
+    np.testing.assert_allclose(cpu.predict_proba(texts), clf.predict_proba(texts), atol=1e-2)
