@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -55,6 +56,8 @@ def prepare_run_dir(path: str | Path, overwrite: bool = False) -> Path:
         )
     for name in existing:
         (run_dir / name).unlink()
+    if overwrite:
+        shutil.rmtree(run_dir / CHECKPOINT_DIR, ignore_errors=True)
     run_dir.mkdir(parents=True, exist_ok=True)
     return run_dir
 
@@ -129,6 +132,11 @@ def append_jsonl(path: Path, record: dict[str, Any]) -> None:
         f.write(json.dumps(record) + "\n")
 
 
+def write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
+    with _atomic(path) as tmp:
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+
+
 def write_json(path: Path, data: Any) -> None:
     with _atomic(path) as tmp:
         tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
@@ -174,3 +182,106 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+# --- resumable training state -------------------------------------------------------------------------------
+#
+#   RUN_DIR/checkpoints/
+#     last.json               {"dir": "step-00000420"}: the newest complete checkpoint, replaced atomically
+#     step-00000420/
+#       model.safetensors     weights at that step
+#       optimizer.safetensors optimizer tensors (AdamW moments, step counts)
+#       state.json            counters, best score, RNG states, optimizer hyper-parameters, scaler, history
+#
+# A checkpoint directory is complete before last.json names it, and older ones are deleted only after, so a crash
+# at any moment leaves one loadable checkpoint.
+
+CHECKPOINT_DIR = "checkpoints"
+LAST_POINTER = "last.json"
+STATE_FILE = "state.json"
+OPTIMIZER_FILE = "optimizer.safetensors"
+
+
+def save_training_state(
+    run_dir: Path,
+    step: int,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    state: dict[str, Any],
+    tokenizer: Tokenizer | None = None,
+) -> Path:
+    """Write a complete checkpoint for ``step`` and point ``last.json`` at it; returns its directory."""
+    root = run_dir / CHECKPOINT_DIR
+    root.mkdir(exist_ok=True)
+    name = f"step-{step:08d}"
+    target = root / name
+    staging = Path(tempfile.mkdtemp(dir=root, prefix=f".{name}."))
+    try:
+        save_weights(model, staging / WEIGHTS_FILE, tokenizer)
+        tensors, groups = _flatten_optimizer(optimizer)
+        with _atomic(staging / OPTIMIZER_FILE) as tmp:
+            save_file(tensors, str(tmp))
+        write_json(staging / STATE_FILE, {**state, "optimizer_param_groups": groups})
+        os.chmod(staging, 0o777 & ~_umask())
+        if target.exists():  # the same step saved twice (e.g. a signal right after the epoch-end save)
+            shutil.rmtree(target)
+        os.replace(staging, target)
+        _fsync_dir(root)
+        write_json(root / LAST_POINTER, {"dir": name})
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    for old in root.iterdir():  # only now is the previous checkpoint redundant
+        if old.is_dir() and old.name != name:
+            shutil.rmtree(old, ignore_errors=True)
+    return target
+
+
+def load_training_state(run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """Restore model and optimizer from the last checkpoint in place; return the JSON state."""
+    root = run_dir / CHECKPOINT_DIR
+    pointer = root / LAST_POINTER
+    if not pointer.is_file():
+        raise CheckpointError(f"{run_dir} has no checkpoint to resume from ({CHECKPOINT_DIR}/{LAST_POINTER} is missing)")
+    name = read_json(pointer).get("dir")
+    if not isinstance(name, str) or "/" in name or not (root / name).is_dir():
+        raise CheckpointError(f"{pointer} names no checkpoint directory")
+    directory = root / name
+    state = read_json(directory / STATE_FILE)
+    load_weights(model, directory / WEIGHTS_FILE)
+    try:
+        tensors = load_file(str(directory / OPTIMIZER_FILE))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{directory / OPTIMIZER_FILE} is corrupt or missing: {str(exc).splitlines()[0]}") from None
+    optimizer.load_state_dict(_unflatten_optimizer(tensors, state.pop("optimizer_param_groups")))
+    return state
+
+
+def has_training_state(run_dir: Path) -> bool:
+    return (run_dir / CHECKPOINT_DIR / LAST_POINTER).is_file()
+
+
+def _flatten_optimizer(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], list[dict[str, Any]]]:
+    """Optimizer state_dict -> {"<param index>.<name>": tensor} for safetensors, and JSON param groups."""
+    sd = optimizer.state_dict()
+    tensors = {}
+    for index, values in sd["state"].items():
+        for key, value in values.items():
+            tensor = value if torch.is_tensor(value) else torch.tensor(value)
+            tensors[f"{index}.{key}"] = tensor.detach().cpu().contiguous()
+    return tensors, sd["param_groups"]
+
+
+def _unflatten_optimizer(tensors: dict[str, torch.Tensor], groups: list[dict[str, Any]]) -> dict[str, Any]:
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, tensor in tensors.items():
+        index, _, name = key.partition(".")
+        state.setdefault(int(index), {})[name] = tensor
+    return {"state": state, "param_groups": groups}
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

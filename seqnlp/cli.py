@@ -129,13 +129,15 @@ def _data_options(command: Callable) -> Callable:
 @click.option("--device", help="auto, cpu, cuda or cuda:N.")
 @click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), help="Training precision.")
 @click.option("--print-config", is_flag=True, help="Print the resolved config as YAML and exit.")
+@click.option("--resume", "resume_dir", type=click.Path(file_okay=False), metavar="RUN_DIR",
+              help="Continue an interrupted run from its last checkpoint, with its saved config.")
 @click.pass_context
 @_handle_errors
 def train(ctx: click.Context, config_file: Optional[str], overrides: tuple[str, ...], output_dir: Optional[str],
           overwrite: bool, dataset: Optional[str], data_files: tuple[str, ...], text_columns: tuple[str, ...],
           label_column: Optional[str], cell: Optional[str], layers: Optional[int], bidirectional: Optional[bool],
           epochs: Optional[int], batch_size: Optional[int], lr: Optional[float], seed: Optional[int],
-          device: Optional[str], precision: Optional[str], print_config: bool) -> None:
+          device: Optional[str], precision: Optional[str], print_config: bool, resume_dir: Optional[str]) -> None:
     """Train a classifier and write its run directory.
 
     Settings come from the defaults, then --config, then --set, then the flags below. With no dataset
@@ -148,7 +150,17 @@ def train(ctx: click.Context, config_file: Optional[str], overrides: tuple[str, 
       seqnlp train --data-files train=train.csv --data-files test=test.csv \\
                    --text-column title --text-column body --label-column topic
       seqnlp train --dataset imdb --set tokenizer.max_length=400 --set model.pooling=mean
+      seqnlp train --resume runs/imdb            # after Ctrl-C, SIGTERM or a crash
     """
+    if resume_dir is not None:
+        given = [k for k, v in ctx.params.items() if k not in ("resume_dir",) and v not in (None, False, ())]
+        if given:
+            raise click.UsageError(f"--resume continues with the run's saved config; drop --{given[0].replace('_', '-')}")
+        from seqnlp.training import resume
+
+        _quiet_datasets(ctx)
+        _echo_result(resume(resume_dir, progress=not ctx.obj["quiet"]))
+        return
     updates = _data_updates(dataset, data_files, text_columns, label_column)
     flags = {"output_dir": output_dir, "model.cell": cell, "model.num_layers": layers,
              "model.bidirectional": bidirectional, "train.epochs": epochs, "train.batch_size": batch_size,
@@ -164,7 +176,10 @@ def train(ctx: click.Context, config_file: Optional[str], overrides: tuple[str, 
     from seqnlp.training import train as run_training
 
     _quiet_datasets(ctx)
-    result = run_training(config, overwrite=overwrite, progress=not ctx.obj["quiet"])
+    _echo_result(run_training(config, overwrite=overwrite, progress=not ctx.obj["quiet"]))
+
+
+def _echo_result(result: Any) -> None:
     click.echo(f"Run directory: {result.run_dir}")
     click.echo(f"Best epoch {result.best_epoch}: validation accuracy {result.validation['accuracy']:.4f}, "
                f"macro-F1 {result.validation['macro_f1']:.4f}")

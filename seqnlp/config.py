@@ -30,6 +30,7 @@ SCHEDULES = ("constant", "linear", "cosine", "plateau")
 MONITORS = ("loss", "accuracy", "macro_f1")
 PRECISIONS = ("fp32", "bf16", "fp16")
 ACTIVATIONS = ("relu", "tanh", "gelu")
+ON_NONFINITE = ("stop", "skip")
 
 
 @dataclass
@@ -107,6 +108,8 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     num_threads: Optional[int] = None  # torch intra-op threads; None keeps torch's default
     log_every: int = 50  # steps between progress-bar updates of the running loss
+    checkpoint_every: Optional[int] = 1000  # steps between resumable checkpoints (also at every epoch end); None: epoch ends only
+    on_nonfinite: str = "stop"  # a NaN/inf loss or gradient: stop (naming the step) | skip the step
 
 
 @dataclass
@@ -139,6 +142,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "train.schedule": SCHEDULES,
     "train.monitor": MONITORS,
     "train.precision": PRECISIONS,
+    "train.on_nonfinite": ON_NONFINITE,
 }
 
 # (dotted key, lowest allowed value, whether the lowest is excluded)
@@ -158,6 +162,7 @@ _BOUNDS: tuple[tuple[str, float, bool], ...] = (
     ("train.plateau_patience", 0, False),
     ("train.bucket_pool", 1, False),
     ("train.log_every", 1, False),
+    ("train.checkpoint_every", 1, False),
     ("train.max_grad_norm", 0, True),
     ("train.patience", 1, False),
     ("train.num_threads", 1, False),

@@ -127,7 +127,7 @@ def test_toy_task_is_learned_to_100_percent(make_config: MakeConfig, cell: str) 
 
     # results.json holds the returned numbers; metrics.jsonl holds the history.
     results = read_results(result.run_dir)
-    assert results == {"best_epoch": result.best_epoch, "num_parameters": result.num_parameters,
+    assert results == {"best_epoch": result.best_epoch, "num_parameters": result.num_parameters, "skipped_steps": 0,
                        "validation": result.validation, "test": result.test}
     assert result.validation == result.history[result.best_epoch - 1]["validation"]
     assert read_metrics(result.run_dir) == result.history
