@@ -9,10 +9,11 @@ and ``label`` (ClassLabel) columns, plus the label names in index order.
 from __future__ import annotations
 
 import csv
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import datasets
 from datasets import ClassLabel, Dataset, DatasetDict
@@ -97,7 +98,9 @@ def load_raw(cfg: DataConfig) -> DatasetDict:
     if cfg.data_files:
         files = {split: _existing(paths, split) for split, paths in cfg.data_files.items()}
         builder, defaults = _builder_for(cfg.dataset, files)
-        return _load(builder, data_files=files, **{**defaults, **cfg.load_kwargs}, source=describe_source(cfg))
+        kwargs = {**defaults, **cfg.load_kwargs}
+        return _load(builder, data_files=files, **kwargs, source=describe_source(cfg),
+                     diagnose=lambda: _find_bad_line([p for ps in files.values() for p in ps], builder, kwargs))
 
     name = cfg.dataset
     assert name is not None
@@ -110,8 +113,9 @@ def load_raw(cfg: DataConfig) -> DatasetDict:
         return loaded if isinstance(loaded, DatasetDict) else DatasetDict({cfg.train_split: loaded})
     if path.is_file():
         builder, defaults = _builder_for(None, {cfg.train_split: [str(path)]})
-        return _load(builder, data_files={cfg.train_split: str(path)}, **{**defaults, **cfg.load_kwargs},
-                     source=f"file {path}")
+        kwargs = {**defaults, **cfg.load_kwargs}
+        return _load(builder, data_files={cfg.train_split: str(path)}, **kwargs, source=f"file {path}",
+                     diagnose=lambda: _find_bad_line([str(path)], builder, kwargs))
     if path.is_dir():
         return _load(str(path), source=f"directory {path}", **cfg.load_kwargs)
     if _looks_like_path(name):
@@ -272,7 +276,8 @@ def _builder_for(dataset: Optional[str], files: dict[str, list[str]]) -> tuple[s
     return _BUILDERS[suffixes.pop()]
 
 
-def _load(path: str, source: str, **kwargs: Any) -> DatasetDict:
+def _load(path: str, source: str, diagnose: Optional[Callable[[], Optional[str]]] = None, **kwargs: Any) -> DatasetDict:
+    """``load_dataset`` with errors turned into one line; ``diagnose`` may name the bad file and line."""
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
     try:
         loaded = datasets.load_dataset(path, **kwargs)
@@ -281,6 +286,9 @@ def _load(path: str, source: str, **kwargs: Any) -> DatasetDict:
     except FileNotFoundError as exc:
         raise DataError(f"{source} not found: {_first_line(exc)}") from exc
     except Exception as exc:  # parse errors from pandas/pyarrow arrive wrapped; report the root cause
+        where = diagnose() if diagnose is not None else None
+        if where is not None:
+            raise DataError(f"cannot load {source}: {where}") from exc
         root = exc
         while root.__cause__ is not None or root.__context__ is not None:
             root = root.__cause__ or root.__context__  # type: ignore[assignment]
@@ -288,6 +296,39 @@ def _load(path: str, source: str, **kwargs: Any) -> DatasetDict:
     if not isinstance(loaded, DatasetDict):
         raise DataError(f"{source} did not load as a set of splits")  # pragma: no cover - load_dataset contract
     return loaded
+
+
+def _find_bad_line(paths: list[str], builder: str, kwargs: dict[str, Any]) -> Optional[str]:
+    """After a failed load: the first file and line that is not UTF-8, not JSON, or has the wrong field count."""
+    for name in paths:
+        path = Path(name)
+        if not path.is_file():
+            continue
+        with path.open("rb") as f:
+            for number, raw in enumerate(f, start=1):
+                try:
+                    raw.decode(kwargs.get("encoding", "utf-8"))
+                except UnicodeDecodeError as exc:
+                    return f"{path}, line {number}: not UTF-8 text (byte {exc.start} of the line)"
+        if builder == "json" and path.suffix.lower() == ".jsonl":
+            with path.open(encoding="utf-8") as f:
+                for number, line in enumerate(f, start=1):
+                    try:
+                        if line.strip():
+                            json.loads(line)
+                    except json.JSONDecodeError as exc:
+                        return f"{path}, line {number}: not valid JSON ({exc.msg})"
+        if builder == "csv":
+            with path.open(encoding="utf-8", newline="") as f:
+                reader = csv.reader(f, delimiter=kwargs.get("delimiter", kwargs.get("sep", ",")),
+                                    quoting=kwargs.get("quoting", csv.QUOTE_MINIMAL))
+                expected = len(kwargs["column_names"]) if kwargs.get("column_names") else None
+                for row in reader:
+                    if expected is None:
+                        expected = len(row)
+                    elif row and len(row) != expected:
+                        return f"{path}, line {reader.line_num}: {len(row)} fields where the header has {expected}"
+    return None
 
 
 def _looks_like_path(name: str) -> bool:

@@ -27,6 +27,7 @@ PAD = "[PAD]"
 UNK = "[UNK]"
 SPECIAL_TOKENS = [PAD, UNK]
 ENCODE_BATCH = 1000  # texts per Dataset.map batch
+CHARS_PER_TOKEN = 64  # texts are clipped to max_length * this many characters before tokenizing
 
 
 def build_tokenizer(cfg: TokenizerConfig, texts: Iterable[str]) -> Tokenizer:
@@ -128,9 +129,28 @@ def fallback_id(tokenizer: Tokenizer) -> int:
 
 
 def encode_texts(tokenizer: Tokenizer, texts: list[str]) -> list[list[int]]:
-    """Encode a batch of texts (in parallel, in Rust); empty results become ``[UNK]``."""
+    """Encode a batch of texts (in parallel, in Rust); empty results become ``[UNK]``.
+
+    A text far longer than the tokens that will be kept is clipped first, so a multi-megabyte text costs
+    no more than a long one; text that Rust cannot hold (lone surrogates) has those characters replaced.
+    """
+    texts = _clip(tokenizer, texts)
+    try:
+        encodings = tokenizer.encode_batch(texts, add_special_tokens=True)
+    except TypeError:  # a str with lone surrogates is not valid UTF-8
+        texts = [t.encode("utf-8", "replace").decode("utf-8") for t in texts]
+        encodings = tokenizer.encode_batch(texts, add_special_tokens=True)
     fallback = [fallback_id(tokenizer)]
-    return [enc.ids or fallback for enc in tokenizer.encode_batch(texts, add_special_tokens=True)]
+    return [enc.ids or fallback for enc in encodings]
+
+
+def _clip(tokenizer: Tokenizer, texts: list[str]) -> list[str]:
+    truncation = tokenizer.truncation
+    if not truncation:
+        return texts
+    limit = truncation["max_length"] * CHARS_PER_TOKEN
+    keep_end = truncation["direction"] == "left"
+    return [t if len(t) <= limit else (t[-limit:] if keep_end else t[:limit]) for t in texts]
 
 
 def encode_dataset(split: Dataset, tokenizer: Tokenizer, desc: str = "encoding") -> Dataset:

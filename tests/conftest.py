@@ -11,7 +11,7 @@ import os
 import random
 import tempfile
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 _CACHE = tempfile.mkdtemp(prefix="seqnlp-tests-")
 os.environ.setdefault("HF_HOME", _CACHE)
@@ -84,6 +84,17 @@ def make_config(tmp_path: Path, toy_csv: dict[str, Path]) -> Callable[..., Confi
     return lambda **updates: tiny_config(tmp_path, toy_csv, **updates)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread() -> Iterator[None]:
+    """Tiny models run fastest on one thread, and one thread does not collapse on a busy machine."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One trained toy run directory, shared by the tests that only read it."""
@@ -97,3 +108,9 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     config = tiny_config(root, files)
     train(config, progress=False)
     return Path(config.output_dir)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def toy_run(trained_run: Path) -> Path:
+    """The shared trained toy run (read-only)."""
+    return trained_run

@@ -37,26 +37,6 @@ from seqnlp.predict import Classifier
 from seqnlp.tokenizer import train_tokenizer, vocab_digest
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def toy_run(request: pytest.FixtureRequest) -> Path:
-    """conftest's session-wide ``trained_run``, built on one thread if this is its first use (much faster for a
-    tiny model on a busy machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return request.getfixturevalue("trained_run")
-    finally:
-        torch.set_num_threads(before)
-
-
 @pytest.fixture
 def run_copy(toy_run: Path, tmp_path: Path) -> Path:
     """A private copy of the trained run, free to break."""

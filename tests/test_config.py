@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from seqnlp.config import (
+    config_from_dict,
     CHOICES,
     Config,
     DataConfig,
@@ -424,3 +425,34 @@ def test_to_dict_round_trips_through_json(tmp_path: Path) -> None:
     path = tmp_path / "c.json"
     path.write_text(json.dumps(config.to_dict()))
     assert load_config(path) == config
+
+
+def _dotted_keys(section: object, prefix: str = "") -> list[str]:
+    import dataclasses as dc
+
+    keys = []
+    for f in dc.fields(section):  # type: ignore[arg-type]
+        value = getattr(section, f.name)
+        keys += _dotted_keys(value, f"{prefix}{f.name}.") if dc.is_dataclass(value) else [f"{prefix}{f.name}"]
+    return keys
+
+
+def test_quickstart_config_spells_out_the_defaults() -> None:
+    """configs/quickstart.yaml documents every key with its default value: loading it changes nothing."""
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    raw = yaml.safe_load((repo / "configs" / "quickstart.yaml").read_text(encoding="utf-8"))
+    assert config_from_dict(raw) == Config()
+    written = _dotted_keys(config_from_dict(raw))
+    flat = {f"{s}.{k}" for s, v in raw.items() if isinstance(v, dict) for k in v} | {k for k, v in raw.items() if not isinstance(v, dict)}
+    assert sorted(flat) == sorted(written)
+
+
+def test_readme_config_reference_names_every_key() -> None:
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    table = readme[readme.index("## Config reference"):readme.index("## Run directory")]
+    missing = [key for key in _dotted_keys(Config()) if key.split(".")[-1] not in table]
+    assert not missing, f"README's config reference lacks {missing}"

@@ -30,26 +30,6 @@ CONFUSION = [[2, 1, 1], [1, 2, 0], [0, 1, 2]]  # c: 0  1  2
 FOUR = ["w", "x", "y", "z"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def toy_run(request: pytest.FixtureRequest) -> Path:
-    """conftest's session-wide ``trained_run``, built on one thread if this is its first use (much faster for a
-    tiny model on a busy machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return request.getfixturevalue("trained_run")
-    finally:
-        torch.set_num_threads(before)
-
-
 def computed(preds: torch.Tensor, target: torch.Tensor, names: list[str], chunk: int | None = None) -> dict[str, Any]:
     """build_metrics updated ``chunk`` predictions at a time (all at once by default), then summarized."""
     metrics = build_metrics(len(names))

@@ -45,15 +45,6 @@ ENCODERS = [
 ]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """Tiny models run fastest on one thread, and the machine is shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def model_config(cell: str = "lstm", nonlinearity: str = "tanh", num_layers: int = 1, bidirectional: bool = True,
                  pooling: str = "max", dropout: float = 0.0, **extra: object) -> ModelConfig:
     return ModelConfig(cell=cell, nonlinearity=nonlinearity, embedding_dim=EMBED, hidden_size=HIDDEN,

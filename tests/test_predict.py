@@ -27,26 +27,6 @@ TEXTS = [
 ]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def toy_run(request: pytest.FixtureRequest) -> Path:
-    """conftest's session-wide ``trained_run``, built on one thread if this is its first use (much faster for a
-    tiny model on a busy machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return request.getfixturevalue("trained_run")
-    finally:
-        torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def clf(toy_run: Path) -> Classifier:
     return Classifier.load(toy_run, device="cpu")

@@ -25,26 +25,6 @@ MakeConfig = Callable[..., Config]
 FAST = {"train.num_threads": 1}  # tiny models train fastest on one thread, and the machine is shared
 
 
-@pytest.fixture(autouse=True)
-def _restore_threads() -> Iterator[None]:
-    """train() sets torch's global thread count; give the rest of the session its own back."""
-    before = torch.get_num_threads()
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def toy_run(request: pytest.FixtureRequest) -> Path:
-    """conftest's session-wide ``trained_run``, built on one thread if this is its first use (much faster for a
-    tiny model on a busy machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return request.getfixturevalue("trained_run")
-    finally:
-        torch.set_num_threads(before)
-
-
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in (run_dir / METRICS_FILE).read_text(encoding="utf-8").splitlines()]
 
