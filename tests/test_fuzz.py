@@ -133,13 +133,13 @@ def test_encode_texts_never_fails(tokenizers_by_kind: dict[str, Tokenizer], kind
 
 @pytest.mark.parametrize("kind", TOKENIZER_KINDS)
 def test_long_text_encodes_as_its_prefix(tokenizers_by_kind: dict[str, Tokenizer], kind: str) -> None:
-    """Clipping long texts before tokenizing keeps exactly the tokens that truncation would have kept."""
+    """Clipping a long text before tokenizing keeps exactly the tokens that truncation alone would keep."""
     tokenizer = tokenizers_by_kind[kind]
     text = " ".join(row["text"] for row in toy_rows(3000, seed=4))  # > 100,000 characters
     assert len(text) > 100_000
     (long_ids,) = encode_texts(tokenizer, [text])
     assert len(long_ids) == MAX_LENGTH
-    assert encode_texts(tokenizer, [text[:2_000]]) == [long_ids]
+    assert long_ids == tokenizer.encode(text).ids  # the whole text through the tokenizer, unclipped
 
 
 # --- the trained classifier --------------------------------------------------------------------------------------
