@@ -153,9 +153,13 @@ def train(ctx: click.Context, config_file: Optional[str], overrides: tuple[str, 
       seqnlp train --resume runs/imdb            # after Ctrl-C, SIGTERM or a crash
     """
     if resume_dir is not None:
-        given = [k for k, v in ctx.params.items() if k not in ("resume_dir",) and v not in (None, False, ())]
+        given = [p for p in ctx.command.params if p.name != "resume_dir"
+                 and ctx.get_parameter_source(p.name) == click.core.ParameterSource.COMMANDLINE]  # type: ignore[arg-type]
         if given:
-            raise click.UsageError(f"--resume continues with the run's saved config; drop --{given[0].replace('_', '-')}")
+            param = given[0]  # name the flag as typed: --unidirectional is the off side of --bidirectional
+            typed = param.secondary_opts if ctx.params[param.name] is False and param.secondary_opts else param.opts
+            flag = next((o for o in typed if o.startswith("--")), typed[0])
+            raise click.UsageError(f"--resume continues with the run's saved config; drop {flag}")
         from seqnlp.training import resume
 
         _quiet_datasets(ctx)

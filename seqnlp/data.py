@@ -63,9 +63,13 @@ def load_splits(cfg: DataConfig, seed: int, label_names: Optional[list[str]] = N
         )
     if label_names is None:
         label_names = infer_label_names(raw[cfg.train_split], cfg)
-    prepared = DatasetDict(
-        {name: prepare_split(split, cfg, label_names, split_name=name) for name, split in raw.items()}
-    )
+    try:
+        prepared = DatasetDict(
+            {name: prepare_split(split, cfg, label_names, split_name=name) for name, split in raw.items()}
+        )
+    except UnicodeDecodeError:  # pyarrow reads some invalid UTF-8 without complaint; it surfaces here
+        where = _find_bad_line(_local_files(cfg), "", cfg.load_kwargs)
+        raise DataError(f"cannot load {describe_source(cfg)}: {where or 'its text is not UTF-8'}") from None
     if cfg.train_split in prepared:
         prepared = _carve_missing_splits(prepared, cfg, seed)
         if cfg.max_train_samples is not None and cfg.max_train_samples < len(prepared[cfg.train_split]):
@@ -100,7 +104,7 @@ def load_raw(cfg: DataConfig) -> DatasetDict:
         builder, defaults = _builder_for(cfg.dataset, files)
         kwargs = {**defaults, **cfg.load_kwargs}
         return _load(builder, data_files=files, **kwargs, source=describe_source(cfg),
-                     diagnose=lambda: _find_bad_line([p for ps in files.values() for p in ps], builder, kwargs))
+                     diagnose=lambda: _find_bad_line(files, builder, kwargs))
 
     name = cfg.dataset
     assert name is not None
@@ -115,7 +119,7 @@ def load_raw(cfg: DataConfig) -> DatasetDict:
         builder, defaults = _builder_for(None, {cfg.train_split: [str(path)]})
         kwargs = {**defaults, **cfg.load_kwargs}
         return _load(builder, data_files={cfg.train_split: str(path)}, **kwargs, source=f"file {path}",
-                     diagnose=lambda: _find_bad_line([str(path)], builder, kwargs))
+                     diagnose=lambda: _find_bad_line({cfg.train_split: [str(path)]}, builder, kwargs))
     if path.is_dir():
         return _load(str(path), source=f"directory {path}", **cfg.load_kwargs)
     if _looks_like_path(name):
@@ -196,11 +200,11 @@ def prepare_split(split: Dataset, cfg: DataConfig, label_names: list[str], split
             features=features,
             desc=f"preparing {split_name}",
         )
-    except DataError:
+    except (DataError, UnicodeDecodeError):
         raise
     except Exception as exc:  # datasets wraps errors raised inside map; unwrap ours
         cause = exc.__cause__ or exc.__context__
-        if isinstance(cause, DataError):
+        if isinstance(cause, (DataError, UnicodeDecodeError)):
             raise cause from None
         raise
 
@@ -279,6 +283,9 @@ def _builder_for(dataset: Optional[str], files: dict[str, list[str]]) -> tuple[s
 def _load(path: str, source: str, diagnose: Optional[Callable[[], Optional[str]]] = None, **kwargs: Any) -> DatasetDict:
     """``load_dataset`` with errors turned into one line; ``diagnose`` may name the bad file and line."""
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
+    datasets_log = logging.getLogger("datasets")
+    level = datasets_log.level
+    datasets_log.setLevel(logging.CRITICAL)  # it logs a failure before raising; seqnlp reports it in one line
     try:
         loaded = datasets.load_dataset(path, **kwargs)
     except datasets.exceptions.DatasetNotFoundError as exc:
@@ -293,41 +300,81 @@ def _load(path: str, source: str, diagnose: Optional[Callable[[], Optional[str]]
         while root.__cause__ is not None or root.__context__ is not None:
             root = root.__cause__ or root.__context__  # type: ignore[assignment]
         raise DataError(f"cannot load {source}: {_first_line(root)}") from exc
+    finally:
+        datasets_log.setLevel(level)
     if not isinstance(loaded, DatasetDict):
         raise DataError(f"{source} did not load as a set of splits")  # pragma: no cover - load_dataset contract
     return loaded
 
 
-def _find_bad_line(paths: list[str], builder: str, kwargs: dict[str, Any]) -> Optional[str]:
-    """After a failed load: the first file and line that is not UTF-8, not JSON, or has the wrong field count."""
-    for name in paths:
+def _local_files(cfg: DataConfig) -> dict[str, list[str]]:
+    """Split -> local data files, for diagnosing a failed load."""
+    if cfg.data_files:
+        return {split: [str(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)]
+                for split, paths in cfg.data_files.items()}
+    if cfg.dataset is not None and Path(cfg.dataset).expanduser().is_file():
+        return {cfg.train_split: [str(Path(cfg.dataset).expanduser())]}
+    return {}
+
+
+def _find_bad_line(files: dict[str, list[str]], builder: str, kwargs: dict[str, Any]) -> Optional[str]:
+    """After a failed load: the first file and line that is not UTF-8, not a JSON object, or of the wrong width;
+    or a file with no rows at all."""
+    for split, name in ((split, name) for split, names in files.items() for name in names):
         path = Path(name)
         if not path.is_file():
             continue
+        lines = 0
         with path.open("rb") as f:
             for number, raw in enumerate(f, start=1):
                 try:
                     raw.decode(kwargs.get("encoding", "utf-8"))
                 except UnicodeDecodeError as exc:
                     return f"{path}, line {number}: not UTF-8 text (byte {exc.start} of the line)"
-        if builder == "json" and path.suffix.lower() == ".jsonl":
-            with path.open(encoding="utf-8") as f:
-                for number, line in enumerate(f, start=1):
-                    try:
-                        if line.strip():
-                            json.loads(line)
-                    except json.JSONDecodeError as exc:
-                        return f"{path}, line {number}: not valid JSON ({exc.msg})"
-        if builder == "csv":
-            with path.open(encoding="utf-8", newline="") as f:
-                reader = csv.reader(f, delimiter=kwargs.get("delimiter", kwargs.get("sep", ",")),
-                                    quoting=kwargs.get("quoting", csv.QUOTE_MINIMAL))
-                expected = len(kwargs["column_names"]) if kwargs.get("column_names") else None
-                for row in reader:
-                    if expected is None:
-                        expected = len(row)
-                    elif row and len(row) != expected:
-                        return f"{path}, line {reader.line_num}: {len(row)} fields where the header has {expected}"
+                lines += bool(raw.strip())
+        is_csv = builder == "csv" or path.suffix.lower() in (".csv", ".tsv")
+        if lines == 0 or (is_csv and lines == 1 and not kwargs.get("column_names")):
+            return f"{path} has no rows: split {split!r} is empty"
+        if path.suffix.lower() == ".jsonl":
+            problem = _bad_jsonl_line(path)
+            if problem:
+                return problem
+        if is_csv:
+            problem = _bad_csv_row(path, kwargs)
+            if problem:
+                return problem
+    return None
+
+
+def _bad_jsonl_line(path: Path) -> Optional[str]:
+    with path.open(encoding="utf-8") as f:
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                return f"{path}, line {number}: not valid JSON ({exc.msg})"
+            if not isinstance(record, dict):
+                return f"{path}, line {number}: not a JSON object ({type(record).__name__})"
+    return None
+
+
+def _bad_csv_row(path: Path, kwargs: dict[str, Any]) -> Optional[str]:
+    delimiter = kwargs.get("delimiter", kwargs.get("sep", "\t" if path.suffix.lower() == ".tsv" else ","))
+    with path.open(encoding="utf-8", newline="") as f:
+        reader = csv.reader(f, delimiter=delimiter, quoting=kwargs.get("quoting", csv.QUOTE_MINIMAL))
+        expected = len(kwargs["column_names"]) if kwargs.get("column_names") else None
+        start = 1  # the line a row starts on: a quoted field may span lines
+        try:
+            for row in reader:
+                if expected is None:
+                    expected = len(row)
+                elif row and len(row) != expected:
+                    return f"{path}, line {start}: {len(row)} fields where the header has {expected}"
+                start = reader.line_num + 1
+        except csv.Error as exc:
+            return f"{path}, line {start}: {exc}"
     return None
 
 

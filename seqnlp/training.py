@@ -142,8 +142,7 @@ def train(config: Config, overwrite: bool = False, progress: bool = True) -> Tra
         config.output_dir = f"runs/{config.model.cell}-{datetime.now():%Y%m%d-%H%M%S}"
     with _torch_settings(config) as device:
         seed_everything(config.seed)
-        run_dir = prepare_run_dir(config.output_dir, overwrite=overwrite)
-        return _run(config, device, run_dir, progress)
+        return _run(config, device, Path(config.output_dir), progress, overwrite=overwrite)
 
 
 def resume(run_dir: str | Path, progress: bool = True) -> TrainResult:
@@ -181,8 +180,13 @@ def _run(
     progress: bool,
     tokenizer: Optional[Tokenizer] = None,
     label_names: Optional[list[str]] = None,
+    overwrite: bool = False,
 ) -> TrainResult:
-    """Data, model and loop for a new run (``tokenizer`` None) or a resumed one."""
+    """Data, model and loop for a new run (``tokenizer`` None) or a resumed one.
+
+    A new run's directory is prepared only once the data has loaded and the tokenizer is trained, so bad
+    data never costs the run that ``--overwrite`` would replace.
+    """
     tc = config.train
     resuming = tokenizer is not None
     splits = load_splits(config.data, config.seed, label_names=label_names)
@@ -190,6 +194,7 @@ def _run(
         raise DataError(f"validation split {config.data.validation_split!r} not found")
     if tokenizer is None:
         tokenizer = build_tokenizer(config.tokenizer, iter_texts(splits.data[config.data.train_split]))
+        prepare_run_dir(run_dir, overwrite=overwrite)
         save_run_files(run_dir, config, tokenizer, splits.label_names)
     log.info("run directory: %s", run_dir)
 

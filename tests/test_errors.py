@@ -266,10 +266,7 @@ def test_missing_text_column_at_evaluation(run_dir: Path, run_bytes: dict[str, b
     [
         (["train"], "train"),
         (["train", "test"], "test"),
-        pytest.param(["train", "test"], "train", marks=pytest.mark.xfail(
-            reason="BUG: a header-only train file next to a test file is reported as datasets' \"Couldn't write "
-                   "column 'text': its type in this file is null ...\", which does not say that a split is empty, "
-                   "nor which", strict=True)),
+        pytest.param(["train", "test"], "train"),
     ],
     ids=["train-alone", "test", "train-with-test"],
 )
@@ -294,8 +291,6 @@ def test_header_only_csv_at_evaluation(run_dir: Path, run_bytes: dict[str, bytes
     assert snapshot(run_dir) == run_bytes
 
 
-@pytest.mark.xfail(reason="BUG: an empty .jsonl split is reported as 'StopIteration' (data._load reports the "
-                          "root exception's text)", strict=True)
 def test_empty_jsonl_file_is_an_empty_split(tmp_path: Path) -> None:
     path = tmp_path / "train.jsonl"
     path.write_text("", encoding="utf-8")
@@ -366,10 +361,6 @@ def garbage_json_line(tmp_path: Path) -> tuple[Path, int]:
     return path, 12
 
 
-_JSONL_NOT_UTF8 = pytest.mark.xfail(
-    reason="BUG: pyarrow's JSON reader loads invalid UTF-8 without complaint; data.prepare_split then dies with an "
-           "uncaught UnicodeDecodeError (a traceback) when it reads the text column", strict=True)
-
 BAD_FILES = {
     "non-utf8-csv": non_utf8_csv,
     "non-utf8-jsonl": non_utf8_jsonl,
@@ -381,8 +372,7 @@ BAD_FILES = {
 
 
 @pytest.mark.parametrize("how", ["data-files", "dataset"])
-@pytest.mark.parametrize(
-    "bad", [pytest.param(bad, marks=_JSONL_NOT_UTF8) if bad == "non-utf8-jsonl" else bad for bad in BAD_FILES])
+@pytest.mark.parametrize("bad", list(BAD_FILES))
 def test_bad_data_file_names_file_and_line(tmp_path: Path, bad: str, how: str) -> None:
     path, line_number = BAD_FILES[bad](tmp_path)
     source = ["--data-files", f"train={path}"] if how == "data-files" else ["--dataset", path]
@@ -404,8 +394,6 @@ def test_non_utf8_file_at_evaluation(run_dir: Path, run_bytes: dict[str, bytes],
     assert snapshot(run_dir) == run_bytes
 
 
-@pytest.mark.xfail(reason="BUG: datasets logs its own 'Failed to read file ...' / 'Failed to load JSON ...' line "
-                          "at ERROR level before seqnlp's Error: line, even with -q", strict=True)
 @pytest.mark.parametrize("bad", ["non-utf8-csv", "csv-field-count", "jsonl-garbage-line"])
 def test_bad_data_file_is_reported_on_one_line(tmp_path: Path, bad: str) -> None:
     path, line_number = BAD_FILES[bad](tmp_path)
@@ -413,8 +401,6 @@ def test_bad_data_file_is_reported_on_one_line(tmp_path: Path, bad: str) -> None
     assert_error(result, 1, f"{path}, line {line_number}:", alone=True)
 
 
-@pytest.mark.xfail(reason="BUG: an unclosed quote is reported at the last line of the file (where the csv module "
-                          "stops), not at the line where the quoted field starts", strict=True)
 def test_unclosed_csv_quote_names_the_line_where_it_starts(tmp_path: Path) -> None:
     path = tmp_path / "quote.csv"
     lines = csv_lines(toy_rows(20))
@@ -423,9 +409,6 @@ def test_unclosed_csv_quote_names_the_line_where_it_starts(tmp_path: Path) -> No
                  f"{path}, line 7:", alone=False)
 
 
-@pytest.mark.xfail(reason="BUG: a JSONL line that is valid JSON but not an object is reported as 'Trailing data "
-                          "at position N' without the file's line (data._find_bad_line only checks json.loads)",
-                   strict=True)
 @pytest.mark.parametrize("bad_line", ["[1, 2]", '"just a string"', "3"])
 def test_jsonl_line_that_is_not_an_object_names_the_line(tmp_path: Path, bad_line: str) -> None:
     path = tmp_path / "records.jsonl"
@@ -503,8 +486,6 @@ def test_config_error_leaves_the_run_it_would_overwrite(run_dir: Path, tmp_path:
         assert snapshot(target) == before
 
 
-@pytest.mark.xfail(reason="BUG: train --overwrite deletes the old run (training.train -> prepare_run_dir) before "
-                          "the data is loaded, so bad data leaves neither the old run nor a new one", strict=True)
 def test_data_error_leaves_the_run_it_would_overwrite(run_dir: Path, tmp_path: Path) -> None:
     target = copy_run(run_dir, tmp_path)
     before = snapshot(target)
@@ -676,13 +657,8 @@ def test_resume_a_directory_that_does_not_exist(tmp_path: Path) -> None:
     assert not target.exists()
 
 
-_IGNORED = "BUG: cli.train treats 0 and False as 'not given' (`v not in (None, False, ())`), so --resume goes ahead"
-_MISNAMED = "BUG: cli.train names the option by its parameter name ('--' + name), not the flag the user typed"
-
-
-def _option(args: list[str], flag: str, bug: str | None = None) -> Any:
-    marks = [pytest.mark.xfail(reason=bug, strict=True)] if bug else []
-    return pytest.param(args, flag, id=" ".join(args), marks=marks)
+def _option(args: list[str], flag: str) -> Any:
+    return pytest.param(args, flag, id=" ".join(args))
 
 
 @pytest.mark.parametrize(
@@ -694,11 +670,11 @@ def _option(args: list[str], flag: str, bug: str | None = None) -> Any:
         _option(["--output-dir", "elsewhere"], "--output-dir"),
         _option(["--data-files", "train=x.csv"], "--data-files"),
         _option(["--print-config"], "--print-config"),
-        _option(["--set", "train.epochs=3"], "--set", _MISNAMED + ": 'drop --overrides'"),
-        _option(["--config", "c.yaml"], "--config", _MISNAMED + ": 'drop --config-file'"),
-        _option(["--text-column", "body"], "--text-column", _MISNAMED + ": 'drop --text-columns'"),
-        _option(["--seed", "0"], "--seed", _IGNORED + " with --seed 0 ignored"),
-        _option(["--unidirectional"], "--unidirectional", _IGNORED + " with --unidirectional ignored"),
+        _option(["--set", "train.epochs=3"], "--set"),
+        _option(["--config", "c.yaml"], "--config"),
+        _option(["--text-column", "body"], "--text-column"),
+        _option(["--seed", "0"], "--seed"),
+        _option(["--unidirectional"], "--unidirectional"),
     ],
 )
 def test_resume_with_other_options_is_a_usage_error(run_dir: Path, tmp_path: Path, args: list[str],
