@@ -85,7 +85,8 @@ def plot_diagnostics(
     left, right = figure.axes
     colors = {label: f"C{i}" for i, label in enumerate(dict.fromkeys([*profiles, *(row[0] for row in saturation)]))}
     for label, (distances, norms) in profiles.items():
-        left.plot(distances, norms, color=colors[label], label=label)
+        # A gradient that underflowed float32 is exactly 0: a gap on the log scale, not a plunge to its floor.
+        left.plot(distances, [n if n > 0 else float("nan") for n in norms], color=colors[label], label=label)
     left.set_yscale("log")
     left.set_xlabel("distance from the end of the text (tokens)")
     left.set_ylabel("mean ||dloss / d embedding||")

@@ -166,7 +166,7 @@ def _markdown(summaries: Sequence[dict[str, Any]], records: Sequence[RunRecord],
     data = base.data
     source = data.dataset or ", ".join(f"{k}={v}" for k, v in data.data_files.items()) or "SMS Spam Collection"
     baselines = [r.baseline_memory_mb for r in records if r.baseline_memory_mb is not None]
-    baseline = f"; {statistics.fmean(baselines):.0f} MB of it is the process after its imports" if baselines else ""
+    baseline = f"{statistics.fmean(baselines):.0f} MB of it is the process after its imports" if baselines else ""
     fixed = {key: value for section in ("model", "train") for key, value in base.to_dict()[section].items()
              if f"{section}.{key}" not in grid}
     lines = [
@@ -183,8 +183,10 @@ def _markdown(summaries: Sequence[dict[str, Any]], records: Sequence[RunRecord],
         "- train s/epoch, train tok/s: wall time and real (unpadded) tokens per second of the training passes",
         "- infer tok/s: `Classifier.logits` over the validation texts, after a warm-up",
         "- peak RSS MB: peak resident memory of the fresh process that trained the run, interpreter and libraries "
-        f"included{baseline} (n/a: the runs shared one process)",
-        "- peak GPU MB: `torch.cuda.max_memory_allocated` during training (CUDA only)",
+        f"included; {baseline}" if baselines else
+        "- peak RSS MB: not measured, because the runs shared one process (`--in-process`)",
+        *(["- peak GPU MB: `torch.cuda.max_memory_allocated` during training"] if any(
+            s["measures"]["peak_gpu_memory_mb"] is not None for s in summaries) else []),
         "- epochs to best: the epoch whose weights were kept",
         "",
         "Settings shared by every run: "

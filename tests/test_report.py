@@ -105,3 +105,10 @@ def test_write_report_without_matplotlib_still_writes_the_tables(tmp_path: Path,
     assert (tmp_path / "results.csv").is_file() and (tmp_path / "curves.csv").is_file()
     assert "![validation curves]" not in (tmp_path / "report.md").read_text(encoding="utf-8")
     assert "pip install 'seqnlp[plots]'" in caplog.text
+
+
+def test_report_says_when_memory_was_not_measured(tmp_path: Path) -> None:
+    write_report(tmp_path, [record("rnn", 1, 0.5), record("rnn", 2, 0.6)], Config(), {"model.cell": ["rnn"]}, [1, 2])
+    report = (tmp_path / "report.md").read_text(encoding="utf-8")
+    assert "- peak RSS MB: not measured, because the runs shared one process" in report
+    assert "peak GPU MB" not in report  # no run measured it: neither a column nor a note
