@@ -37,7 +37,7 @@ ON_NONFINITE = ("stop", "skip")
 class DataConfig:
     """Where the examples come from and which columns hold text and label."""
 
-    dataset: Optional[str] = None  # Hub name, local dir, saved dataset, file, or builder (csv/json/parquet); None: the embedded SMS Spam Collection
+    dataset: Optional[str] = None  # Hub name, local dir, saved dataset, file, builder (csv/json/parquet), or synthetic:TASK?k=v; None: the embedded SMS Spam Collection
     config_name: Optional[str] = None  # Hub config (subset) name, e.g. "sst2" for "glue"
     revision: Optional[str] = None  # Hub revision (branch, tag or commit)
     data_files: dict[str, Any] = field(default_factory=dict)  # split -> path (or list of paths) for local files
@@ -299,6 +299,24 @@ def validate(config: Config) -> None:
         raise ConfigError("data.validation_size + data.test_size must leave some examples for training")
     if config.tokenizer.vocab_size > 10_000_000:
         raise ConfigError("tokenizer.vocab_size: must be <= 10,000,000")
+    if config.data.dataset is not None and config.data.dataset.startswith("synthetic:"):
+        _validate_synthetic(config)
+
+
+def _validate_synthetic(config: Config) -> None:
+    """A synthetic task's spec must parse, and its texts must fit: truncation would change the task."""
+    from seqnlp import synthetic  # imports datasets: only for configs that name a synthetic task
+
+    spec = config.data.dataset
+    assert spec is not None
+    longest = synthetic.max_tokens(spec)
+    if config.data.data_files:
+        raise ConfigError(f"data.dataset: {spec!r} is generated; leave data.data_files empty")
+    if config.tokenizer.kind == "word" and longest > config.tokenizer.max_length:
+        raise ConfigError(
+            f"data.dataset: {spec!r} makes texts of up to {longest} tokens, more than tokenizer.max_length="
+            f"{config.tokenizer.max_length}; truncation would change the task, so raise tokenizer.max_length"
+        )
 
 
 def get_value(config: Config, dotted: str) -> Any:

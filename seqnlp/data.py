@@ -1,8 +1,8 @@
 """Hugging Face datasets in; one ``text`` column and one integer ``label`` column out.
 
 Data can come from the Hub (the default path for users who are online), a local directory, files per split
-(csv/tsv/json/jsonl/parquet), a dataset saved with ``save_to_disk``, or the SMS Spam Collection embedded in
-the package. Whatever the source, ``load_splits`` returns the same shape of data: splits with ``text`` (str)
+(csv/tsv/json/jsonl/parquet), a dataset saved with ``save_to_disk``, the SMS Spam Collection embedded in
+the package, or a generated long-range task (``synthetic:marker?distance=50``, see ``seqnlp.synthetic``). Whatever the source, ``load_splits`` returns the same shape of data: splits with ``text`` (str)
 and ``label`` (ClassLabel) columns, plus the label names in index order.
 """
 
@@ -18,6 +18,7 @@ from typing import Any, Callable, Optional
 import datasets
 from datasets import ClassLabel, Dataset, DatasetDict
 
+from seqnlp import synthetic
 from seqnlp.config import DataConfig
 from seqnlp.errors import DataError
 
@@ -83,6 +84,8 @@ def load_splits(cfg: DataConfig, seed: int, label_names: Optional[list[str]] = N
 def describe_source(cfg: DataConfig) -> str:
     if cfg.dataset is None and not cfg.data_files:
         return "the embedded SMS Spam Collection"
+    if synthetic.is_synthetic(cfg.dataset):
+        return f"the synthetic task {cfg.dataset!r}"
     if cfg.data_files:
         return "data files " + ", ".join(f"{k}={v}" for k, v in cfg.data_files.items())
     return f"dataset {cfg.dataset!r}"
@@ -99,6 +102,9 @@ def load_raw(cfg: DataConfig) -> DatasetDict:
             quoting=csv.QUOTE_NONE,
             source="the embedded SMS Spam Collection",
         )
+    if synthetic.is_synthetic(cfg.dataset):
+        assert cfg.dataset is not None
+        return synthetic.load(cfg.dataset)
     if cfg.data_files:
         files = {split: _existing(paths, split) for split, paths in cfg.data_files.items()}
         builder, defaults = _builder_for(cfg.dataset, files)

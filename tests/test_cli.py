@@ -90,8 +90,8 @@ def run_dir(cli_train: tuple[Path, Result]) -> Path:
 # --- help ---------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("command", [[], ["train"], ["evaluate"], ["predict"]],
-                         ids=["main", "train", "evaluate", "predict"])
+@pytest.mark.parametrize("command", [[], ["train"], ["evaluate"], ["predict"], ["compare"], ["diagnose"]],
+                         ids=["main", "train", "evaluate", "predict", "compare", "diagnose"])
 def test_help_exits_0_and_shows_examples(command: list[str]) -> None:
     result = invoke(*command, "--help")
     assert result.exit_code == 0, result.output
@@ -118,10 +118,11 @@ def test_help_does_not_import_torch_or_datasets() -> None:
     code = (
         "import sys\n"
         "from seqnlp.cli import main\n"
-        "try:\n"
-        "    main(['--help'], standalone_mode=False)\n"
-        "except SystemExit:\n"
-        "    pass\n"
+        "for args in (['--help'], ['compare', '--help'], ['diagnose', '--help']):\n"
+        "    try:\n"
+        "        main(args, standalone_mode=False)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
         "heavy = [m for m in ('torch', 'datasets') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
         "print('light')\n"
@@ -531,3 +532,70 @@ def test_quiet_shows_no_progress_bars(run_dir: Path, tmp_path: Path) -> None:
     assert json.loads(result.stdout)["num_examples"] == 30
     assert "examples/s" not in result.stderr
     assert "%|" not in result.stderr
+
+
+# --- compare and diagnose -----------------------------------------------------------------------------------
+
+MARKER = "synthetic:marker?distance=2&prefix=2&vocab=4&train=60&validation=20&test=20"
+SMALL = ("--set", "model.embedding_dim=4", "--set", "model.hidden_size=4", "--set", "train.num_threads=1",
+         "--set", "train.device=cpu")
+
+
+def test_compare_writes_the_report_and_prints_the_table(tmp_path: Path) -> None:
+    report = tmp_path / "report"
+    result = invoke("-q", "compare", "--dataset", MARKER, "--cell", "gru", "--grid", "model.pooling=last,max",
+                    "--epochs", "1", "--seeds", "2", "--in-process", "--diagnose", "--diagnose-examples", "8",
+                    "-o", str(report), *SMALL)
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("| cell | pooling | test accuracy |")
+    assert [line.split("|")[2].strip() for line in lines[2:4]] == ["last", "max"]
+    assert " ± " in lines[2]  # two seeds: mean and spread
+    assert lines[-1].startswith(f"Report: {report}")
+    for name in ("report.md", "results.csv", "results.json", "runs.csv", "curves.csv",
+                 "diagnostics/gradient_profile.csv", "diagnostics/saturation.csv", "diagnostics/diagnostics.md"):
+        assert (report / name).is_file(), name
+    assert sorted(p.name for p in (report / "runs").iterdir()) == ["00-cell-gru_pooling-last", "01-cell-gru_pooling-max"]
+    assert sorted(p.name for p in (report / "runs" / "00-cell-gru_pooling-last").iterdir()) == ["seed-13", "seed-14"]
+    assert "## Gradient flow and saturation" in (report / "report.md").read_text(encoding="utf-8")
+
+
+def test_compare_cells_given_twice_is_a_usage_error() -> None:
+    result = invoke("compare", "--cell", "rnn", "--grid", "model.cell=gru")
+    assert result.exit_code == 2
+    assert "not both" in result.stderr and result.stdout == ""
+
+
+def test_compare_bad_grid_key_is_a_one_line_error() -> None:
+    assert_one_line_error(invoke("compare", "--grid", "model.hiden_size=4,8"), 2, "model.hiden_size", "hidden_size")
+
+
+def test_compare_bad_synthetic_task_is_a_one_line_error() -> None:
+    assert_one_line_error(invoke("compare", "--dataset", "synthetic:marker?far=3"), 2, "'far'", "distance")
+
+
+def test_diagnose_trained_and_initial_weights_of_a_run(run_dir: Path, tmp_path: Path) -> None:
+    result = invoke("-q", "diagnose", str(run_dir), "--weights", "both", "-n", "8", "-o", str(tmp_path / "diag"))
+    assert result.exit_code == 0, result.output
+    assert "| lstm | init |" in result.stdout and "| lstm | trained |" in result.stdout
+    assert result.stdout.splitlines()[0].startswith("| model | weights | grad at 0 |")
+    assert (tmp_path / "diag" / "gradient_profile.csv").is_file()
+    assert result.stdout.splitlines()[-1].startswith(f"Diagnostics: {tmp_path / 'diag'}")
+
+
+def test_diagnose_fresh_models_of_a_config(tmp_path: Path) -> None:
+    result = invoke("-q", "diagnose", "--dataset", MARKER, "--cell", "rnn", "--cell", "lstm", "-n", "8",
+                    "-o", str(tmp_path / "diag"), *SMALL)
+    assert result.exit_code == 0, result.output
+    assert "| rnn | init |" in result.stdout and "| lstm | init | forget gate |" in result.stdout
+    assert "gru" not in result.stdout
+
+
+def test_diagnose_runs_and_a_config_together_is_a_usage_error(run_dir: Path) -> None:
+    result = invoke("diagnose", str(run_dir), "--cell", "rnn")
+    assert result.exit_code == 2 and "not both" in result.stderr
+
+
+def test_diagnose_trained_weights_without_runs_is_a_usage_error() -> None:
+    result = invoke("diagnose", "--weights", "trained", "--dataset", MARKER)
+    assert result.exit_code == 2 and "needs run directories" in result.stderr
