@@ -447,16 +447,11 @@ def read_texts(stream: TextIO, input_format: str, columns: list[str], separator:
 
 
 def _jsonl_texts(stream: TextIO, name: str, columns: list[str], separator: str) -> Iterator[str]:
-    for number, line in enumerate(stream, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{name}, line {number}: not valid JSON ({exc.msg})") from None
-        if not isinstance(record, dict) or any(c not in record for c in columns):
-            found = ", ".join(record) if isinstance(record, dict) else type(record).__name__
-            raise DataError(f"{name}, line {number}: needs field(s) {', '.join(columns)}; found {found}")
+    from seqnlp.data import iter_jsonl
+
+    for number, record in iter_jsonl(stream, name):
+        if any(c not in record for c in columns):
+            raise DataError(f"{name}, line {number}: needs field(s) {', '.join(columns)}; found {', '.join(record)}")
         yield separator.join("" if record[c] is None else str(record[c]) for c in columns)
 
 

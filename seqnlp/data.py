@@ -13,7 +13,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterable, Iterator, Optional
 
 import datasets
 from datasets import ClassLabel, Dataset, DatasetDict
@@ -352,17 +352,27 @@ def _find_bad_line(files: dict[str, list[str]], builder: str, kwargs: dict[str, 
     return None
 
 
+def iter_jsonl(lines: Iterable[str], name: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each non-blank JSON Lines line; a DataError names the first bad line."""
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{name}, line {number}: not valid JSON ({exc.msg})") from None
+        if not isinstance(record, dict):
+            raise DataError(f"{name}, line {number}: not a JSON object ({type(record).__name__})")
+        yield number, record
+
+
 def _bad_jsonl_line(path: Path) -> Optional[str]:
     with path.open(encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                return f"{path}, line {number}: not valid JSON ({exc.msg})"
-            if not isinstance(record, dict):
-                return f"{path}, line {number}: not a JSON object ({type(record).__name__})"
+        try:
+            for _ in iter_jsonl(f, str(path)):
+                pass
+        except DataError as exc:
+            return str(exc)
     return None
 
 
