@@ -7,7 +7,6 @@ import csv
 import importlib.util
 import sys
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 import torch
@@ -34,12 +33,6 @@ CELLS = [("rnn", "tanh"), ("rnn", "relu"), ("lstm", "tanh"), ("gru", "tanh")]
 TASK = "synthetic:marker?distance=12&prefix=4&vocab=5&train=60&validation=40&test=10"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def build(cell: str, nonlinearity: str = "tanh", layers: int = 1, bidirectional: bool = False,

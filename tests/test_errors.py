@@ -109,13 +109,8 @@ def csv_lines(rows: list[dict[str, str]]) -> list[str]:
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _close_leftover_readers() -> Iterator[None]:
     yield
-    torch.set_num_threads(before)
     gc.collect()  # readers left open by failed loads are closed here, under this module's warning filter
 
 

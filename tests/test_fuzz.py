@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import operator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pytest
@@ -82,14 +81,6 @@ def _explicit_examples(test):  # type: ignore[no-untyped-def]
     return example(texts=list(EXPLICIT))(test)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 # --- tokenizers of every kind ---------------------------------------------------------------------------------

@@ -6,7 +6,6 @@ Models are tiny (vocab 30, embedding 8, hidden 6, batch of 4) so the whole matri
 from __future__ import annotations
 
 import warnings
-from typing import Iterator
 
 import pytest
 import torch

@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import shutil
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pytest
