@@ -3,6 +3,10 @@
 The sampler groups examples of similar length (less padding, and often batches of equal length, which
 the encoder runs without packing); the loader gathers a batch's ids with one Arrow ``take`` and pads them
 with a vectorized NumPy scatter, so no Python loop runs per example.
+
+With several processes (``num_replicas`` > 1) every process builds the same global batches of
+``batch_size x num_replicas`` examples and keeps its share of each: the ranks see disjoint examples, take the
+same number of steps, and together see every example once per epoch.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ import numpy as np
 import pyarrow as pa
 import torch
 from datasets import Dataset
+
+from seqnlp.errors import DataError
 
 
 @dataclass
@@ -44,6 +50,11 @@ class BucketSampler:
 
     Each epoch (``set_epoch``) the order changes, deterministically from the seed. With ``shuffle=False``
     every example is visited in order of length, which minimizes padding for evaluation.
+
+    With ``num_replicas`` > 1, the pools and global batches are cut for ``batch_size x num_replicas`` and
+    rank ``rank`` keeps every ``num_replicas``-th example of each (the global batch is length-sorted, so the
+    shares have near-equal lengths and the ranks near-equal work). Nothing is dropped or repeated: a last
+    global batch too small to give every rank an example is merged into the batch before it.
     """
 
     def __init__(
@@ -53,11 +64,20 @@ class BucketSampler:
         shuffle: bool = True,
         pool_batches: int = 50,
         seed: int = 0,
+        num_replicas: int = 1,
+        rank: int = 0,
     ) -> None:
+        if not 0 <= rank < num_replicas:
+            raise ValueError(f"rank {rank} is not in 0..{num_replicas - 1}")
         self.lengths = np.asarray(lengths)
+        if num_replicas > 1 and len(self.lengths) < num_replicas:
+            raise DataError(f"{len(self.lengths)} examples cannot be shared among {num_replicas} processes")
         self.batch_size = batch_size
         self.shuffle = shuffle
-        self.pool_size = batch_size * pool_batches
+        self.num_replicas = num_replicas
+        self.rank = rank
+        self.global_batch_size = batch_size * num_replicas
+        self.pool_size = self.global_batch_size * pool_batches
         self.seed = seed
         self.epoch = 0
 
@@ -65,29 +85,55 @@ class BucketSampler:
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return -(-len(self.lengths) // self.batch_size)
+        return num_global_batches(len(self.lengths), self.global_batch_size, self.num_replicas)
 
     def __iter__(self) -> Iterator[np.ndarray]:
         yield from self.batches()
 
     def batches(self) -> list[np.ndarray]:
-        n = len(self.lengths)
+        """This rank's batches of the epoch, in order."""
+        return [batch[self.rank :: self.num_replicas] for batch in self.global_batches()]
+
+    def global_batches(self) -> list[np.ndarray]:
+        """The batches of all ranks together, as one process with ``batch_size x num_replicas`` would see them."""
+        n, size = len(self.lengths), self.global_batch_size
         if not self.shuffle:
-            order = np.argsort(self.lengths, kind="stable")
-            return [order[i : i + self.batch_size] for i in range(0, n, self.batch_size)]
+            return cut(np.argsort(self.lengths, kind="stable"), size, self.num_replicas)
         rng = np.random.default_rng((self.seed, self.epoch))
         order = rng.permutation(n)
         batches: list[np.ndarray] = []
         for start in range(0, n, self.pool_size):
             pool = order[start : start + self.pool_size]
             pool = pool[np.argsort(self.lengths[pool], kind="stable")]
-            batches.extend(pool[i : i + self.batch_size] for i in range(0, len(pool), self.batch_size))
+            batches.extend(pool[i : i + size] for i in range(0, len(pool), size))
+        _merge_short_tail(batches, self.num_replicas)
         rng.shuffle(batches)  # type: ignore[arg-type]  # batch order is random; contents stay length-sorted
         return batches
 
 
+def cut(order: np.ndarray, size: int, min_last: int = 1) -> list[np.ndarray]:
+    """``order`` in consecutive batches of ``size``; a last batch shorter than ``min_last`` joins the one before."""
+    batches = [order[i : i + size] for i in range(0, len(order), size)]
+    _merge_short_tail(batches, min_last)
+    return batches
+
+
+def num_global_batches(n: int, size: int, num_replicas: int) -> int:
+    """How many batches ``cut(range(n), size, num_replicas)`` makes."""
+    count = -(-n // size)
+    return count - 1 if count > 1 and 0 < n % size < num_replicas else count
+
+
+def _merge_short_tail(batches: list[np.ndarray], min_last: int) -> None:
+    if len(batches) > 1 and len(batches[-1]) < min_last:
+        batches[-2:] = [np.concatenate(batches[-2:])]
+
+
 class BatchLoader:
-    """Iterates an encoded split (``input_ids``, ``length``, optional ``label``) as padded ``Batch``es."""
+    """Iterates an encoded split (``input_ids``, ``length``, optional ``label``) as padded ``Batch``es.
+
+    ``num_replicas``/``rank``: this process's share of every batch in a multi-process run (see BucketSampler).
+    """
 
     def __init__(
         self,
@@ -98,6 +144,8 @@ class BatchLoader:
         pool_batches: int = 50,
         seed: int = 0,
         pin_memory: bool = False,
+        num_replicas: int = 1,
+        rank: int = 0,
     ) -> None:
         if split._indices is not None:  # a selected/shuffled view: materialize once so takes stay cheap
             split = split.flatten_indices()
@@ -109,10 +157,21 @@ class BatchLoader:
             self.labels = table.column("label").to_numpy().astype(np.int64)
         self.pad_id = pad_id
         self.pin_memory = pin_memory
-        self.sampler = BucketSampler(self.lengths, batch_size, shuffle=shuffle, pool_batches=pool_batches, seed=seed)
+        self.sampler = BucketSampler(self.lengths, batch_size, shuffle=shuffle, pool_batches=pool_batches, seed=seed,
+                                     num_replicas=num_replicas, rank=rank)
 
     def __len__(self) -> int:
         return len(self.sampler)
+
+    @property
+    def num_batches(self) -> Optional[int]:
+        """Batches per epoch (the same on every rank)."""
+        return len(self.sampler)
+
+    @property
+    def sharded(self) -> bool:
+        """Whether this process sees only its share of the split (metrics must then be summed over processes)."""
+        return self.sampler.num_replicas > 1
 
     def set_epoch(self, epoch: int) -> None:
         self.sampler.set_epoch(epoch)
@@ -121,22 +180,41 @@ class BatchLoader:
         for indices in self.sampler:
             yield self.collate(indices)
 
+    def epoch(self, epoch: int, skip: int = 0) -> Iterator[Batch]:
+        """The batches of training epoch ``epoch``, after the first ``skip`` (already trained on)."""
+        self.set_epoch(epoch)
+        for indices in self.sampler.batches()[skip:]:
+            yield self.collate(indices)
+
     @property
     def num_examples(self) -> int:
         return len(self.lengths)
 
     def collate(self, indices: np.ndarray) -> Batch:
         """Gather and pad the examples at ``indices``."""
-        lengths = self.lengths[indices]  # [B]
-        rows = self._ids.take(pa.array(indices)).combine_chunks()  # ListArray of B rows, in order
-        flat = rows.flatten().to_numpy(zero_copy_only=False)  # [sum(lengths)]
-        ids = pad_flat(flat, lengths, self.pad_id)  # [B, T]
-        labels = None if self.labels is None else torch.from_numpy(self.labels[indices])
-        input_ids = torch.from_numpy(ids)  # [B, T]
-        if self.pin_memory:
-            input_ids = input_ids.pin_memory()
-            labels = None if labels is None else labels.pin_memory()
-        return Batch(input_ids, torch.from_numpy(lengths), labels, indices)
+        return collate(self._ids, self.lengths, self.labels, indices, self.pad_id, self.pin_memory)
+
+
+def collate(
+    ids: pa.ChunkedArray | pa.Array,
+    lengths: np.ndarray,
+    labels: Optional[np.ndarray],
+    indices: np.ndarray,
+    pad_id: int,
+    pin_memory: bool = False,
+) -> Batch:
+    """Gather the examples at ``indices`` from an Arrow list column of ids and pad them into a ``Batch``."""
+    batch_lengths = lengths[indices]  # [B]
+    rows = ids.take(pa.array(indices))  # list array of B rows, in order
+    if isinstance(rows, pa.ChunkedArray):
+        rows = rows.combine_chunks()
+    flat = rows.flatten().to_numpy(zero_copy_only=False)  # [sum(lengths)]
+    input_ids = torch.from_numpy(pad_flat(flat, batch_lengths, pad_id))  # [B, T]
+    batch_labels = None if labels is None else torch.from_numpy(labels[indices])  # [B]
+    if pin_memory:
+        input_ids = input_ids.pin_memory()
+        batch_labels = None if batch_labels is None else batch_labels.pin_memory()
+    return Batch(input_ids, torch.from_numpy(batch_lengths), batch_labels, indices)
 
 
 def pad_flat(flat: np.ndarray, lengths: np.ndarray, pad_id: int) -> np.ndarray:

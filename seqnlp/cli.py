@@ -9,6 +9,7 @@ import copy
 import csv
 import json
 import logging
+import os
 import sys
 from functools import wraps
 from pathlib import Path
@@ -58,11 +59,21 @@ def main(ctx: click.Context, verbose: bool, quiet: bool, debug: bool) -> None:
       seqnlp evaluate runs/sst2-gru
       seqnlp predict runs/sst2-gru "a gripping, beautifully shot film"
     """
+    if _rank() > 0:  # under torchrun, rank 0 speaks for the run: the others log warnings and errors only
+        quiet, verbose = True, False
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
     logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr, force=True)
     for noisy in ("datasets", "filelock", "fsspec", "urllib3", "huggingface_hub"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
     ctx.obj = {"quiet": quiet}
+
+
+def _rank() -> int:
+    """This process's rank when torchrun started it (torchrun sets RANK), else 0; read without importing torch."""
+    try:
+        return int(os.environ.get("RANK", "0"))
+    except ValueError:
+        return 0
 
 
 def _quiet_datasets(ctx: click.Context) -> None:
@@ -141,7 +152,8 @@ def train(ctx: click.Context, config_file: Optional[str], overrides: tuple[str, 
     """Train a classifier and write its run directory.
 
     Settings come from the defaults, then --config, then --set, then the flags below. With no dataset
-    named, seqnlp trains on the embedded SMS Spam Collection.
+    named, seqnlp trains on the embedded SMS Spam Collection. Under torchrun, every process trains on its
+    share of each batch (--batch-size is per process) and rank 0 writes the run directory.
 
     \b
     Examples:
@@ -151,6 +163,7 @@ def train(ctx: click.Context, config_file: Optional[str], overrides: tuple[str, 
                    --text-column title --text-column body --label-column topic
       seqnlp train --dataset imdb --set tokenizer.max_length=400 --set model.pooling=mean
       seqnlp train --resume runs/imdb            # after Ctrl-C, SIGTERM or a crash
+      torchrun --nproc_per_node=4 -m seqnlp train --config configs/imdb.yaml
     """
     if resume_dir is not None:
         given = [k for k, v in ctx.params.items() if k not in ("resume_dir",) and v not in (None, False, ())]
@@ -180,6 +193,8 @@ def train(ctx: click.Context, config_file: Optional[str], overrides: tuple[str, 
 
 
 def _echo_result(result: Any) -> None:
+    if _rank() > 0:
+        return
     click.echo(f"Run directory: {result.run_dir}")
     click.echo(f"Best epoch {result.best_epoch}: validation accuracy {result.validation['accuracy']:.4f}, "
                f"macro-F1 {result.validation['macro_f1']:.4f}")

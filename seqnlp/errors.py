@@ -27,6 +27,10 @@ class TrainingError(SeqnlpError):
     """Training cannot go on (e.g. a non-finite loss); the last checkpoint in the run directory is intact."""
 
 
+class DistributedError(SeqnlpError):
+    """Another process of a multi-process (torchrun) run failed; its own error says why."""
+
+
 class TrainingInterrupted(SeqnlpError):
     """SIGINT or SIGTERM stopped training after a checkpoint was saved; exit code 128 + the signal number."""
 

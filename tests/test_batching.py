@@ -10,6 +10,7 @@ import torch
 from datasets import ClassLabel, Dataset, Features, Sequence, Value, concatenate_datasets
 
 from seqnlp.batching import Batch, BatchLoader, BucketSampler, pad_flat
+from seqnlp.errors import DataError
 
 
 def naive_pad(rows: list[list[int]], pad_id: int) -> np.ndarray:
@@ -120,6 +121,48 @@ def test_no_shuffle_orders_by_length() -> None:
     sampler.set_epoch(5)
     assert [b.tolist() for b in sampler] == batches
     assert len(sampler) == 3
+
+
+# --- BucketSampler over several processes ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("replicas", [2, 3, 4])
+@pytest.mark.parametrize("n", [4, 37, 96, 97, 101, 250])
+@pytest.mark.parametrize("shuffle", [True, False])
+def test_ranks_share_every_example_once_in_equal_steps(replicas: int, n: int, shuffle: bool) -> None:
+    lengths = skewed_lengths(n, seed=n)
+    samplers = [BucketSampler(lengths, batch_size=8, shuffle=shuffle, pool_batches=3, seed=5, num_replicas=replicas,
+                              rank=r) for r in range(replicas)]
+    for number in (1, 2):
+        shares = [epoch(s, number) for s in samplers]
+        assert len({len(share) for share in shares}) == 1  # every rank takes the same number of steps
+        assert len(shares[0]) == len(samplers[0])
+        everything = [i for share in shares for batch in share for i in batch]
+        assert sorted(everything) == list(range(n))  # nothing dropped, nothing repeated
+        for step in zip(*shares):
+            sizes = [len(batch) for batch in step]
+            assert min(sizes) >= 1 and max(sizes) - min(sizes) <= 1  # balanced, no rank idle
+
+
+@pytest.mark.parametrize("n", [64, 100, 258])  # (257 would leave one example for two ranks: merged, see below)
+def test_global_batches_are_those_of_one_process_with_the_global_batch_size(n: int) -> None:
+    lengths = skewed_lengths(n, seed=1)
+    one = BucketSampler(lengths, batch_size=16, pool_batches=4, seed=9)
+    ranks = [BucketSampler(lengths, batch_size=8, pool_batches=4, seed=9, num_replicas=2, rank=r) for r in (0, 1)]
+    for number in (1, 2):
+        together = [sorted(a + b) for a, b in zip(epoch(ranks[0], number), epoch(ranks[1], number))]
+        assert together == [sorted(batch) for batch in epoch(one, number)]
+
+
+def test_a_tail_too_small_to_share_joins_the_batch_before() -> None:
+    lengths = np.arange(1, 18)  # 17 examples in global batches of 8 (4 per rank): 8 + 8 + 1
+    shares = [BucketSampler(lengths, batch_size=4, shuffle=False, num_replicas=2, rank=r).batches() for r in (0, 1)]
+    assert [len(b) for b in shares[0]] == [4, 5] and [len(b) for b in shares[1]] == [4, 4]
+
+
+def test_fewer_examples_than_processes_is_an_error() -> None:
+    with pytest.raises(DataError, match="3 examples cannot be shared among 4 processes"):
+        BucketSampler(np.ones(3), batch_size=2, num_replicas=4, rank=0)
 
 
 # --- BatchLoader ----------------------------------------------------------------------------------------------
