@@ -6,20 +6,22 @@ with a vectorized NumPy scatter, so no Python loop runs per example.
 
 With several processes (``num_replicas`` > 1) every process builds the same global batches of
 ``batch_size x num_replicas`` examples and keeps its share of each: the ranks see disjoint examples, take the
-same number of steps, and together see every example once per epoch.
+same number of steps, and together see every example once per epoch. ``StreamLoader`` does the same for an
+``IterableDataset`` read as it streams, in bounded pools.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Iterator, Optional
 
 import numpy as np
 import pyarrow as pa
 import torch
-from datasets import Dataset
+from datasets import Dataset, IterableDataset
 
-from seqnlp.errors import DataError
+from seqnlp.errors import CheckpointError, DataError
 
 
 @dataclass
@@ -135,6 +137,8 @@ class BatchLoader:
     ``num_replicas``/``rank``: this process's share of every batch in a multi-process run (see BucketSampler).
     """
 
+    mid_epoch_resume = True  # the batches of an epoch can be recomputed, so training can resume inside one
+
     def __init__(
         self,
         split: Dataset,
@@ -193,6 +197,83 @@ class BatchLoader:
     def collate(self, indices: np.ndarray) -> Batch:
         """Gather and pad the examples at ``indices``."""
         return collate(self._ids, self.lengths, self.labels, indices, self.pad_id, self.pin_memory)
+
+
+class StreamLoader:
+    """Padded batches from an encoded ``IterableDataset``, formed as it streams, in bounded memory.
+
+    The stream (already shuffled through a buffer by ``IterableDataset.shuffle``) is read in pools of
+    ``batch_size x num_replicas x pool_batches`` examples held as Arrow tables; each pool is sorted by
+    length, cut into global batches, and the batches are shuffled. Every rank reads the whole stream and
+    keeps its share of each global batch, as ``BucketSampler`` does, so all ranks take the same number of
+    steps without knowing the stream's length. ``set_epoch`` reshuffles the stream and the batches.
+
+    ``num_batches`` is an estimate (from ``num_examples``, when known) for the progress bar and the schedule.
+    """
+
+    mid_epoch_resume = False  # a stream cannot be rewound to a batch: training resumes at epoch boundaries
+
+    def __init__(
+        self,
+        stream: IterableDataset,
+        batch_size: int,
+        pad_id: int = 0,
+        pool_batches: int = 50,
+        seed: int = 0,
+        pin_memory: bool = False,
+        num_replicas: int = 1,
+        rank: int = 0,
+        num_examples: Optional[int] = None,
+    ) -> None:
+        self.stream = stream.with_format("arrow")
+        self.pad_id = pad_id
+        self.pin_memory = pin_memory
+        self.num_replicas, self.rank, self.seed = num_replicas, rank, seed
+        self.global_batch_size = batch_size * num_replicas
+        self.pool_size = self.global_batch_size * pool_batches
+        self.num_batches = None if num_examples is None else math.ceil(num_examples / self.global_batch_size)
+        self.sharded = num_replicas > 1
+        self._epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self._epoch = epoch
+        self.stream.set_epoch(epoch)
+
+    def __iter__(self) -> Iterator[Batch]:
+        return self.epoch(self._epoch)
+
+    def epoch(self, epoch: int, skip: int = 0) -> Iterator[Batch]:
+        """The batches of epoch ``epoch`` as the stream yields them; ``skip`` > 0 is impossible for a stream."""
+        if skip:
+            raise CheckpointError(f"a streaming run cannot resume inside epoch {epoch} (after batch {skip}); "
+                                  "it resumes at epoch boundaries only")
+        self.set_epoch(epoch)
+        rng = np.random.default_rng((self.seed, epoch))
+        for pool in self._pools():
+            lengths = pool.column("length").to_numpy().astype(np.int64)  # [P]
+            labels = pool.column("label").to_numpy().astype(np.int64) if "label" in pool.column_names else None
+            ids = pool.column("input_ids")
+            batches = cut(np.argsort(lengths, kind="stable"), self.global_batch_size, self.num_replicas)
+            rng.shuffle(batches)  # type: ignore[arg-type]
+            for batch in batches:
+                yield collate(ids, lengths, labels, batch[self.rank :: self.num_replicas], self.pad_id, self.pin_memory)
+
+    def _pools(self) -> Iterator[pa.Table]:
+        """Pools of ``pool_size`` examples; a remainder too small to share among the ranks joins the pool before."""
+        ready: Optional[pa.Table] = None
+        for table in self.stream.iter(batch_size=self.pool_size):
+            if ready is not None and table.num_rows < self.num_replicas:
+                ready = pa.concat_tables([ready, table])
+                continue
+            if ready is not None:
+                yield ready
+            ready = table
+        if ready is None:
+            return
+        if ready.num_rows < self.num_replicas:
+            raise DataError(f"the stream holds {ready.num_rows} examples, too few to share among "
+                            f"{self.num_replicas} processes")
+        yield ready
 
 
 def collate(

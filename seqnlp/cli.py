@@ -139,6 +139,8 @@ def _data_options(command: Callable) -> Callable:
 @click.option("--seed", type=int, help="Random seed (data split, initialization, batch order).")
 @click.option("--device", help="auto, cpu, cuda or cuda:N.")
 @click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), help="Training precision.")
+@click.option("--streaming", is_flag=True, default=None,
+              help="Read the training split as a stream, never materialized (data.streaming).")
 @click.option("--print-config", is_flag=True, help="Print the resolved config as YAML and exit.")
 @click.option("--resume", "resume_dir", type=click.Path(file_okay=False), metavar="RUN_DIR",
               help="Continue an interrupted run from its last checkpoint, with its saved config.")
@@ -148,7 +150,8 @@ def train(ctx: click.Context, config_file: Optional[str], overrides: tuple[str, 
           overwrite: bool, dataset: Optional[str], data_files: tuple[str, ...], text_columns: tuple[str, ...],
           label_column: Optional[str], cell: Optional[str], layers: Optional[int], bidirectional: Optional[bool],
           epochs: Optional[int], batch_size: Optional[int], lr: Optional[float], seed: Optional[int],
-          device: Optional[str], precision: Optional[str], print_config: bool, resume_dir: Optional[str]) -> None:
+          device: Optional[str], precision: Optional[str], streaming: Optional[bool], print_config: bool,
+          resume_dir: Optional[str]) -> None:
     """Train a classifier and write its run directory.
 
     Settings come from the defaults, then --config, then --set, then the flags below. With no dataset
@@ -164,6 +167,7 @@ def train(ctx: click.Context, config_file: Optional[str], overrides: tuple[str, 
       seqnlp train --dataset imdb --set tokenizer.max_length=400 --set model.pooling=mean
       seqnlp train --resume runs/imdb            # after Ctrl-C, SIGTERM or a crash
       torchrun --nproc_per_node=4 -m seqnlp train --config configs/imdb.yaml
+      seqnlp train --dataset big.jsonl --streaming --set train.schedule=constant --set train.warmup_ratio=0
     """
     if resume_dir is not None:
         given = [k for k, v in ctx.params.items() if k not in ("resume_dir",) and v not in (None, False, ())]
@@ -177,7 +181,8 @@ def train(ctx: click.Context, config_file: Optional[str], overrides: tuple[str, 
     updates = _data_updates(dataset, data_files, text_columns, label_column)
     flags = {"output_dir": output_dir, "model.cell": cell, "model.num_layers": layers,
              "model.bidirectional": bidirectional, "train.epochs": epochs, "train.batch_size": batch_size,
-             "train.lr": lr, "seed": seed, "train.device": device, "train.precision": precision}
+             "train.lr": lr, "seed": seed, "train.device": device, "train.precision": precision,
+             "data.streaming": streaming}
     updates.update({key: value for key, value in flags.items() if value is not None})
     config = load_config(config_file, overrides, updates)
     if print_config:

@@ -32,7 +32,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from seqnlp import distributed
-from seqnlp.batching import Batch, BatchLoader
+from seqnlp.batching import Batch, BatchLoader, StreamLoader
 from seqnlp.checkpoint import (
     CONFIG_FILE,
     LABELS_FILE,
@@ -53,8 +53,8 @@ from seqnlp.checkpoint import (
     write_jsonl,
 )
 from seqnlp.config import Config, TrainConfig, config_from_dict, read_config_file, validate
-from seqnlp.data import Splits, load_splits
-from seqnlp.errors import CheckpointError, DataError, TrainingError, TrainingInterrupted
+from seqnlp.data import Splits, load_splits, load_stream
+from seqnlp.errors import CheckpointError, ConfigError, DataError, TrainingError, TrainingInterrupted
 from seqnlp.evaluation import evaluate_model
 from seqnlp.model import RNNClassifier, count_parameters
 from seqnlp.runtime import (
@@ -66,7 +66,7 @@ from seqnlp.runtime import (
     set_rng_state,
     set_threads,
 )
-from seqnlp.tokenizer import build_tokenizer, encode_dataset, iter_texts, load_tokenizer, pad_id
+from seqnlp.tokenizer import build_tokenizer, encode_dataset, encode_stream, iter_texts, load_tokenizer, pad_id
 
 log = logging.getLogger(__name__)
 
@@ -198,9 +198,11 @@ def _run(
     rank, world = distributed.rank(), distributed.world_size()
     progress = progress and distributed.is_main()
     with distributed.main_first():  # the first process of each node fills the datasets cache, the others read it
-        splits = load_splits(data, config.seed, label_names=label_names)
+        splits = (load_stream if data.streaming else load_splits)(data, config.seed, label_names=label_names)
     if data.validation_split not in splits.data:
         raise DataError(f"validation split {data.validation_split!r} not found")
+    if splits.stream is not None:
+        _check_stream_schedule(tc, splits.stream_size)
     if tokenizer is None:  # trained once, on rank 0, and the very same one on every rank
         tokenizer = distributed.from_main(lambda: _new_tokenizer(config, splits, run_dir))
     log.info("run directory: %s", run_dir)
@@ -211,8 +213,14 @@ def _run(
                    for name, split in splits.data.items()}
     pin = device.type == "cuda"
     shard = {"num_replicas": world, "rank": rank}  # this process's share of every batch
-    train_loader = BatchLoader(encoded[data.train_split], tc.batch_size, pad_id=pad, shuffle=True,
-                               pool_batches=tc.bucket_pool, seed=config.seed, pin_memory=pin, **shard)
+    train_loader: BatchLoader | StreamLoader
+    if splits.stream is not None:
+        stream = encode_stream(splits.stream.shuffle(seed=config.seed, buffer_size=data.shuffle_buffer), tokenizer)
+        train_loader = StreamLoader(stream, tc.batch_size, pad_id=pad, pool_batches=tc.bucket_pool, seed=config.seed,
+                                    pin_memory=pin, num_examples=splits.stream_size, **shard)
+    else:
+        train_loader = BatchLoader(encoded[data.train_split], tc.batch_size, pad_id=pad, shuffle=True,
+                                   pool_batches=tc.bucket_pool, seed=config.seed, pin_memory=pin, **shard)
     val_loader = BatchLoader(encoded[data.validation_split], tc.eval_batch_size, pad_id=pad, pin_memory=pin, **shard)
 
     model = RNNClassifier(config.model, tokenizer.get_vocab_size(), len(splits.label_names), pad_id=pad).to(device)
@@ -230,6 +238,9 @@ def _run(
             raise CheckpointError(
                 f"{run_dir} was trained by {saved.get('world_size', 1)} process(es) and this resume runs {world}; "
                 "resume with as many (torchrun --nproc_per_node), since the global batch and its order depend on it")
+        if state.batch and not train_loader.mid_epoch_resume:
+            raise CheckpointError(f"{run_dir} stopped inside epoch {state.epoch} of a stream; a streaming run "
+                                  "resumes at epoch boundaries only")
         set_rng_state(saved["rng_by_rank"][rank] if world > 1 else saved["rng"])
         if saved.get("scaler"):
             scaler.load_state_dict(saved["scaler"])
@@ -268,10 +279,21 @@ def _run(
 
 
 def _new_tokenizer(config: Config, splits: Splits, run_dir: Path) -> Tokenizer:
-    """Train the run's tokenizer on the training split and write the run's files."""
-    tokenizer = build_tokenizer(config.tokenizer, iter_texts(splits.data[config.data.train_split]))
+    """Train the run's tokenizer (on the training split, or a stream's sample) and write the run's files."""
+    texts = splits.sample if splits.sample is not None else splits.data[config.data.train_split]
+    tokenizer = build_tokenizer(config.tokenizer, iter_texts(texts))
     save_run_files(run_dir, config, tokenizer, splits.label_names)
     return tokenizer
+
+
+def _check_stream_schedule(tc: TrainConfig, stream_size: Optional[int]) -> None:
+    """A decaying schedule or a warm-up needs the number of steps, hence the stream's size."""
+    if stream_size is None and (tc.schedule in ("linear", "cosine") or tc.warmup_ratio > 0):
+        raise ConfigError(
+            f"train.schedule={tc.schedule} with train.warmup_ratio={tc.warmup_ratio} needs the number of training "
+            "examples, which this stream does not state: set data.streaming_size, or use train.schedule=constant "
+            "(or plateau) with train.warmup_ratio=0"
+        )
 
 
 class _Loop:
@@ -283,13 +305,14 @@ class _Loop:
 
     def __init__(self, config: Config, device: torch.device, run_dir: Path, model: RNNClassifier,
                  train_model: torch.nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
-                 train_loader: BatchLoader, val_loader: BatchLoader, label_names: list[str],
+                 train_loader: BatchLoader | StreamLoader, val_loader: BatchLoader, label_names: list[str],
                  tokenizer: Tokenizer, state: LoopState, progress: bool) -> None:
         self.config, self.tc, self.device, self.run_dir = config, config.train, device, run_dir
         self.model, self.train_model, self.optimizer, self.scaler = model, train_model, optimizer, scaler
         self.train_loader, self.val_loader, self.label_names = train_loader, val_loader, label_names
         self.tokenizer, self.state, self.progress = tokenizer, state, progress
-        self.total_steps = self.tc.epochs * len(train_loader)
+        batches = train_loader.num_batches  # None for a stream of unknown size (then the schedule is constant)
+        self.total_steps = self.tc.epochs * batches if batches is not None else 0
         self.warmup_steps = int(self.tc.warmup_ratio * self.total_steps)
 
     def fit(self, received: list[int]) -> None:
@@ -306,8 +329,13 @@ class _Loop:
             self._end_epoch()
             self.checkpoint()
 
-    def checkpoint(self) -> None:
-        """Save a resumable checkpoint (rank 0 writes it, with every rank's RNG state); every rank calls this."""
+    def checkpoint(self) -> bool:
+        """Save a resumable checkpoint (rank 0 writes it, with every rank's RNG state); every rank calls this.
+
+        Returns False, saving nothing, inside an epoch of a stream, which cannot resume there.
+        """
+        if self.state.batch and not self.train_loader.mid_epoch_resume:
+            return False
         rng = distributed.gather(get_rng_state())  # one per rank, in rank order
         if distributed.is_main():
             extra = {"rng_by_rank": rng} if len(rng) > 1 else {}
@@ -315,11 +343,14 @@ class _Loop:
                                 {"loop": dataclasses.asdict(self.state), "rng": rng[0], **extra,
                                  "world_size": len(rng), "scaler": self.scaler.state_dict()},
                                 self.tokenizer)
+        return True
 
     def _stop(self, received: list[int]) -> None:
         """A signal reached this rank or another one: every rank checkpoints and stops, at the same step."""
-        self.checkpoint()
-        raise TrainingInterrupted(received[0] if received else signal.SIGTERM, self.run_dir)
+        saved = self.checkpoint()
+        raise TrainingInterrupted(received[0] if received else signal.SIGTERM, self.run_dir,
+                                  "checkpoint saved" if saved else
+                                  f"epoch {self.state.epoch} is lost (a stream resumes at epoch boundaries)")
 
     def _step(self, batch: Batch, bar: tqdm, received: list[int]) -> bool:
         """One optimizer step; returns whether a signal asks every rank to stop."""

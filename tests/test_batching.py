@@ -9,8 +9,8 @@ import pytest
 import torch
 from datasets import ClassLabel, Dataset, Features, Sequence, Value, concatenate_datasets
 
-from seqnlp.batching import Batch, BatchLoader, BucketSampler, pad_flat
-from seqnlp.errors import DataError
+from seqnlp.batching import Batch, BatchLoader, BucketSampler, StreamLoader, pad_flat
+from seqnlp.errors import CheckpointError, DataError
 
 
 def naive_pad(rows: list[list[int]], pad_id: int) -> np.ndarray:
@@ -297,3 +297,54 @@ def test_batch_to_keeps_lengths_on_cpu() -> None:
     assert moved.labels is not None and batch.labels is not None
     assert torch.equal(moved.labels, batch.labels)
     np.testing.assert_array_equal(moved.indices, batch.indices)
+
+
+# --- StreamLoader ---------------------------------------------------------------------------------------------
+
+
+def stream_batches(split: Dataset, epoch_number: int, replicas: int = 1, rank: int = 0, **kwargs: int) -> list[Batch]:
+    loader = StreamLoader(split.to_iterable_dataset(num_shards=3), pad_id=0, seed=2, num_replicas=replicas,
+                          rank=rank, **kwargs)  # type: ignore[arg-type]
+    return list(loader.epoch(epoch_number))
+
+
+def rows_of(batch: Batch) -> list[int]:
+    """The row numbers encoded in the ids (row r starts with r*1000+2)."""
+    return [(int(ids[0]) - 2) // 1000 for ids in batch.input_ids]
+
+
+@pytest.mark.parametrize("replicas", [1, 2, 3])
+@pytest.mark.parametrize("n", [5, 50, 97])
+def test_stream_loader_shares_every_example_once_in_equal_steps(replicas: int, n: int) -> None:
+    split = encoded_split(n, seed=n)
+    expected = {r: row for r, row in enumerate(split["input_ids"])}
+    for number in (1, 2):
+        shares = [stream_batches(split, number, replicas, r, batch_size=4, pool_batches=2) for r in range(replicas)]
+        assert len({len(share) for share in shares}) == 1
+        seen = []
+        for batch in (b for share in shares for b in share):
+            rows = rows_of(batch)
+            seen += rows
+            assert batch.labels is not None and batch.labels.tolist() == [r % 3 for r in rows]
+            for i, r in enumerate(rows):
+                assert batch.input_ids[i, : batch.lengths[i]].tolist() == expected[r]
+                assert torch.all(batch.input_ids[i, batch.lengths[i] :] == 0)
+        assert sorted(seen) == list(range(n))
+
+
+def test_stream_loader_buckets_by_length_and_reshuffles_every_epoch() -> None:
+    split = encoded_split(200, seed=3)
+    first, second = (stream_batches(split, number, batch_size=10, pool_batches=5) for number in (1, 2))
+    assert [rows_of(b) for b in first] != [rows_of(b) for b in second]
+    pooled = [np.sort(split["length"][start : start + 50]) for start in range(0, 200, 50)]
+    naive = sum(int(p[i : i + 10].max()) * len(p[i : i + 10]) for p in pooled for i in range(0, 50, 10))
+    assert sum(b.input_ids.numel() for b in first) <= naive + 10 * 14  # sorted within pools: little padding
+
+
+def test_stream_loader_cannot_start_inside_an_epoch_or_share_too_few_examples() -> None:
+    loader = StreamLoader(encoded_split(3).to_iterable_dataset(), batch_size=2, num_replicas=2, rank=0)
+    with pytest.raises(CheckpointError, match="resumes at epoch boundaries only"):
+        next(loader.epoch(2, skip=5))
+    few = StreamLoader(encoded_split(1).to_iterable_dataset(), batch_size=2, num_replicas=2, rank=1)
+    with pytest.raises(DataError, match="too few to share among 2 processes"):
+        list(few.epoch(1))
