@@ -1,8 +1,9 @@
 """Length-bucketed batches of padded ids, built straight from Arrow buffers.
 
 The sampler groups examples of similar length (less padding, and often batches of equal length, which
-the encoder runs without packing); the loader gathers a batch's ids with one Arrow ``take`` and pads them
-with a vectorized NumPy scatter, so no Python loop runs per example.
+the encoder runs without packing); the loader gathers a batch's ids with an Arrow ``take`` from each chunk of
+the memory-mapped column that holds some of them, and pads them with a vectorized NumPy scatter, so no
+Python loop runs per example and no batch copies more than its own rows.
 
 With several processes (``num_replicas`` > 1) every process builds the same global batches of
 ``batch_size x num_replicas`` examples and keeps its share of each: the ranks see disjoint examples, take the
@@ -154,7 +155,8 @@ class BatchLoader:
         if split._indices is not None:  # a selected/shuffled view: materialize once so takes stay cheap
             split = split.flatten_indices()
         table = split.data  # Arrow table, memory-mapped from the datasets cache
-        self._ids: pa.ChunkedArray = table.column("input_ids")
+        self._ids: pa.ChunkedArray = table.column("input_ids")  # one chunk per record batch of the cache file
+        self._starts = chunk_starts(self._ids)
         self.lengths = table.column("length").to_numpy().astype(np.int64)  # [N]
         self.labels: Optional[np.ndarray] = None  # [N]
         if "label" in split.column_names:
@@ -196,7 +198,8 @@ class BatchLoader:
 
     def collate(self, indices: np.ndarray) -> Batch:
         """Gather and pad the examples at ``indices``."""
-        return collate(self._ids, self.lengths, self.labels, indices, self.pad_id, self.pin_memory)
+        rows = take_rows(self._ids, self._starts, indices)
+        return collate(rows, self.lengths, self.labels, indices, self.pad_id, self.pin_memory)
 
 
 class StreamLoader:
@@ -252,11 +255,12 @@ class StreamLoader:
         for pool in self._pools():
             lengths = pool.column("length").to_numpy().astype(np.int64)  # [P]
             labels = pool.column("label").to_numpy().astype(np.int64) if "label" in pool.column_names else None
-            ids = pool.column("input_ids")
+            ids = pool.column("input_ids").combine_chunks()  # one copy of the pool, not one per batch
             batches = cut(np.argsort(lengths, kind="stable"), self.global_batch_size, self.num_replicas)
             rng.shuffle(batches)  # type: ignore[arg-type]
             for batch in batches:
-                yield collate(ids, lengths, labels, batch[self.rank :: self.num_replicas], self.pad_id, self.pin_memory)
+                share = batch[self.rank :: self.num_replicas]
+                yield collate(ids.take(pa.array(share)), lengths, labels, share, self.pad_id, self.pin_memory)
 
     def _pools(self) -> Iterator[pa.Table]:
         """Pools of ``pool_size`` examples; a remainder too small to share among the ranks joins the pool before."""
@@ -276,19 +280,37 @@ class StreamLoader:
         yield ready
 
 
+def chunk_starts(column: pa.ChunkedArray) -> np.ndarray:
+    """The row at which each chunk of ``column`` starts, and the row count last: [K + 1]."""
+    return np.cumsum([0] + [len(chunk) for chunk in column.chunks])
+
+
+def take_rows(column: pa.ChunkedArray, starts: np.ndarray, indices: np.ndarray) -> pa.Array:
+    """The rows ``indices`` of a chunked list column, in that order, copying those rows only.
+
+    ``ChunkedArray.take`` first concatenates every chunk of a list column: a copy of the whole column (all of a
+    split's ids) for each batch. Here each chunk that holds some of the rows gives them with its own ``take``.
+    ``starts`` is ``chunk_starts(column)``.
+    """
+    if len(indices) == 0:
+        return pa.array([], type=column.type)
+    chunk_of = np.searchsorted(starts, indices, side="right") - 1  # [B]
+    order = np.argsort(chunk_of, kind="stable")  # the rows grouped by chunk
+    groups = np.split(order, np.flatnonzero(np.diff(chunk_of[order])) + 1)
+    parts = [column.chunk(int(chunk_of[g[0]])).take(pa.array(indices[g] - starts[chunk_of[g[0]]])) for g in groups]
+    return pa.concat_arrays(parts).take(pa.array(np.argsort(order)))  # back in the order asked for
+
+
 def collate(
-    ids: pa.ChunkedArray | pa.Array,
+    rows: pa.Array,
     lengths: np.ndarray,
     labels: Optional[np.ndarray],
     indices: np.ndarray,
     pad_id: int,
     pin_memory: bool = False,
 ) -> Batch:
-    """Gather the examples at ``indices`` from an Arrow list column of ids and pad them into a ``Batch``."""
+    """Pad ``rows`` (the ids of the examples at ``indices``, a list array) into a ``Batch``."""
     batch_lengths = lengths[indices]  # [B]
-    rows = ids.take(pa.array(indices))  # list array of B rows, in order
-    if isinstance(rows, pa.ChunkedArray):
-        rows = rows.combine_chunks()
     flat = rows.flatten().to_numpy(zero_copy_only=False)  # [sum(lengths)]
     input_ids = torch.from_numpy(pad_flat(flat, batch_lengths, pad_id))  # [B, T]
     batch_labels = None if labels is None else torch.from_numpy(labels[indices])  # [B]

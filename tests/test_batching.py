@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
+import pyarrow as pa
 import pytest
 import torch
 from datasets import ClassLabel, Dataset, Features, Sequence, Value, concatenate_datasets
 
-from seqnlp.batching import Batch, BatchLoader, BucketSampler, StreamLoader, pad_flat
+from seqnlp.batching import Batch, BatchLoader, BucketSampler, StreamLoader, chunk_starts, pad_flat, take_rows
 from seqnlp.errors import CheckpointError, DataError
 
 
@@ -54,6 +55,46 @@ def test_pad_flat_equal_lengths_and_single_row() -> None:
     np.testing.assert_array_equal(pad_flat(np.array([1, 2, 3, 4]), np.array([2, 2]), 0), [[1, 2], [3, 4]])
     np.testing.assert_array_equal(pad_flat(np.array([5, 6, 7]), np.array([3]), 0), [[5, 6, 7]])
     np.testing.assert_array_equal(pad_flat(np.array([5, 6, 7]), np.array([1, 2]), 9), [[5, 9], [6, 7]])
+
+
+# --- take_rows ------------------------------------------------------------------------------------------------
+
+
+def chunked_ids(chunks: int = 30, rows: int = 200, seed: int = 0) -> pa.ChunkedArray:
+    rng = np.random.default_rng(seed)
+    arrays = [pa.array([list(range(int(k))) for k in rng.integers(1, 60, size=rows)], type=pa.list_(pa.int32()))
+              for _ in range(chunks)]
+    arrays[3] = arrays[3].slice(17, 90)  # a chunk that is a view with an offset
+    return pa.chunked_array(arrays)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_take_rows_matches_arrow_take(seed: int) -> None:
+    column = chunked_ids(seed=seed)
+    rng = np.random.default_rng(seed)
+    for size in (0, 1, 7, 300):
+        indices = rng.integers(0, len(column), size=size)
+        expected = column.take(pa.array(indices, type=pa.int64())).combine_chunks()
+        assert take_rows(column, chunk_starts(column), indices).equals(expected)
+
+
+def peak_arrow_allocation(work: Callable[[], object]) -> int:
+    """The most memory Arrow held at once while ``work`` ran (bytes)."""
+    default = pa.default_memory_pool()
+    pool = pa.proxy_memory_pool(default)
+    pa.set_memory_pool(pool)
+    try:
+        work()
+    finally:
+        pa.set_memory_pool(default)
+    return pool.max_memory()
+
+
+def test_take_rows_copies_the_rows_not_the_column() -> None:
+    column = chunked_ids(chunks=40, rows=500)
+    indices = np.random.default_rng(1).integers(0, len(column), size=64)
+    assert peak_arrow_allocation(lambda: column.take(pa.array(indices))) >= column.nbytes  # what it avoids
+    assert peak_arrow_allocation(lambda: take_rows(column, chunk_starts(column), indices)) < column.nbytes / 20
 
 
 # --- BucketSampler --------------------------------------------------------------------------------------------
