@@ -24,6 +24,8 @@ from datasets import Dataset, IterableDataset
 
 from seqnlp.errors import CheckpointError, DataError
 
+READ_BATCH = 1000  # examples of a stream turned into Arrow at a time
+
 
 @dataclass
 class Batch:
@@ -206,7 +208,8 @@ class StreamLoader:
     """Padded batches from an encoded ``IterableDataset``, formed as it streams, in bounded memory.
 
     The stream (already shuffled through a buffer by ``IterableDataset.shuffle``) is read in pools of
-    ``batch_size x num_replicas x pool_batches`` examples held as Arrow tables; each pool is sorted by
+    ``batch_size x num_replicas x pool_batches`` examples, turned into Arrow ``READ_BATCH`` examples at a time
+    (as Python lists, the ids of a whole pool would take several times the room); each pool is sorted by
     length, cut into global batches, and the batches are shuffled. Every rank reads the whole stream and
     keeps its share of each global batch, as ``BucketSampler`` does, so all ranks take the same number of
     steps without knowing the stream's length. ``set_epoch`` reshuffles the stream and the batches.
@@ -228,7 +231,8 @@ class StreamLoader:
         rank: int = 0,
         num_examples: Optional[int] = None,
     ) -> None:
-        self.stream = stream.with_format("arrow")
+        self.stream = stream
+        self.schema = stream.features.arrow_schema if stream.features is not None else None
         self.pad_id = pad_id
         self.pin_memory = pin_memory
         self.num_replicas, self.rank, self.seed = num_replicas, rank, seed
@@ -255,7 +259,7 @@ class StreamLoader:
         for pool in self._pools():
             lengths = pool.column("length").to_numpy().astype(np.int64)  # [P]
             labels = pool.column("label").to_numpy().astype(np.int64) if "label" in pool.column_names else None
-            ids = pool.column("input_ids").combine_chunks()  # one copy of the pool, not one per batch
+            ids = pool.column("input_ids").combine_chunks()  # [P] rows
             batches = cut(np.argsort(lengths, kind="stable"), self.global_batch_size, self.num_replicas)
             rng.shuffle(batches)  # type: ignore[arg-type]
             for batch in batches:
@@ -265,7 +269,7 @@ class StreamLoader:
     def _pools(self) -> Iterator[pa.Table]:
         """Pools of ``pool_size`` examples; a remainder too small to share among the ranks joins the pool before."""
         ready: Optional[pa.Table] = None
-        for table in self.stream.iter(batch_size=self.pool_size):
+        for table in self._cut_pools():
             if ready is not None and table.num_rows < self.num_replicas:
                 ready = pa.concat_tables([ready, table])
                 continue
@@ -278,6 +282,20 @@ class StreamLoader:
             raise DataError(f"the stream holds {ready.num_rows} examples, too few to share among "
                             f"{self.num_replicas} processes")
         yield ready
+
+    def _cut_pools(self) -> Iterator[pa.Table]:
+        """The stream as Arrow tables of ``pool_size`` rows (the last one shorter)."""
+        parts: list[pa.Table] = []
+        rows = 0
+        for batch in self.stream.iter(batch_size=READ_BATCH):
+            parts.append(pa.Table.from_pydict(batch, schema=self.schema))
+            rows += parts[-1].num_rows
+            while rows >= self.pool_size:
+                table = pa.concat_tables(parts).combine_chunks()
+                yield table.slice(0, self.pool_size)
+                parts, rows = [table.slice(self.pool_size)], rows - self.pool_size
+        if rows:
+            yield pa.concat_tables(parts)
 
 
 def chunk_starts(column: pa.ChunkedArray) -> np.ndarray:

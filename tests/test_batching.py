@@ -10,6 +10,7 @@ import pytest
 import torch
 from datasets import ClassLabel, Dataset, Features, Sequence, Value, concatenate_datasets
 
+from seqnlp import batching
 from seqnlp.batching import Batch, BatchLoader, BucketSampler, StreamLoader, chunk_starts, pad_flat, take_rows
 from seqnlp.errors import CheckpointError, DataError
 
@@ -354,9 +355,13 @@ def rows_of(batch: Batch) -> list[int]:
     return [(int(ids[0]) - 2) // 1000 for ids in batch.input_ids]
 
 
+@pytest.mark.parametrize("read_batch", [7, 1000])  # pools made of several reads, or several pools from one
 @pytest.mark.parametrize("replicas", [1, 2, 3])
 @pytest.mark.parametrize("n", [5, 50, 97])
-def test_stream_loader_shares_every_example_once_in_equal_steps(replicas: int, n: int) -> None:
+def test_stream_loader_shares_every_example_once_in_equal_steps(
+    replicas: int, n: int, read_batch: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(batching, "READ_BATCH", read_batch)
     split = encoded_split(n, seed=n)
     expected = {r: row for r, row in enumerate(split["input_ids"])}
     for number in (1, 2):
