@@ -9,6 +9,7 @@ import copy
 import csv
 import json
 import logging
+import os
 import sys
 from functools import wraps
 from pathlib import Path
@@ -60,11 +61,21 @@ def main(ctx: click.Context, verbose: bool, quiet: bool, debug: bool) -> None:
       seqnlp compare --config configs/sst2.yaml --seeds 3 --diagnose
       seqnlp diagnose runs/sst2-gru --weights both
     """
+    if _rank() > 0:  # under torchrun, rank 0 speaks for the run: the others log warnings and errors only
+        quiet, verbose = True, False
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
     logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr, force=True)
     for noisy in ("datasets", "filelock", "fsspec", "urllib3", "huggingface_hub"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
     ctx.obj = {"quiet": quiet}
+
+
+def _rank() -> int:
+    """This process's rank when torchrun started it (torchrun sets RANK), else 0; read without importing torch."""
+    try:
+        return int(os.environ.get("RANK", "0"))
+    except ValueError:
+        return 0
 
 
 def _quiet_datasets(ctx: click.Context) -> None:
@@ -130,6 +141,8 @@ def _data_options(command: Callable) -> Callable:
 @click.option("--seed", type=int, help="Random seed (data split, initialization, batch order).")
 @click.option("--device", help="auto, cpu, cuda or cuda:N.")
 @click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), help="Training precision.")
+@click.option("--streaming", is_flag=True, default=None,
+              help="Read the training split as a stream, never materialized (data.streaming).")
 @click.option("--print-config", is_flag=True, help="Print the resolved config as YAML and exit.")
 @click.option("--resume", "resume_dir", type=click.Path(file_okay=False), metavar="RUN_DIR",
               help="Continue an interrupted run from its last checkpoint, with its saved config.")
@@ -139,11 +152,13 @@ def train(ctx: click.Context, config_file: Optional[str], overrides: tuple[str, 
           overwrite: bool, dataset: Optional[str], data_files: tuple[str, ...], text_columns: tuple[str, ...],
           label_column: Optional[str], cell: Optional[str], layers: Optional[int], bidirectional: Optional[bool],
           epochs: Optional[int], batch_size: Optional[int], lr: Optional[float], seed: Optional[int],
-          device: Optional[str], precision: Optional[str], print_config: bool, resume_dir: Optional[str]) -> None:
+          device: Optional[str], precision: Optional[str], streaming: Optional[bool], print_config: bool,
+          resume_dir: Optional[str]) -> None:
     """Train a classifier and write its run directory.
 
     Settings come from the defaults, then --config, then --set, then the flags below. With no dataset
-    named, seqnlp trains on the embedded SMS Spam Collection.
+    named, seqnlp trains on the embedded SMS Spam Collection. Under torchrun, every process trains on its
+    share of each batch (--batch-size is per process) and rank 0 writes the run directory.
 
     \b
     Examples:
@@ -153,6 +168,8 @@ def train(ctx: click.Context, config_file: Optional[str], overrides: tuple[str, 
                    --text-column title --text-column body --label-column topic
       seqnlp train --dataset imdb --set tokenizer.max_length=400 --set model.pooling=mean
       seqnlp train --resume runs/imdb            # after Ctrl-C, SIGTERM or a crash
+      torchrun --nproc_per_node=4 -m seqnlp train --config configs/imdb.yaml
+      seqnlp train --dataset big.jsonl --streaming --set train.schedule=constant --set train.warmup_ratio=0
     """
     if resume_dir is not None:
         given = [p for p in ctx.command.params if p.name != "resume_dir"
@@ -170,7 +187,8 @@ def train(ctx: click.Context, config_file: Optional[str], overrides: tuple[str, 
     updates = _data_updates(dataset, data_files, text_columns, label_column)
     flags = {"output_dir": output_dir, "model.cell": cell, "model.num_layers": layers,
              "model.bidirectional": bidirectional, "train.epochs": epochs, "train.batch_size": batch_size,
-             "train.lr": lr, "seed": seed, "train.device": device, "train.precision": precision}
+             "train.lr": lr, "seed": seed, "train.device": device, "train.precision": precision,
+             "data.streaming": streaming}
     updates.update({key: value for key, value in flags.items() if value is not None})
     config = load_config(config_file, overrides, updates)
     if print_config:
@@ -186,6 +204,8 @@ def train(ctx: click.Context, config_file: Optional[str], overrides: tuple[str, 
 
 
 def _echo_result(result: Any) -> None:
+    if _rank() > 0:
+        return
     click.echo(f"Run directory: {result.run_dir}")
     click.echo(f"Best epoch {result.best_epoch}: validation accuracy {result.validation['accuracy']:.4f}, "
                f"macro-F1 {result.validation['macro_f1']:.4f}")

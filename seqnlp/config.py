@@ -51,7 +51,12 @@ class DataConfig:
     test_split: Optional[str] = "test"  # used by `evaluate` when present
     validation_size: float = 0.1  # fraction of train carved off when there is no validation split
     test_size: float = 0.1  # fraction of train carved off as a test split when there is none (0: no test split)
-    max_train_samples: Optional[int] = None  # a seeded subset of train, for quick experiments
+    max_train_samples: Optional[int] = None  # a seeded subset of train, for quick experiments (streaming: the first N)
+    streaming: bool = False  # read train as a stream, never materialized: for corpora larger than memory or disk
+    streaming_sample: int = 10000  # streaming: the first N training texts train the tokenizer (and name the labels)
+    shuffle_buffer: int = 10000  # streaming: examples in the shuffle buffer the stream is read through
+    streaming_validation_size: int = 1000  # streaming without a validation split: the first N examples become it
+    streaming_size: Optional[int] = None  # streaming: training examples per epoch, for the lr schedule; None: metadata
 
 
 @dataclass
@@ -167,6 +172,10 @@ _BOUNDS: tuple[tuple[str, float, bool], ...] = (
     ("train.patience", 1, False),
     ("train.num_threads", 1, False),
     ("data.max_train_samples", 1, False),
+    ("data.streaming_sample", 1, False),
+    ("data.shuffle_buffer", 1, False),
+    ("data.streaming_validation_size", 1, False),
+    ("data.streaming_size", 1, False),
 )
 _FRACTIONS = (
     "model.dropout",

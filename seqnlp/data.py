@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Optional
 
 import datasets
-from datasets import ClassLabel, Dataset, DatasetDict
+import pyarrow as pa
+from datasets import ClassLabel, Dataset, DatasetDict, IterableDataset, IterableDatasetDict
 
 from seqnlp import synthetic
 from seqnlp.config import DataConfig
@@ -40,10 +41,18 @@ _BUILDER_NAMES = {"csv", "json", "parquet", "text", "arrow"}
 
 @dataclass
 class Splits:
-    """Prepared splits (``text`` str, ``label`` ClassLabel) and the label names in index order."""
+    """Prepared splits (``text`` str, ``label`` ClassLabel) and the label names in index order.
+
+    With ``data.streaming``, the training split is ``stream`` (read lazily, never stored) instead of an entry of
+    ``data``, ``sample`` holds its first ``data.streaming_sample`` examples, for the tokenizer, and
+    ``stream_size`` is its number of examples when that is known.
+    """
 
     data: DatasetDict
     label_names: list[str]
+    stream: Optional[IterableDataset] = None
+    sample: Optional[Dataset] = None
+    stream_size: Optional[int] = None
 
     def split(self, name: Optional[str]) -> Optional[Dataset]:
         return self.data[name] if name is not None and name in self.data else None
@@ -58,10 +67,7 @@ def load_splits(cfg: DataConfig, seed: int, label_names: Optional[list[str]] = N
     """
     raw = load_raw(cfg)
     if cfg.train_split not in raw and label_names is None:
-        raise DataError(
-            f"split {cfg.train_split!r} not found in {describe_source(cfg)}; "
-            f"splits that exist: {', '.join(raw) or 'none'} (set data.train_split)"
-        )
+        raise _no_train_split(cfg, raw)
     if label_names is None:
         label_names = infer_label_names(raw[cfg.train_split], cfg)
     try:
@@ -81,6 +87,84 @@ def load_splits(cfg: DataConfig, seed: int, label_names: Optional[list[str]] = N
     return Splits(prepared, list(label_names))
 
 
+def load_stream(cfg: DataConfig, seed: int, label_names: Optional[list[str]] = None) -> Splits:
+    """``load_splits`` for ``data.streaming``: the training split is a stream, read as training goes.
+
+    Validation (and test) are finite: the data's own splits, read into memory as Arrow, or, when there is no
+    validation split, the first ``data.streaming_validation_size`` training examples, which training skips.
+    The next ``data.streaming_sample`` training examples are read into memory too: they train the tokenizer
+    and, unless a ClassLabel or ``data.label_names`` names the labels, give their sorted set of values
+    (a label first seen later in the stream is then an error naming it). ``seed`` is unused: a stream is
+    shuffled as it is read (``StreamLoader``), not split.
+    """
+    raw = load_raw(cfg, streaming=True)
+    if cfg.train_split not in raw:
+        raise _no_train_split(cfg, raw)
+    stream = raw[cfg.train_split]
+    size = cfg.streaming_size or _stated_size(stream, cfg.train_split)
+    finite = {name: _read_all(split, name) for name, split in raw.items() if name != cfg.train_split}
+    if cfg.validation_split is not None and cfg.validation_split not in finite:
+        finite[cfg.validation_split] = _read_head(stream, cfg.streaming_validation_size, cfg.train_split)
+        stream = stream.skip(cfg.streaming_validation_size)
+        if cfg.streaming_size is None and size is not None:
+            size = max(1, size - cfg.streaming_validation_size)
+        log.info("carved %s split: the first %d examples of %s", cfg.validation_split,
+                 len(finite[cfg.validation_split]), cfg.train_split)
+    if cfg.max_train_samples is not None:
+        stream = stream.take(cfg.max_train_samples)
+        size = cfg.max_train_samples if size is None else min(size, cfg.max_train_samples)
+    sample = _read_head(stream, cfg.streaming_sample, cfg.train_split)
+    _check_columns(sample, [cfg.label_column], role="label", split_name=cfg.train_split)
+    if label_names is None:
+        label_names = infer_label_names(sample, cfg)
+    prepared_sample = prepare_split(sample, cfg, label_names, split_name=cfg.train_split)
+    convert, features = _converter(cfg, label_names, cfg.train_split, True, sample.features[cfg.label_column])
+    stream = stream.map(convert, batched=True, with_indices=True, remove_columns=sample.column_names,
+                        features=features)
+    prepared = DatasetDict({name: prepare_split(split, cfg, label_names, split_name=name)
+                            for name, split in finite.items()})
+    for name, split in prepared.items():
+        log.info("split %s: %d examples", name, len(split))
+    log.info("split %s: read as a stream", cfg.train_split)
+    return Splits(prepared, list(label_names), stream=stream, sample=prepared_sample, stream_size=size)
+
+
+def _stated_size(stream: IterableDataset, name: str) -> Optional[int]:
+    """The number of examples a stream's metadata states (Hub datasets usually do; plain files do not)."""
+    splits = stream.info.splits
+    return splits[name].num_examples if splits and name in splits and splits[name].num_examples else None
+
+
+def _read_head(stream: IterableDataset, count: int, name: str) -> Dataset:
+    """The first ``count`` examples of a stream, in memory as Arrow."""
+    table = next(iter(stream.with_format("arrow").iter(batch_size=count)), None)
+    if table is None or table.num_rows == 0:
+        raise DataError(f"split {name!r} is empty")
+    return _arrow_dataset(table, stream)
+
+
+def _read_all(stream: IterableDataset, name: str) -> Dataset:
+    """A finite split of a stream, whole, in memory as Arrow."""
+    tables = list(stream.with_format("arrow").iter(batch_size=10_000))
+    if not tables:
+        raise DataError(f"split {name!r} is empty")
+    return _arrow_dataset(pa.concat_tables(tables), stream)
+
+
+def _arrow_dataset(table: pa.Table, stream: IterableDataset) -> Dataset:
+    features = stream.features  # known for Hub datasets (ClassLabel names included), None for plain files
+    if features is None:
+        return Dataset(table)
+    return Dataset(table.cast(features.arrow_schema), info=datasets.DatasetInfo(features=features))
+
+
+def _no_train_split(cfg: DataConfig, raw: DatasetDict | IterableDatasetDict) -> DataError:
+    return DataError(
+        f"split {cfg.train_split!r} not found in {describe_source(cfg)}; "
+        f"splits that exist: {', '.join(raw) or 'none'} (set data.train_split)"
+    )
+
+
 def describe_source(cfg: DataConfig) -> str:
     if cfg.dataset is None and not cfg.data_files:
         return "the embedded SMS Spam Collection"
@@ -91,8 +175,8 @@ def describe_source(cfg: DataConfig) -> str:
     return f"dataset {cfg.dataset!r}"
 
 
-def load_raw(cfg: DataConfig) -> DatasetDict:
-    """Load the dataset as the user named it, without touching its columns."""
+def load_raw(cfg: DataConfig, streaming: bool = False) -> DatasetDict | IterableDatasetDict:
+    """Load the dataset as the user named it, without touching its columns; as streams with ``streaming``."""
     if cfg.dataset is None and not cfg.data_files:
         return _load(
             "csv",
@@ -101,15 +185,19 @@ def load_raw(cfg: DataConfig) -> DatasetDict:
             column_names=["label", "text"],
             quoting=csv.QUOTE_NONE,
             source="the embedded SMS Spam Collection",
+            streaming=streaming,
         )
     if synthetic.is_synthetic(cfg.dataset):
         assert cfg.dataset is not None
-        return synthetic.load(cfg.dataset)
+        generated = synthetic.load(cfg.dataset)
+        if streaming:
+            return IterableDatasetDict({key: split.to_iterable_dataset() for key, split in generated.items()})
+        return generated
     if cfg.data_files:
         files = {split: _existing(paths, split) for split, paths in cfg.data_files.items()}
         builder, defaults = _builder_for(cfg.dataset, files)
         kwargs = {**defaults, **cfg.load_kwargs}
-        return _load(builder, data_files=files, **kwargs, source=describe_source(cfg),
+        return _load(builder, data_files=files, **kwargs, source=describe_source(cfg), streaming=streaming,
                      diagnose=lambda: _find_bad_line(files, builder, kwargs))
 
     name = cfg.dataset
@@ -120,19 +208,23 @@ def load_raw(cfg: DataConfig) -> DatasetDict:
             loaded = datasets.load_from_disk(str(path))
         except Exception as exc:  # datasets raises OSError, ValueError or IndexError for damaged saves
             raise DataError(f"cannot read the saved dataset in {path}: {_first_line(exc)}") from exc
-        return loaded if isinstance(loaded, DatasetDict) else DatasetDict({cfg.train_split: loaded})
+        loaded = loaded if isinstance(loaded, DatasetDict) else DatasetDict({cfg.train_split: loaded})
+        if streaming:
+            return IterableDatasetDict({key: split.to_iterable_dataset() for key, split in loaded.items()})
+        return loaded
     if path.is_file():
         builder, defaults = _builder_for(None, {cfg.train_split: [str(path)]})
         kwargs = {**defaults, **cfg.load_kwargs}
         return _load(builder, data_files={cfg.train_split: str(path)}, **kwargs, source=f"file {path}",
+                     streaming=streaming,
                      diagnose=lambda: _find_bad_line({cfg.train_split: [str(path)]}, builder, kwargs))
     if path.is_dir():
-        return _load(str(path), source=f"directory {path}", **cfg.load_kwargs)
+        return _load(str(path), source=f"directory {path}", streaming=streaming, **cfg.load_kwargs)
     if _looks_like_path(name):
         raise DataError(f"dataset path {name!r} does not exist")
     # A Hub dataset: the default for users who are online.
     return _load(name, name=cfg.config_name, revision=cfg.revision, source=f"Hub dataset {name!r}",
-                 **cfg.load_kwargs)
+                 streaming=streaming, **cfg.load_kwargs)
 
 
 def infer_label_names(split: Dataset, cfg: DataConfig) -> list[str]:
@@ -171,7 +263,29 @@ def prepare_split(split: Dataset, cfg: DataConfig, label_names: list[str], split
     has_labels = cfg.label_column in split.column_names and (
         split.data.column(cfg.label_column).null_count < len(split)
     )
-    feature = split.features.get(cfg.label_column)
+    convert, features = _converter(cfg, label_names, split_name, has_labels, split.features.get(cfg.label_column))
+    try:
+        return split.map(
+            convert,
+            batched=True,
+            with_indices=True,
+            remove_columns=split.column_names,
+            features=features,
+            desc=f"preparing {split_name}",
+        )
+    except (DataError, UnicodeDecodeError):
+        raise
+    except Exception as exc:  # datasets wraps errors raised inside map; unwrap ours
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, (DataError, UnicodeDecodeError)):
+            raise cause from None
+        raise
+
+
+def _converter(
+    cfg: DataConfig, label_names: list[str], split_name: str, has_labels: bool, feature: Any
+) -> tuple[Callable[[dict[str, list], list[int]], dict[str, list]], datasets.Features]:
+    """The batched ``map`` function that makes ``text`` and ``label`` columns, and the features it yields."""
     index = {name: i for i, name in enumerate(label_names)}
     # Raw value -> name: ClassLabel ints through their names, configured names for ints, else str(value).
     value_names = feature.names if isinstance(feature, ClassLabel) else (cfg.label_names or None)
@@ -197,22 +311,7 @@ def prepare_split(split: Dataset, cfg: DataConfig, label_names: list[str], split
     features = datasets.Features({"text": datasets.Value("string")})
     if has_labels:
         features["label"] = ClassLabel(names=label_names)
-    try:
-        return split.map(
-            convert,
-            batched=True,
-            with_indices=True,
-            remove_columns=split.column_names,
-            features=features,
-            desc=f"preparing {split_name}",
-        )
-    except (DataError, UnicodeDecodeError):
-        raise
-    except Exception as exc:  # datasets wraps errors raised inside map; unwrap ours
-        cause = exc.__cause__ or exc.__context__
-        if isinstance(cause, (DataError, UnicodeDecodeError)):
-            raise cause from None
-        raise
+    return convert, features
 
 
 def _label_name(value: Any, value_names: Optional[list[str]]) -> Optional[str]:
@@ -286,12 +385,18 @@ def _builder_for(dataset: Optional[str], files: dict[str, list[str]]) -> tuple[s
     return _BUILDERS[suffixes.pop()]
 
 
-def _load(path: str, source: str, diagnose: Optional[Callable[[], Optional[str]]] = None, **kwargs: Any) -> DatasetDict:
-    """``load_dataset`` with errors turned into one line; ``diagnose`` may name the bad file and line."""
+def _load(path: str, source: str, diagnose: Optional[Callable[[], Optional[str]]] = None,
+          streaming: bool = False, **kwargs: Any) -> DatasetDict | IterableDatasetDict:
+    """``load_dataset`` with errors turned into one line; ``diagnose`` may name the bad file and line.
+
+    With ``streaming`` nothing is read yet (an error in the data surfaces when the stream reaches it).
+    """
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
     datasets_log = logging.getLogger("datasets")
     level = datasets_log.level
     datasets_log.setLevel(logging.CRITICAL)  # it logs a failure before raising; seqnlp reports it in one line
+    if streaming:
+        kwargs["streaming"] = True
     try:
         loaded = datasets.load_dataset(path, **kwargs)
     except datasets.exceptions.DatasetNotFoundError as exc:
@@ -308,7 +413,7 @@ def _load(path: str, source: str, diagnose: Optional[Callable[[], Optional[str]]
         raise DataError(f"cannot load {source}: {_first_line(root)}") from exc
     finally:
         datasets_log.setLevel(level)
-    if not isinstance(loaded, DatasetDict):
+    if not isinstance(loaded, (DatasetDict, IterableDatasetDict)):
         raise DataError(f"{source} did not load as a set of splits")  # pragma: no cover - load_dataset contract
     return loaded
 

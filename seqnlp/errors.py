@@ -27,13 +27,17 @@ class TrainingError(SeqnlpError):
     """Training cannot go on (e.g. a non-finite loss); the last checkpoint in the run directory is intact."""
 
 
+class DistributedError(SeqnlpError):
+    """Another process of a multi-process (torchrun) run failed; its own error says why."""
+
+
 class TrainingInterrupted(SeqnlpError):
     """SIGINT or SIGTERM stopped training after a checkpoint was saved; exit code 128 + the signal number."""
 
-    def __init__(self, signum: int, run_dir: object) -> None:
+    def __init__(self, signum: int, run_dir: object, saved: str = "checkpoint saved") -> None:
         import signal
 
         self.signum = signum
         self.exit_code = 128 + signum  # 130 for SIGINT, 143 for SIGTERM, as shells report them
         name = signal.Signals(signum).name
-        super().__init__(f"interrupted by {name}; checkpoint saved, continue with: seqnlp train --resume {run_dir}")
+        super().__init__(f"interrupted by {name}; {saved}, continue with: seqnlp train --resume {run_dir}")

@@ -1,7 +1,9 @@
 """Metrics through torchmetrics, and evaluation of a model on a split.
 
 Metrics are updated per batch and computed once per pass, so they are exact over the whole split
-(accumulated counts, not an average of batch scores).
+(accumulated counts, not an average of batch scores). When the split is sharded over the processes of a
+multi-process run, each process evaluates its share and the counts (and the loss) are summed over all of
+them, so every process gets the metrics of the whole split.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from torchmetrics.classification import (
     MulticlassRecall,
 )
 
+from seqnlp import distributed
 from seqnlp.batching import BatchLoader
 from seqnlp.config import DataConfig
 from seqnlp.data import load_splits
@@ -33,19 +36,22 @@ from seqnlp.tokenizer import encode_dataset
 log = logging.getLogger(__name__)
 
 
-def build_metrics(num_labels: int) -> MetricCollection:
-    """Accuracy, macro and per-class precision/recall/F1, and the confusion matrix."""
+def build_metrics(num_labels: int, sync: bool = False) -> MetricCollection:
+    """Accuracy, macro and per-class precision/recall/F1, and the confusion matrix.
+
+    ``sync``: ``compute`` sums the counts of every process (each one saw a shard of the data).
+    """
     c = num_labels
     return MetricCollection(
         {
-            "accuracy": MulticlassAccuracy(c, average="micro"),
-            "macro_f1": MulticlassF1Score(c, average="macro"),
-            "macro_precision": MulticlassPrecision(c, average="macro"),
-            "macro_recall": MulticlassRecall(c, average="macro"),
-            "precision": MulticlassPrecision(c, average="none"),
-            "recall": MulticlassRecall(c, average="none"),
-            "f1": MulticlassF1Score(c, average="none"),
-            "confusion_matrix": MulticlassConfusionMatrix(c),
+            "accuracy": MulticlassAccuracy(c, average="micro", sync_on_compute=sync),
+            "macro_f1": MulticlassF1Score(c, average="macro", sync_on_compute=sync),
+            "macro_precision": MulticlassPrecision(c, average="macro", sync_on_compute=sync),
+            "macro_recall": MulticlassRecall(c, average="macro", sync_on_compute=sync),
+            "precision": MulticlassPrecision(c, average="none", sync_on_compute=sync),
+            "recall": MulticlassRecall(c, average="none", sync_on_compute=sync),
+            "f1": MulticlassF1Score(c, average="none", sync_on_compute=sync),
+            "confusion_matrix": MulticlassConfusionMatrix(c, sync_on_compute=sync),
         }
     )
 
@@ -80,12 +86,12 @@ def evaluate_model(
     device: torch.device,
     precision: str = "fp32",
 ) -> dict[str, Any]:
-    """Mean loss and all metrics of ``model`` over every batch of ``loader``."""
+    """Mean loss and all metrics of ``model`` over every batch of ``loader`` (of every process, if sharded)."""
     if loader.labels is None:
         raise DataError("cannot evaluate on a split without labels")
     was_training = model.training
     model.eval()
-    metrics = build_metrics(len(label_names)).to(device)
+    metrics = build_metrics(len(label_names), sync=loader.sharded).to(device)
     total_loss, total = 0.0, 0
     for batch in loader:
         batch = batch.to(device)
@@ -96,7 +102,9 @@ def evaluate_model(
         total += len(batch.labels)
         metrics.update(logits.argmax(dim=-1), batch.labels)
     model.train(was_training)
-    result = {"loss": total_loss / max(total, 1), "num_examples": total}
+    if loader.sharded:
+        total_loss, total = distributed.all_sum([total_loss, total])
+    result = {"loss": total_loss / max(total, 1), "num_examples": int(total)}
     result.update(summarize(metrics.compute(), label_names))
     return result
 

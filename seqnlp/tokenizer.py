@@ -11,10 +11,10 @@ import hashlib
 import json
 import logging
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import datasets
-from datasets import Dataset
+from datasets import Dataset, IterableDataset
 from datasets.fingerprint import Hasher
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
@@ -155,25 +155,38 @@ def _clip(tokenizer: Tokenizer, texts: list[str]) -> list[str]:
 
 def encode_dataset(split: Dataset, tokenizer: Tokenizer, desc: str = "encoding") -> Dataset:
     """Add ``input_ids`` (int32) and ``length`` columns; drop the text. Cached by datasets."""
-
-    def encode(batch: dict[str, list]) -> dict[str, list]:
-        ids = encode_texts(tokenizer, batch["text"])
-        return {"input_ids": ids, "length": [len(x) for x in ids]}
-
-    features = split.features.copy()
-    del features["text"]
-    features["input_ids"] = datasets.Sequence(datasets.Value("int32"))
-    features["length"] = datasets.Value("int32")
     return split.map(
-        encode,
+        _encoder(tokenizer),
         batched=True,
         batch_size=ENCODE_BATCH,
         remove_columns=["text"],
-        features=features,
+        features=_encoded_features(split.features),
         # The tokenizer is hashed by its JSON so the cache is reused exactly when encoding is the same.
         new_fingerprint=Hasher.hash((split._fingerprint, tokenizer.to_str(), "seqnlp-encode-v1")),
         desc=desc,
     )
+
+
+def encode_stream(stream: IterableDataset, tokenizer: Tokenizer) -> IterableDataset:
+    """``encode_dataset`` for a stream: the same columns, computed lazily, batch by batch, as it is read."""
+    return stream.map(_encoder(tokenizer), batched=True, batch_size=ENCODE_BATCH, remove_columns=["text"],
+                      features=_encoded_features(stream.features))
+
+
+def _encoder(tokenizer: Tokenizer) -> Callable[[dict[str, list]], dict[str, list]]:
+    def encode(batch: dict[str, list]) -> dict[str, list]:
+        ids = encode_texts(tokenizer, batch["text"])
+        return {"input_ids": ids, "length": [len(x) for x in ids]}
+
+    return encode
+
+
+def _encoded_features(features: datasets.Features) -> datasets.Features:
+    features = features.copy()
+    del features["text"]
+    features["input_ids"] = datasets.Sequence(datasets.Value("int32"))
+    features["length"] = datasets.Value("int32")
+    return features
 
 
 def iter_texts(split: Dataset, batch_size: int = 10_000) -> Iterator[str]:

@@ -4,6 +4,11 @@
 directory behind (see ``seqnlp.checkpoint``). The best epoch, chosen on ``train.monitor`` over the validation
 split, is the one whose weights are kept. ``resume(run_dir)`` continues an interrupted run from its last
 checkpoint, mid-epoch included, and ends where the uninterrupted run would have (same weights, same metrics).
+
+Launched by torchrun, every process runs this same loop on its share of each global batch, with the model
+wrapped in DistributedDataParallel (see ``seqnlp.distributed``). Every decision (skip a step, stop on a
+signal, keep an epoch, stop early) is taken on numbers summed over all processes, so the processes never
+disagree; only rank 0 writes files and shows progress.
 """
 
 from __future__ import annotations
@@ -23,9 +28,11 @@ from typing import Any, Iterator, Optional
 import torch
 import torch.nn.functional as F
 from tokenizers import Tokenizer
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from seqnlp.batching import Batch, BatchLoader
+from seqnlp import distributed
+from seqnlp.batching import Batch, BatchLoader, StreamLoader
 from seqnlp.checkpoint import (
     CONFIG_FILE,
     LABELS_FILE,
@@ -46,8 +53,8 @@ from seqnlp.checkpoint import (
     write_jsonl,
 )
 from seqnlp.config import Config, TrainConfig, config_from_dict, read_config_file, validate
-from seqnlp.data import load_splits
-from seqnlp.errors import CheckpointError, DataError, TrainingError, TrainingInterrupted
+from seqnlp.data import Splits, load_splits, load_stream
+from seqnlp.errors import CheckpointError, ConfigError, DataError, TrainingError, TrainingInterrupted
 from seqnlp.evaluation import evaluate_model
 from seqnlp.model import RNNClassifier, count_parameters
 from seqnlp.runtime import (
@@ -59,7 +66,7 @@ from seqnlp.runtime import (
     set_rng_state,
     set_threads,
 )
-from seqnlp.tokenizer import build_tokenizer, encode_dataset, iter_texts, load_tokenizer, pad_id
+from seqnlp.tokenizer import build_tokenizer, encode_dataset, encode_stream, iter_texts, load_tokenizer, pad_id
 
 log = logging.getLogger(__name__)
 
@@ -138,10 +145,11 @@ def train(config: Config, overwrite: bool = False, progress: bool = True) -> Tra
     SIGINT/SIGTERM save a checkpoint and raise ``TrainingInterrupted``; ``resume`` continues from it.
     """
     validate(config)
-    if config.output_dir is None:
-        config.output_dir = f"runs/{config.model.cell}-{datetime.now():%Y%m%d-%H%M%S}"
-    with _torch_settings(config) as device:
+    with _session(config) as device:
         seed_everything(config.seed)
+        # Rank 0 names the run directory; the other ranks take its name.
+        config.output_dir = distributed.from_main(
+            lambda: config.output_dir or f"runs/{config.model.cell}-{datetime.now():%Y%m%d-%H%M%S}")
         return _run(config, device, Path(config.output_dir), progress, overwrite=overwrite)
 
 
@@ -154,21 +162,23 @@ def resume(run_dir: str | Path, progress: bool = True) -> TrainResult:
     if not has_training_state(run_dir):
         raise CheckpointError(f"cannot resume {run_dir}: it has no checkpoint (was it trained with seqnlp?)")
     config = config_from_dict(read_config_file(run_dir / CONFIG_FILE))
-    with _torch_settings(config) as device:
+    with _session(config) as device:
         tokenizer = load_tokenizer(run_dir / TOKENIZER_FILE)
         labels = read_json(run_dir / LABELS_FILE)
         return _run(config, device, run_dir, progress, tokenizer=tokenizer, label_names=labels)
 
 
 @contextlib.contextmanager
-def _torch_settings(config: Config) -> Iterator[torch.device]:
-    """Resolve the device and set torch's thread count for the run; restore the thread count after."""
+def _session(config: Config) -> Iterator[torch.device]:
+    """Resolve the device, join torchrun's process group if launched by it, and set torch's thread count for
+    the run; leave the group and restore the thread count after."""
     device = resolve_device(config.train.device)
     check_precision(config.train.precision, device)
     threads = torch.get_num_threads()
     set_threads(config.train.num_threads)
     try:
-        yield device
+        with distributed.session(device) as device:
+            yield device
     finally:
         torch.set_num_threads(threads)  # a library call leaves torch's global state as it found it
 
@@ -187,23 +197,35 @@ def _run(
     A new run's directory is prepared only once the data has loaded and the tokenizer is trained, so bad
     data never costs the run that ``--overwrite`` would replace.
     """
-    tc = config.train
+    tc, data = config.train, config.data
     resuming = tokenizer is not None
-    splits = load_splits(config.data, config.seed, label_names=label_names)
-    if config.data.validation_split not in splits.data:
-        raise DataError(f"validation split {config.data.validation_split!r} not found")
-    if tokenizer is None:
-        tokenizer = build_tokenizer(config.tokenizer, iter_texts(splits.data[config.data.train_split]))
-        prepare_run_dir(run_dir, overwrite=overwrite)
-        save_run_files(run_dir, config, tokenizer, splits.label_names)
+    rank, world = distributed.rank(), distributed.world_size()
+    progress = progress and distributed.is_main()
+    with distributed.main_first():  # the first process of each node fills the datasets cache, the others read it
+        splits = (load_stream if data.streaming else load_splits)(data, config.seed, label_names=label_names)
+    if data.validation_split not in splits.data:
+        raise DataError(f"validation split {data.validation_split!r} not found")
+    if splits.stream is not None:
+        _check_stream_schedule(tc, splits.stream_size)
+    if tokenizer is None:  # trained once, on rank 0, and the very same one on every rank
+        tokenizer = distributed.from_main(lambda: _new_tokenizer(config, splits, run_dir, overwrite))
     log.info("run directory: %s", run_dir)
 
     pad = pad_id(tokenizer)
-    encoded = {name: encode_dataset(split, tokenizer, desc=f"encoding {name}") for name, split in splits.data.items()}
+    with distributed.main_first():
+        encoded = {name: encode_dataset(split, tokenizer, desc=f"encoding {name}")
+                   for name, split in splits.data.items()}
     pin = device.type == "cuda"
-    train_loader = BatchLoader(encoded[config.data.train_split], tc.batch_size, pad_id=pad, shuffle=True,
-                               pool_batches=tc.bucket_pool, seed=config.seed, pin_memory=pin)
-    val_loader = BatchLoader(encoded[config.data.validation_split], tc.eval_batch_size, pad_id=pad, pin_memory=pin)
+    shard = {"num_replicas": world, "rank": rank}  # this process's share of every batch
+    train_loader: BatchLoader | StreamLoader
+    if splits.stream is not None:
+        stream = encode_stream(splits.stream.shuffle(seed=config.seed, buffer_size=data.shuffle_buffer), tokenizer)
+        train_loader = StreamLoader(stream, tc.batch_size, pad_id=pad, pool_batches=tc.bucket_pool, seed=config.seed,
+                                    pin_memory=pin, num_examples=splits.stream_size, **shard)
+    else:
+        train_loader = BatchLoader(encoded[data.train_split], tc.batch_size, pad_id=pad, shuffle=True,
+                                   pool_batches=tc.bucket_pool, seed=config.seed, pin_memory=pin, **shard)
+    val_loader = BatchLoader(encoded[data.validation_split], tc.eval_batch_size, pad_id=pad, pin_memory=pin, **shard)
 
     model = RNNClassifier(config.model, tokenizer.get_vocab_size(), len(splits.label_names), pad_id=pad).to(device)
     num_parameters = count_parameters(model)
@@ -216,88 +238,148 @@ def _run(
     if resuming:
         saved = load_training_state(run_dir, model, optimizer)
         state = LoopState(**saved["loop"])
-        set_rng_state(saved["rng"])
+        if saved.get("world_size", 1) != world:
+            raise CheckpointError(
+                f"{run_dir} was trained by {saved.get('world_size', 1)} process(es) and this resume runs {world}; "
+                "resume with as many (torchrun --nproc_per_node), since the global batch and its order depend on it")
+        if state.batch and not train_loader.mid_epoch_resume:
+            raise CheckpointError(f"{run_dir} stopped inside epoch {state.epoch} of a stream; a streaming run "
+                                  "resumes at epoch boundaries only")
+        set_rng_state(saved["rng_by_rank"][rank] if world > 1 else saved["rng"])
         if saved.get("scaler"):
             scaler.load_state_dict(saved["scaler"])
         # Epoch records written after the checkpoint would be written again: keep the checkpoint's.
-        write_jsonl(run_dir / METRICS_FILE, state.history)
+        if distributed.is_main():
+            write_jsonl(run_dir / METRICS_FILE, state.history)
         log.info("resuming at epoch %d, batch %d (step %d)", state.epoch, state.batch, state.step)
+    elif world > 1:
+        seed_everything(config.seed + rank)  # the same initial weights on every rank, then a dropout stream each
+    # DDP averages the gradients over the ranks in backward. No device_ids: Batch.to moves ids and labels,
+    # and the lengths stay on the CPU, where packing wants them.
+    train_model = DistributedDataParallel(model) if world > 1 else model
 
-    loop = _Loop(config, device, run_dir, model, optimizer, scaler, train_loader, val_loader, splits.label_names,
-                 tokenizer, state, progress)
+    loop = _Loop(config, device, run_dir, model, train_model, optimizer, scaler, train_loader, val_loader,
+                 splits.label_names, tokenizer, state, progress)
     with _stop_on_signals() as received:
         loop.fit(received)
 
     if state.best_epoch == 0:
         raise TrainingError("no epoch finished, so there are no best weights")
-    load_weights(model, run_dir / WEIGHTS_FILE)
+    distributed.from_main(lambda: load_weights(model, run_dir / WEIGHTS_FILE))
+    distributed.broadcast_module(model)  # the best weights, from rank 0 to all
     test = None
-    test_name = config.data.test_split
+    test_name = data.test_split
     if test_name is not None and test_name in encoded and "label" in encoded[test_name].column_names:
-        test_loader = BatchLoader(encoded[test_name], tc.eval_batch_size, pad_id=pad, pin_memory=pin)
+        test_loader = BatchLoader(encoded[test_name], tc.eval_batch_size, pad_id=pad, pin_memory=pin, **shard)
         test = evaluate_model(model, test_loader, splits.label_names, device, tc.precision)
         log.info("test (best epoch %d): accuracy %.4f macro-F1 %.4f", state.best_epoch, test["accuracy"],
                  test["macro_f1"])
     validation = state.history[state.best_epoch - 1]["validation"]
-    write_json(run_dir / RESULTS_FILE, {"best_epoch": state.best_epoch, "num_parameters": num_parameters,
-                                        "skipped_steps": state.skipped_steps, "validation": validation, "test": test})
+    if distributed.is_main():
+        write_json(run_dir / RESULTS_FILE, {"best_epoch": state.best_epoch, "num_parameters": num_parameters,
+                                            "skipped_steps": state.skipped_steps, "validation": validation,
+                                            "test": test})
     return TrainResult(run_dir, state.best_epoch, validation, test, state.history, num_parameters)
 
 
+def _new_tokenizer(config: Config, splits: Splits, run_dir: Path, overwrite: bool) -> Tokenizer:
+    """Train the run's tokenizer (on the training split, or a stream's sample), then prepare the run
+    directory and write the run's files."""
+    texts = splits.sample if splits.sample is not None else splits.data[config.data.train_split]
+    tokenizer = build_tokenizer(config.tokenizer, iter_texts(texts))
+    prepare_run_dir(run_dir, overwrite=overwrite)
+    save_run_files(run_dir, config, tokenizer, splits.label_names)
+    return tokenizer
+
+
+def _check_stream_schedule(tc: TrainConfig, stream_size: Optional[int]) -> None:
+    """A decaying schedule or a warm-up needs the number of steps, hence the stream's size."""
+    if stream_size is None and (tc.schedule in ("linear", "cosine") or tc.warmup_ratio > 0):
+        raise ConfigError(
+            f"train.schedule={tc.schedule} with train.warmup_ratio={tc.warmup_ratio} needs the number of training "
+            "examples, which this stream does not state: set data.streaming_size, or use train.schedule=constant "
+            "(or plateau) with train.warmup_ratio=0"
+        )
+
+
 class _Loop:
-    """The epoch and step loop over one run's objects; ``state`` is all it changes besides the model."""
+    """The epoch and step loop over one run's objects; ``state`` is all it changes besides the model.
+
+    ``model`` is the module itself (evaluated and saved); ``train_model`` is what the steps run: the same
+    module, or its DistributedDataParallel wrapper in a multi-process run.
+    """
 
     def __init__(self, config: Config, device: torch.device, run_dir: Path, model: RNNClassifier,
-                 optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, train_loader: BatchLoader,
-                 val_loader: BatchLoader, label_names: list[str], tokenizer: Tokenizer, state: LoopState,
-                 progress: bool) -> None:
+                 train_model: torch.nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
+                 train_loader: BatchLoader | StreamLoader, val_loader: BatchLoader, label_names: list[str],
+                 tokenizer: Tokenizer, state: LoopState, progress: bool) -> None:
         self.config, self.tc, self.device, self.run_dir = config, config.train, device, run_dir
-        self.model, self.optimizer, self.scaler = model, optimizer, scaler
+        self.model, self.train_model, self.optimizer, self.scaler = model, train_model, optimizer, scaler
         self.train_loader, self.val_loader, self.label_names = train_loader, val_loader, label_names
         self.tokenizer, self.state, self.progress = tokenizer, state, progress
-        self.total_steps = self.tc.epochs * len(train_loader)
+        batches = train_loader.num_batches  # None for a stream of unknown size (then the schedule is constant)
+        self.total_steps = self.tc.epochs * batches if batches is not None else 0
         self.warmup_steps = int(self.tc.warmup_ratio * self.total_steps)
 
     def fit(self, received: list[int]) -> None:
         state, tc = self.state, self.tc
         while not state.finished and state.epoch <= tc.epochs:
-            self.train_loader.set_epoch(state.epoch)
-            batches = self.train_loader.sampler.batches()
-            bar = tqdm(total=len(batches), initial=state.batch, desc=f"epoch {state.epoch}", unit="batch",
-                       disable=not self.progress, leave=False)
+            bar = tqdm(total=self.train_loader.num_batches, initial=state.batch, desc=f"epoch {state.epoch}",
+                       unit="batch", disable=not self.progress, leave=False)
             with bar:
-                while state.batch < len(batches):
-                    self._step(self.train_loader.collate(batches[state.batch]), bar)
-                    if received:
-                        self.checkpoint()
-                        raise TrainingInterrupted(received[0], self.run_dir)
+                for batch in self.train_loader.epoch(state.epoch, skip=state.batch):
+                    if self._step(batch, bar, received):
+                        self._stop(received)
                     if tc.checkpoint_every is not None and state.step % tc.checkpoint_every == 0:
                         self.checkpoint()
             self._end_epoch()
             self.checkpoint()
 
-    def checkpoint(self) -> None:
-        loop = dataclasses.asdict(self.state)
-        save_training_state(self.run_dir, self.state.step, self.model, self.optimizer,
-                            {"loop": loop, "rng": get_rng_state(), "scaler": self.scaler.state_dict()},
-                            self.tokenizer)
+    def checkpoint(self) -> bool:
+        """Save a resumable checkpoint (rank 0 writes it, with every rank's RNG state); every rank calls this.
 
-    def _step(self, batch: Batch, bar: tqdm) -> None:
+        Returns False, saving nothing, inside an epoch of a stream, which cannot resume there.
+        """
+        if self.state.batch and not self.train_loader.mid_epoch_resume:
+            return False
+        rng = distributed.gather(get_rng_state())  # one per rank, in rank order
+        if distributed.is_main():
+            extra = {"rng_by_rank": rng} if len(rng) > 1 else {}
+            save_training_state(self.run_dir, self.state.step, self.model, self.optimizer,
+                                {"loop": dataclasses.asdict(self.state), "rng": rng[0], **extra,
+                                 "world_size": len(rng), "scaler": self.scaler.state_dict()},
+                                self.tokenizer)
+        return True
+
+    def _stop(self, received: list[int]) -> None:
+        """A signal reached this rank or another one: every rank checkpoints and stops, at the same step."""
+        saved = self.checkpoint()
+        raise TrainingInterrupted(received[0] if received else signal.SIGTERM, self.run_dir,
+                                  "checkpoint saved" if saved else
+                                  f"epoch {self.state.epoch} is lost (a stream resumes at epoch boundaries)")
+
+    def _step(self, batch: Batch, bar: tqdm, received: list[int]) -> bool:
+        """One optimizer step; returns whether a signal asks every rank to stop."""
         state, tc = self.state, self.tc
         start = time.perf_counter()
-        self.model.train()
+        self.train_model.train()
         lr = tc.lr * lr_factor(state.step, self.total_steps, self.warmup_steps, tc.schedule) * state.plateau_scale
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         batch = batch.to(self.device)
         assert batch.labels is not None
         with autocast(self.device, tc.precision):
-            logits = self.model(batch.input_ids, batch.lengths)  # [B, C]
+            logits = self.train_model(batch.input_ids, batch.lengths)  # [B, C]
         loss = F.cross_entropy(logits.float(), batch.labels, label_smoothing=tc.label_smoothing)
         self.optimizer.zero_grad(set_to_none=True)
-        finite = bool(torch.isfinite(loss))
+        # One all-reduce (none in a single process) gives every rank the same numbers, hence the same decisions:
+        # the loss is finite only if it is finite on every rank, and a signal to any rank stops them all.
+        loss_sum, examples, tokens, slots, signalled = distributed.all_sum(
+            [loss.item() * len(batch.labels), len(batch.labels), batch.num_tokens, batch.input_ids.numel(),
+             len(received)])
+        finite = math.isfinite(loss_sum)
         if finite:
-            self.scaler.scale(loss).backward()
+            self.scaler.scale(loss).backward()  # under DDP, also averages the gradients over the ranks
             self.scaler.unscale_(self.optimizer)
             # Recurrent nets can produce exploding gradients on long texts; clipping the global norm keeps one
             # such batch from throwing the weights far off. With clipping off the norm is still measured.
@@ -308,19 +390,20 @@ class _Loop:
             self.scaler.step(self.optimizer)
             self.scaler.update()
         else:
-            self._non_finite("loss" if not torch.isfinite(loss) else "gradient norm")
+            self._non_finite("gradient norm" if math.isfinite(loss_sum) else "loss")
         state.step += 1
         state.batch += 1
         if finite:
-            state.loss_sum += loss.item() * len(batch.labels)
-            state.examples += len(batch.labels)
-        state.tokens += batch.num_tokens
-        state.slots += batch.input_ids.numel()
+            state.loss_sum += loss_sum
+            state.examples += int(examples)
+        state.tokens += int(tokens)
+        state.slots += int(slots)
         state.seconds += time.perf_counter() - start
         bar.update(1)
         if self.progress and state.step % tc.log_every == 0 and state.examples:
             bar.set_postfix(loss=f"{state.loss_sum / state.examples:.4f}",
                             tok_s=f"{state.tokens / max(state.seconds, 1e-9):,.0f}", lr=f"{lr:.2e}")
+        return signalled > 0
 
     def _non_finite(self, what: str) -> None:
         state = self.state
@@ -347,13 +430,15 @@ class _Loop:
         record = {"epoch": state.epoch, "step": state.step, "lr": self.optimizer.param_groups[0]["lr"],
                   "train": stats, "validation": val, "best": improved}
         state.history.append(record)
-        append_jsonl(self.run_dir / METRICS_FILE, record)
+        if distributed.is_main():
+            append_jsonl(self.run_dir / METRICS_FILE, record)
         log.info("epoch %d: train loss %.4f (%.0f tokens/s) | validation loss %.4f accuracy %.4f macro-F1 %.4f%s",
                  state.epoch, stats["loss"], stats["tokens_per_s"], val["loss"], val["accuracy"], val["macro_f1"],
                  " *" if improved else "")
         if improved:
             state.best_score, state.best_epoch, state.bad_epochs, state.plateau_bad = score, state.epoch, 0, 0
-            save_weights(self.model, self.run_dir / WEIGHTS_FILE, self.tokenizer)
+            if distributed.is_main():
+                save_weights(self.model, self.run_dir / WEIGHTS_FILE, self.tokenizer)
         else:
             state.bad_epochs += 1
             state.plateau_bad += 1

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
+import pyarrow as pa
 import pytest
 import torch
 from datasets import ClassLabel, Dataset, Features, Sequence, Value, concatenate_datasets
 
-from seqnlp.batching import Batch, BatchLoader, BucketSampler, pad_flat
+from seqnlp import batching
+from seqnlp.batching import Batch, BatchLoader, BucketSampler, StreamLoader, chunk_starts, pad_flat, take_rows
+from seqnlp.errors import CheckpointError, DataError
 
 
 def naive_pad(rows: list[list[int]], pad_id: int) -> np.ndarray:
@@ -53,6 +56,46 @@ def test_pad_flat_equal_lengths_and_single_row() -> None:
     np.testing.assert_array_equal(pad_flat(np.array([1, 2, 3, 4]), np.array([2, 2]), 0), [[1, 2], [3, 4]])
     np.testing.assert_array_equal(pad_flat(np.array([5, 6, 7]), np.array([3]), 0), [[5, 6, 7]])
     np.testing.assert_array_equal(pad_flat(np.array([5, 6, 7]), np.array([1, 2]), 9), [[5, 9], [6, 7]])
+
+
+# --- take_rows ------------------------------------------------------------------------------------------------
+
+
+def chunked_ids(chunks: int = 30, rows: int = 200, seed: int = 0) -> pa.ChunkedArray:
+    rng = np.random.default_rng(seed)
+    arrays = [pa.array([list(range(int(k))) for k in rng.integers(1, 60, size=rows)], type=pa.list_(pa.int32()))
+              for _ in range(chunks)]
+    arrays[3] = arrays[3].slice(17, 90)  # a chunk that is a view with an offset
+    return pa.chunked_array(arrays)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_take_rows_matches_arrow_take(seed: int) -> None:
+    column = chunked_ids(seed=seed)
+    rng = np.random.default_rng(seed)
+    for size in (0, 1, 7, 300):
+        indices = rng.integers(0, len(column), size=size)
+        expected = column.take(pa.array(indices, type=pa.int64())).combine_chunks()
+        assert take_rows(column, chunk_starts(column), indices).equals(expected)
+
+
+def peak_arrow_allocation(work: Callable[[], object]) -> int:
+    """The most memory Arrow held at once while ``work`` ran (bytes)."""
+    default = pa.default_memory_pool()
+    pool = pa.proxy_memory_pool(default)
+    pa.set_memory_pool(pool)
+    try:
+        work()
+    finally:
+        pa.set_memory_pool(default)
+    return pool.max_memory()
+
+
+def test_take_rows_copies_the_rows_not_the_column() -> None:
+    column = chunked_ids(chunks=40, rows=500)
+    indices = np.random.default_rng(1).integers(0, len(column), size=64)
+    assert peak_arrow_allocation(lambda: column.take(pa.array(indices))) >= column.nbytes  # what it avoids
+    assert peak_arrow_allocation(lambda: take_rows(column, chunk_starts(column), indices)) < column.nbytes / 20
 
 
 # --- BucketSampler --------------------------------------------------------------------------------------------
@@ -120,6 +163,48 @@ def test_no_shuffle_orders_by_length() -> None:
     sampler.set_epoch(5)
     assert [b.tolist() for b in sampler] == batches
     assert len(sampler) == 3
+
+
+# --- BucketSampler over several processes ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("replicas", [2, 3, 4])
+@pytest.mark.parametrize("n", [4, 37, 96, 97, 101, 250])
+@pytest.mark.parametrize("shuffle", [True, False])
+def test_ranks_share_every_example_once_in_equal_steps(replicas: int, n: int, shuffle: bool) -> None:
+    lengths = skewed_lengths(n, seed=n)
+    samplers = [BucketSampler(lengths, batch_size=8, shuffle=shuffle, pool_batches=3, seed=5, num_replicas=replicas,
+                              rank=r) for r in range(replicas)]
+    for number in (1, 2):
+        shares = [epoch(s, number) for s in samplers]
+        assert len({len(share) for share in shares}) == 1  # every rank takes the same number of steps
+        assert len(shares[0]) == len(samplers[0])
+        everything = [i for share in shares for batch in share for i in batch]
+        assert sorted(everything) == list(range(n))  # nothing dropped, nothing repeated
+        for step in zip(*shares):
+            sizes = [len(batch) for batch in step]
+            assert min(sizes) >= 1 and max(sizes) - min(sizes) <= 1  # balanced, no rank idle
+
+
+@pytest.mark.parametrize("n", [64, 100, 258])  # (257 would leave one example for two ranks: merged, see below)
+def test_global_batches_are_those_of_one_process_with_the_global_batch_size(n: int) -> None:
+    lengths = skewed_lengths(n, seed=1)
+    one = BucketSampler(lengths, batch_size=16, pool_batches=4, seed=9)
+    ranks = [BucketSampler(lengths, batch_size=8, pool_batches=4, seed=9, num_replicas=2, rank=r) for r in (0, 1)]
+    for number in (1, 2):
+        together = [sorted(a + b) for a, b in zip(epoch(ranks[0], number), epoch(ranks[1], number))]
+        assert together == [sorted(batch) for batch in epoch(one, number)]
+
+
+def test_a_tail_too_small_to_share_joins_the_batch_before() -> None:
+    lengths = np.arange(1, 18)  # 17 examples in global batches of 8 (4 per rank): 8 + 8 + 1
+    shares = [BucketSampler(lengths, batch_size=4, shuffle=False, num_replicas=2, rank=r).batches() for r in (0, 1)]
+    assert [len(b) for b in shares[0]] == [4, 5] and [len(b) for b in shares[1]] == [4, 4]
+
+
+def test_fewer_examples_than_processes_is_an_error() -> None:
+    with pytest.raises(DataError, match="3 examples cannot be shared among 4 processes"):
+        BucketSampler(np.ones(3), batch_size=2, num_replicas=4, rank=0)
 
 
 # --- BatchLoader ----------------------------------------------------------------------------------------------
@@ -254,3 +339,58 @@ def test_batch_to_keeps_lengths_on_cpu() -> None:
     assert moved.labels is not None and batch.labels is not None
     assert torch.equal(moved.labels, batch.labels)
     np.testing.assert_array_equal(moved.indices, batch.indices)
+
+
+# --- StreamLoader ---------------------------------------------------------------------------------------------
+
+
+def stream_batches(split: Dataset, epoch_number: int, replicas: int = 1, rank: int = 0, **kwargs: int) -> list[Batch]:
+    loader = StreamLoader(split.to_iterable_dataset(num_shards=3), pad_id=0, seed=2, num_replicas=replicas,
+                          rank=rank, **kwargs)  # type: ignore[arg-type]
+    return list(loader.epoch(epoch_number))
+
+
+def rows_of(batch: Batch) -> list[int]:
+    """The row numbers encoded in the ids (row r starts with r*1000+2)."""
+    return [(int(ids[0]) - 2) // 1000 for ids in batch.input_ids]
+
+
+@pytest.mark.parametrize("read_batch", [7, 1000])  # pools made of several reads, or several pools from one
+@pytest.mark.parametrize("replicas", [1, 2, 3])
+@pytest.mark.parametrize("n", [5, 50, 97])
+def test_stream_loader_shares_every_example_once_in_equal_steps(
+    replicas: int, n: int, read_batch: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(batching, "READ_BATCH", read_batch)
+    split = encoded_split(n, seed=n)
+    expected = {r: row for r, row in enumerate(split["input_ids"])}
+    for number in (1, 2):
+        shares = [stream_batches(split, number, replicas, r, batch_size=4, pool_batches=2) for r in range(replicas)]
+        assert len({len(share) for share in shares}) == 1
+        seen = []
+        for batch in (b for share in shares for b in share):
+            rows = rows_of(batch)
+            seen += rows
+            assert batch.labels is not None and batch.labels.tolist() == [r % 3 for r in rows]
+            for i, r in enumerate(rows):
+                assert batch.input_ids[i, : batch.lengths[i]].tolist() == expected[r]
+                assert torch.all(batch.input_ids[i, batch.lengths[i] :] == 0)
+        assert sorted(seen) == list(range(n))
+
+
+def test_stream_loader_buckets_by_length_and_reshuffles_every_epoch() -> None:
+    split = encoded_split(200, seed=3)
+    first, second = (stream_batches(split, number, batch_size=10, pool_batches=5) for number in (1, 2))
+    assert [rows_of(b) for b in first] != [rows_of(b) for b in second]
+    pooled = [np.sort(split["length"][start : start + 50]) for start in range(0, 200, 50)]
+    naive = sum(int(p[i : i + 10].max()) * len(p[i : i + 10]) for p in pooled for i in range(0, 50, 10))
+    assert sum(b.input_ids.numel() for b in first) <= naive + 10 * 14  # sorted within pools: little padding
+
+
+def test_stream_loader_cannot_start_inside_an_epoch_or_share_too_few_examples() -> None:
+    loader = StreamLoader(encoded_split(3).to_iterable_dataset(), batch_size=2, num_replicas=2, rank=0)
+    with pytest.raises(CheckpointError, match="resumes at epoch boundaries only"):
+        next(loader.epoch(2, skip=5))
+    few = StreamLoader(encoded_split(1).to_iterable_dataset(), batch_size=2, num_replicas=2, rank=1)
+    with pytest.raises(DataError, match="too few to share among 2 processes"):
+        list(few.epoch(1))
