@@ -20,7 +20,8 @@ Studies:
   main     seqnlp vs the reference on SST-2 and IMDB: training tokens/s, examples/s, s/epoch, padding, peak RSS,
            accuracy after the same epochs; batch inference examples/s and single-text latency; CLI start-up.
   packing  the seqnlp model on SST-2 with every batch packed (forced here, in this process only) or seqnlp's own
-           choice (dense when a batch's lengths are all equal), for bucketing pools of 1 (random batches) .. all.
+           choice (dense when a batch's lengths are all equal), for exact-length bucketing and pools of 1 (random
+           batches) .. all.
   memory   peak RSS of both pipelines while training on growing IMDB subsets (nested: each contains the smaller).
 """
 
@@ -240,6 +241,7 @@ def seqnlp_updates(job: dict[str, Any]) -> dict[str, Any]:
         "train.label_smoothing": 0.0,
         "train.monitor": "accuracy",
         "train.patience": None,
+        "train.bucketing": job.get("bucketing", "pool"),
         "train.bucket_pool": job["bucket_pool"],
         "train.precision": job["precision"],
         "train.device": "cpu",
@@ -532,14 +534,14 @@ def job_id(job: dict[str, Any]) -> str:
 
 def make_job(settings: dict[str, Any], data: dict[str, Any], study: str, pipeline: str, cell: str, precision: str,
              threads: int, repeat: int, variant: str = "", bucket_pool: int = 50, force_packing: bool = False,
-             measure_inference: bool = True) -> dict[str, Any]:
+             measure_inference: bool = True, bucketing: str = "pool") -> dict[str, Any]:
     job = {
         "study": study, "dataset": data["dataset"], "pipeline": pipeline, "cell": cell, "precision": precision,
         "threads": threads, "repeat": repeat, "variant": variant, "seed": settings["seed"] + repeat,
         "epochs": settings["epochs"], "max_length": settings["max_length"], "batch_size": settings["batch_size"],
         "infer_batch": settings["infer_batch"], "latency_samples": settings["latency_samples"],
         "train_file": data["train_file"], "eval_file": data["eval_file"], "train_examples": data["train_examples"],
-        "bucket_pool": bucket_pool, "force_packing": force_packing, "measure_inference": measure_inference,
+        "bucketing": bucketing, "bucket_pool": bucket_pool, "force_packing": force_packing, "measure_inference": measure_inference,
         "keep_run": settings["keep_runs"],
     }
     job["id"] = job_id(job)
@@ -580,7 +582,8 @@ def packing_jobs(settings: dict[str, Any], data: dict[str, Any], repeat: int) ->
                     for mode in settings["packing_modes"]:
                         jobs.append(make_job(
                             settings, data, "packing", "seqnlp", cell, precision, threads, repeat,
-                            variant=f"pool{pool}-{mode}", bucket_pool=all_batches if pool == "all" else int(pool),
+                            variant=f"pool{pool}-{mode}", bucket_pool=all_batches if pool in ("all", "exact") else
+                            int(pool), bucketing="exact" if pool == "exact" else "pool",
                             force_packing=mode == "packed", measure_inference=False))
     return jobs
 
@@ -869,8 +872,9 @@ def render_markdown(report: dict[str, Any]) -> str:
                   *data_table(main, report["data"], settings["max_length"]), ""]
     if any(r["study"] == "packing" for r in rows):
         lines += ["## Packing study (SST-2)", "", *packing_table(rows), "",
-                  "x default: tokens/s relative to seqnlp's default (pool 50, auto). packed: every batch packed; "
-                  "auto: equal-length batches run dense.", ""]
+                  "x default: tokens/s relative to seqnlp's default (pool 50, auto). exact: batches of one "
+                  "length wherever possible; a number: shuffled pools of that many batches, sorted by length. "
+                  "packed: every batch packed; auto: equal-length batches run dense.", ""]
     if any(r["study"] == "memory" for r in rows):
         lines += ["## Peak memory as IMDB grows", "", *memory_table(rows), ""]
     startup = report.get("startup") or {}
@@ -983,8 +987,9 @@ def parse_sizes(items: Sequence[str], defaults: dict[str, Optional[int]], option
 @click.option("--precision", "precisions", help="seqnlp precisions: fp32, bf16 [default: both for main, fp32 "
               "otherwise]; the reference runs fp32.")
 @click.option("--pipelines", default="reference,seqnlp", show_default=True, help="Which pipelines to run.")
-@click.option("--pools", default="1,50,200,all", show_default=True,
-              help="Packing study: bucketing pools in batches ('all': one pool, a full sort).")
+@click.option("--pools", default="1,50,all,exact", show_default=True,
+              help="Packing study: bucketing pools in batches ('all': one pool, a full sort) and/or 'exact' "
+                   "(train.bucketing=exact).")
 @click.option("--packing", "packing_modes", default="auto,packed", show_default=True,
               help="Packing study: auto (seqnlp's choice) and/or packed (every batch).")
 @click.option("--memory-sizes", help="Memory study: comma list of IMDB training sizes [default: 1250,2500,5000,10000].")
@@ -1026,7 +1031,7 @@ def main(study: str, dataset_names: str, data_dir: Path, train_size: tuple[str, 
         "cells": parse_list(cells, CELLS, "--cells") if cells else None,  # None: each study's default
         "precisions": parse_list(precisions, PRECISIONS, "--precision") if precisions else None,
         "pipelines": parse_list(pipelines, PIPELINES, "--pipelines"),
-        "pools": parse_ints(pools, "--pools", allow=("all",)),
+        "pools": parse_ints(pools, "--pools", allow=("all", "exact")),
         "packing_modes": parse_list(packing_modes, PACKING_MODES, "--packing"),
         "memory_sizes": parse_ints(memory_sizes or ("50,100" if quick else "1250,2500,5000,10000"), "--memory-sizes"),
         "batch_size": batch_size,

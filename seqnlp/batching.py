@@ -53,7 +53,8 @@ class Batch:
 class BucketSampler:
     """Yields lists of indices whose lengths are close: shuffled pools, sorted within, batches shuffled.
 
-    Each epoch (``set_epoch``) the order changes, deterministically from the seed. With ``shuffle=False``
+    With ``equal_lengths`` the batches are cut by exact length instead (see ``equal_length_batches``): the
+    whole epoch is the pool, and most batches hold texts of a single length. Each epoch (``set_epoch``) the order changes, deterministically from the seed. With ``shuffle=False``
     every example is visited in order of length, which minimizes padding for evaluation.
 
     With ``num_replicas`` > 1, the pools and global batches are cut for ``batch_size x num_replicas`` and
@@ -71,6 +72,7 @@ class BucketSampler:
         seed: int = 0,
         num_replicas: int = 1,
         rank: int = 0,
+        equal_lengths: bool = False,
     ) -> None:
         if not 0 <= rank < num_replicas:
             raise ValueError(f"rank {rank} is not in 0..{num_replicas - 1}")
@@ -84,13 +86,20 @@ class BucketSampler:
         self.global_batch_size = batch_size * num_replicas
         self.pool_size = self.global_batch_size * pool_batches
         self.seed = seed
+        self.equal_lengths = equal_lengths
         self.epoch = 0
+        self._count: Optional[int] = None
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return num_global_batches(len(self.lengths), self.global_batch_size, self.num_replicas)
+        if self._count is None:
+            if self.shuffle and self.equal_lengths:
+                self._count = count_equal_length_batches(self.lengths, self.global_batch_size, self.num_replicas)
+            else:
+                self._count = num_global_batches(len(self.lengths), self.global_batch_size, self.num_replicas)
+        return self._count
 
     def __iter__(self) -> Iterator[np.ndarray]:
         yield from self.batches()
@@ -106,6 +115,10 @@ class BucketSampler:
             return cut(np.argsort(self.lengths, kind="stable"), size, self.num_replicas)
         rng = np.random.default_rng((self.seed, self.epoch))
         order = rng.permutation(n)
+        if self.equal_lengths:
+            batches = equal_length_batches(order, self.lengths, size, self.num_replicas)
+            rng.shuffle(batches)  # type: ignore[arg-type]
+            return batches
         batches: list[np.ndarray] = []
         for start in range(0, n, self.pool_size):
             pool = order[start : start + self.pool_size]
@@ -121,6 +134,38 @@ def cut(order: np.ndarray, size: int, min_last: int = 1) -> list[np.ndarray]:
     batches = [order[i : i + size] for i in range(0, len(order), size)]
     _merge_short_tail(batches, min_last)
     return batches
+
+
+def equal_length_batches(order: np.ndarray, lengths: np.ndarray, size: int, min_last: int = 1) -> list[np.ndarray]:
+    """``order`` cut into batches of ``size`` in which, wherever possible, every example has the same length.
+
+    The examples of each length fill whole batches in the order ``order`` gives them: such a batch has no
+    padding, and the encoder runs it without packing (on the CPU, only then does ``nn.LSTM`` reach oneDNN's
+    fused kernel). What is left of each length (fewer than ``size``) is sorted by length and cut as ``cut``
+    does, so only those batches mix (neighbouring) lengths.
+    """
+    by_length = order[np.argsort(lengths[order], kind="stable")]  # grouped by length, in ``order`` within
+    sorted_lengths = lengths[by_length]
+    starts = np.flatnonzero(np.diff(sorted_lengths, prepend=-1))  # where each length's group begins
+    ends = np.append(starts[1:], len(by_length))
+    batches: list[np.ndarray] = []
+    rest: list[np.ndarray] = []
+    for start, end in zip(starts, ends):
+        full_end = start + (end - start) // size * size
+        batches.extend(by_length[i : i + size] for i in range(start, full_end, size))
+        rest.append(by_length[full_end:end])
+    leftovers = np.concatenate(rest) if rest else by_length[:0]
+    batches.extend(leftovers[i : i + size] for i in range(0, len(leftovers), size))
+    _merge_short_tail(batches, min_last)
+    return batches
+
+
+def count_equal_length_batches(lengths: np.ndarray, size: int, min_last: int = 1) -> int:
+    """How many batches ``equal_length_batches`` makes of ``lengths`` (the same for any ``order``)."""
+    counts = np.bincount(np.asarray(lengths, dtype=np.int64))
+    rest = int((counts % size).sum())
+    count = int((counts // size).sum()) + -(-rest // size)
+    return count - 1 if count > 1 and 0 < rest % size < min_last else count
 
 
 def num_global_batches(n: int, size: int, num_replicas: int) -> int:
@@ -153,6 +198,7 @@ class BatchLoader:
         pin_memory: bool = False,
         num_replicas: int = 1,
         rank: int = 0,
+        equal_lengths: bool = False,
     ) -> None:
         if split._indices is not None:  # a selected/shuffled view: materialize once so takes stay cheap
             split = split.flatten_indices()
@@ -166,7 +212,7 @@ class BatchLoader:
         self.pad_id = pad_id
         self.pin_memory = pin_memory
         self.sampler = BucketSampler(self.lengths, batch_size, shuffle=shuffle, pool_batches=pool_batches, seed=seed,
-                                     num_replicas=num_replicas, rank=rank)
+                                     num_replicas=num_replicas, rank=rank, equal_lengths=equal_lengths)
 
     def __len__(self) -> int:
         return len(self.sampler)
@@ -210,7 +256,8 @@ class StreamLoader:
     The stream (already shuffled through a buffer by ``IterableDataset.shuffle``) is read in pools of
     ``batch_size x num_replicas x pool_batches`` examples, turned into Arrow ``READ_BATCH`` examples at a time
     (as Python lists, the ids of a whole pool would take several times the room); each pool is sorted by
-    length, cut into global batches, and the batches are shuffled. Every rank reads the whole stream and
+    length, cut into global batches (by exact length within the pool with ``equal_lengths``), and the batches
+    are shuffled. Every rank reads the whole stream and
     keeps its share of each global batch, as ``BucketSampler`` does, so all ranks take the same number of
     steps without knowing the stream's length. ``set_epoch`` reshuffles the stream and the batches.
 
@@ -230,6 +277,7 @@ class StreamLoader:
         num_replicas: int = 1,
         rank: int = 0,
         num_examples: Optional[int] = None,
+        equal_lengths: bool = False,
     ) -> None:
         self.stream = stream
         self.schema = stream.features.arrow_schema if stream.features is not None else None
@@ -240,6 +288,7 @@ class StreamLoader:
         self.pool_size = self.global_batch_size * pool_batches
         self.num_batches = None if num_examples is None else math.ceil(num_examples / self.global_batch_size)
         self.sharded = num_replicas > 1
+        self.equal_lengths = equal_lengths
         self._epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -260,7 +309,11 @@ class StreamLoader:
             lengths = pool.column("length").to_numpy().astype(np.int64)  # [P]
             labels = pool.column("label").to_numpy().astype(np.int64) if "label" in pool.column_names else None
             ids = pool.column("input_ids").combine_chunks()  # [P] rows
-            batches = cut(np.argsort(lengths, kind="stable"), self.global_batch_size, self.num_replicas)
+            if self.equal_lengths:
+                batches = equal_length_batches(rng.permutation(len(lengths)), lengths, self.global_batch_size,
+                                               self.num_replicas)
+            else:
+                batches = cut(np.argsort(lengths, kind="stable"), self.global_batch_size, self.num_replicas)
             rng.shuffle(batches)  # type: ignore[arg-type]
             for batch in batches:
                 share = batch[self.rank :: self.num_replicas]

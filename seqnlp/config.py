@@ -29,6 +29,7 @@ TRUNCATION_SIDES = ("right", "left")
 SCHEDULES = ("constant", "linear", "cosine", "plateau")
 MONITORS = ("loss", "accuracy", "macro_f1")
 PRECISIONS = ("fp32", "bf16", "fp16")
+BUCKETINGS = ("exact", "pool")
 ACTIVATIONS = ("relu", "tanh", "gelu")
 ON_NONFINITE = ("stop", "skip")
 
@@ -108,7 +109,8 @@ class TrainConfig:
     label_smoothing: float = 0.0
     monitor: str = "macro_f1"  # validation metric that picks the best epoch and drives early stopping
     patience: Optional[int] = 3  # epochs without improvement before stopping; None trains every epoch
-    bucket_pool: int = 50  # batches per length-sorting pool: larger pools mean less padding, less randomness
+    bucketing: str = "pool"  # pool: shuffled pools sorted by length | exact: batches of one length where possible
+    bucket_pool: int = 50  # bucketing=pool (and streaming): batches per length-sorting pool
     precision: str = "fp32"  # fp32 | bf16 (autocast, CPU or CUDA) | fp16 (autocast + grad scaling, CUDA)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     num_threads: Optional[int] = None  # torch intra-op threads; None keeps torch's default
@@ -147,6 +149,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "train.schedule": SCHEDULES,
     "train.monitor": MONITORS,
     "train.precision": PRECISIONS,
+    "train.bucketing": BUCKETINGS,
     "train.on_nonfinite": ON_NONFINITE,
 }
 

@@ -221,10 +221,12 @@ def _run(
     if splits.stream is not None:
         stream = encode_stream(splits.stream.shuffle(seed=config.seed, buffer_size=data.shuffle_buffer), tokenizer)
         train_loader = StreamLoader(stream, tc.batch_size, pad_id=pad, pool_batches=tc.bucket_pool, seed=config.seed,
-                                    pin_memory=pin, num_examples=splits.stream_size, **shard)
+                                    pin_memory=pin, num_examples=splits.stream_size,
+                                    equal_lengths=tc.bucketing == "exact", **shard)
     else:
         train_loader = BatchLoader(encoded[data.train_split], tc.batch_size, pad_id=pad, shuffle=True,
-                                   pool_batches=tc.bucket_pool, seed=config.seed, pin_memory=pin, **shard)
+                                   pool_batches=tc.bucket_pool, seed=config.seed, pin_memory=pin,
+                                   equal_lengths=tc.bucketing == "exact", **shard)
     val_loader = BatchLoader(encoded[data.validation_split], tc.eval_batch_size, pad_id=pad, pin_memory=pin, **shard)
 
     model = RNNClassifier(config.model, tokenizer.get_vocab_size(), len(splits.label_names), pad_id=pad).to(device)

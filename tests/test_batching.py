@@ -165,6 +165,60 @@ def test_no_shuffle_orders_by_length() -> None:
     assert len(sampler) == 3
 
 
+# --- equal-length bucketing (train.bucketing: exact) -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("n, size, seed", [(1, 4, 0), (50, 8, 1), (1000, 16, 2), (1003, 64, 3), (400, 1, 4)])
+def test_equal_length_batches_partition_and_mix_lengths_only_in_the_leftovers(n: int, size: int, seed: int) -> None:
+    lengths = skewed_lengths(n, seed=seed)
+    order = np.random.default_rng(seed).permutation(n)
+    batches = batching.equal_length_batches(order, lengths, size)
+    assert sorted(i for b in batches for i in b) == list(range(n))
+    assert len(batches) == batching.count_equal_length_batches(lengths, size)
+    counts = np.bincount(lengths)
+    # Every length fills as many whole single-length batches as it can ...
+    single = [b for b in batches if len(b) == size and len(set(lengths[b])) == 1]
+    assert len(single) >= int((counts // size).sum())
+    # ... and only the leftovers (fewer than `size` of each length) form batches of mixed lengths.
+    mixed = [b for b in batches if len(set(lengths[b])) > 1]
+    assert sum(len(b) for b in mixed) <= int((counts % size).sum())
+    for b in mixed:
+        assert np.all(np.diff(lengths[b]) >= 0)  # sorted: neighbouring lengths only
+
+
+def test_equal_length_batches_keep_the_given_order_within_a_length() -> None:
+    lengths = np.array([3, 1, 3, 3, 1, 3, 3])
+    order = np.array([6, 5, 4, 3, 2, 1, 0])
+    batches = [b.tolist() for b in batching.equal_length_batches(order, lengths, 2)]
+    assert batches == [[4, 1], [6, 5], [3, 2], [0]]  # by length, each in the given order; then the leftovers
+
+
+@pytest.mark.parametrize("replicas", [1, 2, 3])
+@pytest.mark.parametrize("n", [5, 97, 250])
+def test_exact_sampler_shares_every_example_once_in_equal_steps(replicas: int, n: int) -> None:
+    lengths = skewed_lengths(n, seed=n)
+    samplers = [BucketSampler(lengths, batch_size=8, seed=5, num_replicas=replicas, rank=r, equal_lengths=True)
+                for r in range(replicas)]
+    for number in (1, 2):
+        shares = [epoch(s, number) for s in samplers]
+        assert all(len(share) == len(samplers[0]) for share in shares)
+        assert sorted(i for share in shares for batch in share for i in batch) == list(range(n))
+    if n > 8:
+        assert epoch(samplers[0], 1) != epoch(samplers[0], 2)  # reshuffled every epoch
+    assert epoch(samplers[0], 2) == epoch(BucketSampler(lengths, batch_size=8, seed=5, num_replicas=replicas,
+                                                        rank=0, equal_lengths=True), 2)  # and deterministic
+
+
+def test_exact_bucketing_runs_most_batches_dense_where_pools_cannot() -> None:
+    # Lengths spread wide relative to the batch: pools sorted by length still mix lengths in most batches.
+    lengths = np.random.default_rng(0).integers(1, 40, size=4000)
+    exact = list(BucketSampler(lengths, batch_size=32, seed=0, equal_lengths=True))
+    pooled = list(BucketSampler(lengths, batch_size=32, pool_batches=2, seed=0))
+    share = lambda batches: np.mean([len(set(lengths[b])) == 1 for b in batches])  # noqa: E731
+    assert share(exact) > 0.6 > share(pooled)
+    assert padding(lengths, exact) < padding(lengths, pooled)
+
+
 # --- BucketSampler over several processes ----------------------------------------------------------------------
 
 
