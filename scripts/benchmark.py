@@ -69,6 +69,7 @@ STUDIES = ("main", "packing", "memory")
 PIPELINES = ("reference", "seqnlp")
 CELLS = ("lstm", "gru", "rnn")
 PRECISIONS = ("fp32", "bf16")
+BUCKETINGS = ("pool", "exact")  # seqnlp's train.bucketing
 PACKING_MODES = ("auto", "packed")  # auto: seqnlp's choice (dense for equal lengths); packed: every batch packed
 
 
@@ -567,8 +568,10 @@ def main_jobs(settings: dict[str, Any], prepared: dict[str, dict[str, Any]], rep
                     jobs.append(make_job(settings, prepared[name], "main", "reference", cell, "fp32", threads, repeat))
                 if "seqnlp" in settings["pipelines"]:
                     for precision in study_precisions(settings, "main"):
-                        jobs.append(make_job(settings, prepared[name], "main", "seqnlp", cell, precision, threads,
-                                             repeat))
+                        for bucketing in settings["bucketings"]:
+                            jobs.append(make_job(settings, prepared[name], "main", "seqnlp", cell, precision,
+                                                 threads, repeat, variant="" if bucketing == "pool" else bucketing,
+                                                 bucketing=bucketing))
     return jobs
 
 
@@ -771,7 +774,7 @@ def main_table(rows: list[dict[str, Any]]) -> list[str]:
             continue
         delta = r.get("accuracy_delta_points")
         body.append([
-            r["dataset"], r["cell"], r["pipeline"], r["precision"], str(r["threads"]),
+            r["dataset"], r["cell"], _pipeline_name(r), r["precision"], str(r["threads"]),
             _num(r["train_tokens_per_s"]), _ratio(r.get("train_tokens_ratio")), _num(r["train_examples_per_s"], 1),
             _num(r["epoch_seconds"], 1), f"{100 * r['padding_ratio']:.1f}%",
             f"{100 * r['dense_share']:.0f}%" if "dense_share" in r else "", _num(r["peak_rss_train_mb"]),
@@ -780,6 +783,11 @@ def main_table(rows: list[dict[str, Any]]) -> list[str]:
             _ratio(r.get("latency_speedup")),
         ])
     return _table(header, body)
+
+
+def _pipeline_name(row: dict[str, Any]) -> str:
+    """The pipeline, with seqnlp's bucketing when it is not the default."""
+    return f"{row['pipeline']} ({row['variant']})" if row["pipeline"] == "seqnlp" and row.get("variant") else row["pipeline"]
 
 
 def data_table(rows: list[dict[str, Any]], prepared: dict[str, dict[str, Any]], max_length: int) -> list[str]:
@@ -1002,6 +1010,8 @@ def parse_sizes(items: Sequence[str], defaults: dict[str, Optional[int]], option
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               help="Output folder for results.json, results.md, logs and runs [default: bench/<time>].")
 @click.option("--quick", is_flag=True, help="Smoke run: tiny subsets, 1 epoch, 1 repeat, max length 128.")
+@click.option("--bucketing", "bucketings", default="pool", show_default=True,
+              help="Main study: seqnlp's train.bucketing, comma list of pool, exact.")
 @click.option("--resume", is_flag=True, help="Reuse finished jobs already in --out (same settings only).")
 @click.option("--keep-runs", is_flag=True, help="Keep model weights in the run directories.")
 @click.option("--worker", type=click.Path(dir_okay=False, path_type=Path), hidden=True)
@@ -1009,8 +1019,8 @@ def main(study: str, dataset_names: str, data_dir: Path, train_size: tuple[str, 
          max_length: Optional[int], epochs: Optional[int], repeats: Optional[int], threads: Optional[str],
          cells: Optional[str], precisions: Optional[str], pipelines: str, pools: str, packing_modes: str,
          memory_sizes: Optional[str], batch_size: int, infer_batch: int, latency_samples: Optional[int],
-         startup_runs: Optional[int], seed: int, out: Optional[Path], quick: bool, resume: bool, keep_runs: bool,
-         worker: Optional[Path]) -> None:
+         startup_runs: Optional[int], seed: int, out: Optional[Path], quick: bool, bucketings: str, resume: bool,
+         keep_runs: bool, worker: Optional[Path]) -> None:
     """Benchmark seqnlp against the hand-written packed-BiLSTM tutorial pipeline (see docs/benchmarks.md)."""
     use_this_checkout()
     if worker is not None:
@@ -1032,6 +1042,7 @@ def main(study: str, dataset_names: str, data_dir: Path, train_size: tuple[str, 
         "precisions": parse_list(precisions, PRECISIONS, "--precision") if precisions else None,
         "pipelines": parse_list(pipelines, PIPELINES, "--pipelines"),
         "pools": parse_ints(pools, "--pools", allow=("all", "exact")),
+        "bucketings": parse_list(bucketings, BUCKETINGS, "--bucketing"),
         "packing_modes": parse_list(packing_modes, PACKING_MODES, "--packing"),
         "memory_sizes": parse_ints(memory_sizes or ("50,100" if quick else "1250,2500,5000,10000"), "--memory-sizes"),
         "batch_size": batch_size,
