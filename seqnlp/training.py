@@ -212,6 +212,10 @@ def _run(
         raise DataError(f"validation split {data.validation_split!r} not found")
     if splits.stream is not None:
         _check_stream_schedule(tc, splits.stream_size)
+    # Class counts, weights, the monitor and the weighted sampler all come from the training labels (a stream's
+    # sample when streaming), read before the run directory is prepared so a bad train.class_weights costs nothing.
+    plan = plan_labels(tc, data.multi_label, _labels_of(splits.sample if splits.stream is not None
+                                                        else splits.data[data.train_split]), splits.label_names)
     if tokenizer is None:  # trained once, on rank 0, and the very same one on every rank
         tokenizer = distributed.from_main(lambda: _new_tokenizer(config, splits, run_dir, overwrite))
     log.info("run directory: %s", run_dir)
@@ -222,10 +226,6 @@ def _run(
                    for name, split in splits.data.items()}
     pin = device.type == "cuda"
     shard = {"num_replicas": world, "rank": rank}  # this process's share of every batch
-    # Class counts, weights, the monitor and the weighted sampler all come from the training labels (a stream's
-    # sample when streaming).
-    plan = plan_labels(tc, data.multi_label, _labels_of(splits.sample if splits.stream is not None
-                                                        else encoded[data.train_split]), splits.label_names)
     train_loader: BatchLoader | StreamLoader
     if splits.stream is not None:
         stream = encode_stream(splits.stream.shuffle(seed=config.seed, buffer_size=data.shuffle_buffer), tokenizer)
