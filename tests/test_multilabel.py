@@ -210,3 +210,16 @@ def test_cli_list_labels_without_the_flag_is_a_one_line_error(ml_files: dict[str
                                        "--label-column", "labels", "--set", "train.device=cpu"])
     assert result.exit_code == 1
     assert result.stderr.strip().count("\n") == 0 and "--multi-label" in result.stderr
+
+
+def test_a_stream_of_list_labels_trains(tmp_path: Path, ml_files: dict[str, Path]) -> None:
+    """Streaming: the labels come from the sample, and the stream's rows become multi-hot vectors as they are read."""
+    config = tiny_config(tmp_path, ml_files, **ML, **{
+        "data.streaming": True, "data.streaming_validation_size": 60, "data.streaming_sample": 100,
+        "data.shuffle_buffer": 50, "data.streaming_size": 240, "train.bucket_pool": 4, "train.epochs": 8,
+        "train.class_weights": "auto"})
+    result = train(config, progress=False)
+    results = json.loads((result.run_dir / RESULTS_FILE).read_text())
+    assert sum(results["label_counts"].values()) > 0 and set(results["class_weights"]) == set(LABELS)
+    assert results["test"]["macro_f1"] >= 0.9
+    assert (result.run_dir / THRESHOLDS_FILE).is_file()
