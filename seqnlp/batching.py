@@ -33,7 +33,7 @@ class Batch:
 
     input_ids: torch.Tensor  # [B, T] int64, padded with the tokenizer's [PAD] id
     lengths: torch.Tensor  # [B] int64, on the CPU
-    labels: Optional[torch.Tensor]  # [B] int64, None for unlabeled data
+    labels: Optional[torch.Tensor]  # [B] int64 (multi-label: [B, C] float32 multi-hot), None for unlabeled data
     indices: np.ndarray  # [B] positions in the dataset, to put predictions back in order
 
     def to(self, device: torch.device) -> "Batch":
@@ -61,6 +61,11 @@ class BucketSampler:
     rank ``rank`` keeps every ``num_replicas``-th example of each (the global batch is length-sorted, so the
     shares have near-equal lengths and the ranks near-equal work). Nothing is dropped or repeated: a last
     global batch too small to give every rank an example is merged into the batch before it.
+
+    With ``weights`` (one per example, e.g. inverse class frequency) an epoch is instead ``N`` draws with
+    replacement, each example drawn with probability proportional to its weight; the draws are then pooled,
+    length-sorted and cut exactly as above. The draws depend only on the seed and the epoch, so every rank
+    makes the same global batches and a resumed epoch is the same epoch.
     """
 
     def __init__(
@@ -73,10 +78,20 @@ class BucketSampler:
         num_replicas: int = 1,
         rank: int = 0,
         equal_lengths: bool = False,
+        weights: Optional[np.ndarray] = None,
     ) -> None:
         if not 0 <= rank < num_replicas:
             raise ValueError(f"rank {rank} is not in 0..{num_replicas - 1}")
         self.lengths = np.asarray(lengths)
+        self.probabilities: Optional[np.ndarray] = None  # [N] draw probabilities, for a weighted sampler
+        if weights is not None:
+            weights = np.asarray(weights, dtype=np.float64)
+            if weights.shape != self.lengths.shape or not np.all(np.isfinite(weights) & (weights >= 0)) \
+                    or weights.sum() <= 0:
+                raise ValueError("sampling weights must be one finite, non-negative number per example, not all 0")
+            self.probabilities = weights / weights.sum()
+            if equal_lengths:  # draws with replacement change each length's count, hence the number of batches
+                raise ValueError("equal-length batches cannot be drawn with sampling weights")
         if num_replicas > 1 and len(self.lengths) < num_replicas:
             raise DataError(f"{len(self.lengths)} examples cannot be shared among {num_replicas} processes")
         self.batch_size = batch_size
@@ -114,11 +129,11 @@ class BucketSampler:
         if not self.shuffle:
             return cut(np.argsort(self.lengths, kind="stable"), size, self.num_replicas)
         rng = np.random.default_rng((self.seed, self.epoch))
-        order = rng.permutation(n)
         if self.equal_lengths:
-            batches = equal_length_batches(order, self.lengths, size, self.num_replicas)
+            batches = equal_length_batches(rng.permutation(n), self.lengths, size, self.num_replicas)
             rng.shuffle(batches)  # type: ignore[arg-type]
             return batches
+        order = rng.permutation(n) if self.probabilities is None else rng.choice(n, size=n, p=self.probabilities)
         batches: list[np.ndarray] = []
         for start in range(0, n, self.pool_size):
             pool = order[start : start + self.pool_size]
@@ -183,6 +198,7 @@ class BatchLoader:
     """Iterates an encoded split (``input_ids``, ``length``, optional ``label``) as padded ``Batch``es.
 
     ``num_replicas``/``rank``: this process's share of every batch in a multi-process run (see BucketSampler).
+    ``sample_weights``: draw each epoch's examples with replacement, in proportion to these (see BucketSampler).
     """
 
     mid_epoch_resume = True  # the batches of an epoch can be recomputed, so training can resume inside one
@@ -199,6 +215,7 @@ class BatchLoader:
         num_replicas: int = 1,
         rank: int = 0,
         equal_lengths: bool = False,
+        sample_weights: Optional[np.ndarray] = None,
     ) -> None:
         if split._indices is not None:  # a selected/shuffled view: materialize once so takes stay cheap
             split = split.flatten_indices()
@@ -206,13 +223,14 @@ class BatchLoader:
         self._ids: pa.ChunkedArray = table.column("input_ids")  # one chunk per record batch of the cache file
         self._starts = chunk_starts(self._ids)
         self.lengths = table.column("length").to_numpy().astype(np.int64)  # [N]
-        self.labels: Optional[np.ndarray] = None  # [N]
+        self.labels: Optional[np.ndarray] = None  # [N] (multi-label: [N, C])
         if "label" in split.column_names:
-            self.labels = table.column("label").to_numpy().astype(np.int64)
+            self.labels = label_array(table.column("label"))
         self.pad_id = pad_id
         self.pin_memory = pin_memory
         self.sampler = BucketSampler(self.lengths, batch_size, shuffle=shuffle, pool_batches=pool_batches, seed=seed,
-                                     num_replicas=num_replicas, rank=rank, equal_lengths=equal_lengths)
+                                     num_replicas=num_replicas, rank=rank, equal_lengths=equal_lengths,
+                                     weights=sample_weights)
 
     def __len__(self) -> int:
         return len(self.sampler)
@@ -307,7 +325,7 @@ class StreamLoader:
         rng = np.random.default_rng((self.seed, epoch))
         for pool in self._pools():
             lengths = pool.column("length").to_numpy().astype(np.int64)  # [P]
-            labels = pool.column("label").to_numpy().astype(np.int64) if "label" in pool.column_names else None
+            labels = label_array(pool.column("label")) if "label" in pool.column_names else None
             ids = pool.column("input_ids").combine_chunks()  # [P] rows
             if self.equal_lengths:
                 batches = equal_length_batches(rng.permutation(len(lengths)), lengths, self.global_batch_size,
@@ -349,6 +367,17 @@ class StreamLoader:
                 parts, rows = [table.slice(self.pool_size)], rows - self.pool_size
         if rows:
             yield pa.concat_tables(parts)
+
+
+def label_array(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """A label column as NumPy: class indices [N] int64, or multi-hot rows [N, C] float32 (a fixed-size list)."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    if pa.types.is_fixed_size_list(column.type):
+        width = column.type.list_size
+        values = column.flatten().to_numpy(zero_copy_only=False)  # flatten() honours the array's offset
+        return values.astype(np.float32).reshape(len(column), width)
+    return column.to_numpy(zero_copy_only=False).astype(np.int64)
 
 
 def chunk_starts(column: pa.ChunkedArray) -> np.ndarray:

@@ -9,6 +9,7 @@
       model.safetensors  weights of the best epoch (safetensors: tensors only, no pickle)
       metrics.jsonl      one JSON object per epoch: train loss, throughput, validation metrics, lr
       results.json       the best epoch's validation metrics and, when there is a test split, test metrics
+      thresholds.json    multi-label runs: {label: threshold}, tuned on the validation split
 
 Files are written to a temporary name in the same directory and renamed, so a crash leaves the previous
 file whole.
@@ -40,6 +41,7 @@ TOKENIZER_FILE = "tokenizer.json"
 WEIGHTS_FILE = "model.safetensors"
 METRICS_FILE = "metrics.jsonl"
 RESULTS_FILE = "results.json"
+THRESHOLDS_FILE = "thresholds.json"
 VOCAB_KEY = "vocab_sha256"  # safetensors metadata: the vocabulary the weights were trained with
 REQUIRED_FILES = (CONFIG_FILE, LABELS_FILE, TOKENIZER_FILE, WEIGHTS_FILE)
 
@@ -49,7 +51,8 @@ def prepare_run_dir(path: str | Path, overwrite: bool = False) -> Path:
     run_dir = Path(path)
     if run_dir.exists() and not run_dir.is_dir():
         raise CheckpointError(f"output directory {run_dir} is a file")
-    existing = [name for name in REQUIRED_FILES + (METRICS_FILE, RESULTS_FILE) if (run_dir / name).exists()]
+    existing = [name for name in REQUIRED_FILES + (METRICS_FILE, RESULTS_FILE, THRESHOLDS_FILE)
+                if (run_dir / name).exists()]
     if existing and not overwrite:
         raise CheckpointError(
             f"output directory {run_dir} already holds a run ({existing[0]}); choose another --output-dir or pass --overwrite"
@@ -125,6 +128,24 @@ def load_run(run_dir: str | Path, device: torch.device | str = "cpu") -> tuple[C
         )
     load_weights(model, run_dir / WEIGHTS_FILE)
     return config, tokenizer, label_names, model.to(device).eval()
+
+
+def save_thresholds(run_dir: Path, label_names: list[str], thresholds: list[float]) -> None:
+    write_json(run_dir / THRESHOLDS_FILE, dict(zip(label_names, (float(t) for t in thresholds))))
+
+
+def load_thresholds(run_dir: Path, label_names: list[str]) -> list[float] | None:
+    """A multi-label run's per-label thresholds, in label order; None when the run has no thresholds.json (it
+    stopped before they were tuned), and a CheckpointError when the file does not name every label."""
+    path = run_dir / THRESHOLDS_FILE
+    if not path.is_file():
+        return None
+    data = read_json(path)
+    if not isinstance(data, dict) or set(data) != set(label_names) or not all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and 0.0 <= v <= 1.0 for v in data.values()
+    ):
+        raise CheckpointError(f"{path} must map each label in {LABELS_FILE} to a threshold in [0, 1]")
+    return [float(data[name]) for name in label_names]
 
 
 def append_jsonl(path: Path, record: dict[str, Any]) -> None:

@@ -143,6 +143,10 @@ def _data_options(command: Callable) -> Callable:
 @click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), help="Training precision.")
 @click.option("--streaming", is_flag=True, default=None,
               help="Read the training split as a stream, never materialized (data.streaming).")
+@click.option("--multi-label", is_flag=True, default=None,
+              help="The label column holds lists of labels: a sigmoid per label (data.multi_label).")
+@click.option("--class-weights", metavar="auto|none|W1,W2,...",
+              help="Loss weight per label: auto (inverse frequency in train), none, or one number per label.")
 @click.option("--print-config", is_flag=True, help="Print the resolved config as YAML and exit.")
 @click.option("--resume", "resume_dir", type=click.Path(file_okay=False), metavar="RUN_DIR",
               help="Continue an interrupted run from its last checkpoint, with its saved config.")
@@ -152,8 +156,8 @@ def train(ctx: click.Context, config_file: Optional[str], overrides: tuple[str, 
           overwrite: bool, dataset: Optional[str], data_files: tuple[str, ...], text_columns: tuple[str, ...],
           label_column: Optional[str], cell: Optional[str], layers: Optional[int], bidirectional: Optional[bool],
           epochs: Optional[int], batch_size: Optional[int], lr: Optional[float], seed: Optional[int],
-          device: Optional[str], precision: Optional[str], streaming: Optional[bool], print_config: bool,
-          resume_dir: Optional[str]) -> None:
+          device: Optional[str], precision: Optional[str], streaming: Optional[bool], multi_label: Optional[bool],
+          class_weights: Optional[str], print_config: bool, resume_dir: Optional[str]) -> None:
     """Train a classifier and write its run directory.
 
     Settings come from the defaults, then --config, then --set, then the flags below. With no dataset
@@ -170,6 +174,8 @@ def train(ctx: click.Context, config_file: Optional[str], overrides: tuple[str, 
       seqnlp train --resume runs/imdb            # after Ctrl-C, SIGTERM or a crash
       torchrun --nproc_per_node=4 -m seqnlp train --config configs/imdb.yaml
       seqnlp train --dataset big.jsonl --streaming --set train.schedule=constant --set train.warmup_ratio=0
+      seqnlp train --class-weights auto          # imbalanced classes: inverse-frequency loss weights
+      seqnlp train --data-files train=tagged.jsonl --label-column labels --multi-label
     """
     if resume_dir is not None:
         given = [p for p in ctx.command.params if p.name != "resume_dir"
@@ -188,7 +194,8 @@ def train(ctx: click.Context, config_file: Optional[str], overrides: tuple[str, 
     flags = {"output_dir": output_dir, "model.cell": cell, "model.num_layers": layers,
              "model.bidirectional": bidirectional, "train.epochs": epochs, "train.batch_size": batch_size,
              "train.lr": lr, "seed": seed, "train.device": device, "train.precision": precision,
-             "data.streaming": streaming}
+             "data.streaming": streaming, "data.multi_label": multi_label,
+             "train.class_weights": _class_weights(class_weights)}
     updates.update({key: value for key, value in flags.items() if value is not None})
     config = load_config(config_file, overrides, updates)
     if print_config:
@@ -203,15 +210,32 @@ def train(ctx: click.Context, config_file: Optional[str], overrides: tuple[str, 
     _echo_result(run_training(config, overwrite=overwrite, progress=not ctx.obj["quiet"]))
 
 
+def _class_weights(value: Optional[str]) -> Any:
+    """--class-weights: auto, none, or comma-separated numbers (one per label, checked when training)."""
+    if value is None or value.strip().lower() in ("auto", "none"):
+        return None if value is None else value.strip().lower()
+    try:
+        return [float(part) for part in value.split(",")]
+    except ValueError:
+        raise ConfigError(f"--class-weights {value!r} is not auto, none, or comma-separated numbers "
+                          "(e.g. 1,5)") from None
+
+
 def _echo_result(result: Any) -> None:
     if _rank() > 0:
         return
     click.echo(f"Run directory: {result.run_dir}")
-    click.echo(f"Best epoch {result.best_epoch}: validation accuracy {result.validation['accuracy']:.4f}, "
-               f"macro-F1 {result.validation['macro_f1']:.4f}")
+    click.echo(f"Best epoch {result.best_epoch} (by validation {result.monitor}): "
+               f"validation {_headline(result.validation)}")
     if result.test is not None:
-        click.echo(f"Test: accuracy {result.test['accuracy']:.4f}, macro-F1 {result.test['macro_f1']:.4f}")
+        click.echo(f"Test: {_headline(result.test)}")
     click.echo(f"Next: seqnlp evaluate {result.run_dir}  |  seqnlp predict {result.run_dir} \"some text\"")
+
+
+def _headline(metrics: dict[str, Any]) -> str:
+    accuracy = "exact match" if "exact_match" in metrics else "accuracy"
+    auroc = "n/a" if metrics.get("auroc") is None else f"{metrics['auroc']:.4f}"
+    return f"{accuracy} {metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f}, AUROC {auroc}"
 
 
 @main.command()
@@ -223,7 +247,10 @@ def _echo_result(result: Any) -> None:
 @_handle_errors
 def evaluate(ctx: click.Context, run_dir: str, dataset: Optional[str], data_files: tuple[str, ...],
              text_columns: tuple[str, ...], label_column: Optional[str], split: Optional[str], as_json: bool) -> None:
-    """Evaluate a trained run: accuracy, macro-F1, per-class report and confusion matrix.
+    """Evaluate a trained run: accuracy, macro-F1, AUROC, per-class report and confusion matrix.
+
+    A multi-label run reports exact match, Hamming loss, micro/macro-F1 and AUROC, and per label its
+    precision, recall, F1, AUROC and the threshold it was decided with (the run's thresholds.json).
 
     With no data given, the run's own data is used (its test split, else validation).
 
@@ -245,7 +272,8 @@ def evaluate(ctx: click.Context, run_dir: str, dataset: Optional[str], data_file
         if dataset is not None or data_files:  # other data: keep only how the run read its columns
             run_data = clf.config.data
             base.data = DataConfig(text_columns=run_data.text_columns, text_separator=run_data.text_separator,
-                                   label_column=run_data.label_column, label_names=run_data.label_names)
+                                   label_column=run_data.label_column, label_names=run_data.label_names,
+                                   multi_label=run_data.multi_label)
         data = load_config(base=base, updates=updates).data
     result = run_evaluation(clf, data=data, split=split)
     if as_json:
@@ -255,16 +283,25 @@ def evaluate(ctx: click.Context, run_dir: str, dataset: Optional[str], data_file
 
 
 def format_report(result: dict[str, Any], label_names: list[str]) -> str:
-    """Metrics, per-class report and confusion matrix as aligned plain-text tables."""
+    """Metrics, per-class report and confusion matrix (multi-label: per-label thresholds) as aligned tables."""
+    multi = "exact_match" in result
     lines = [f"Split: {result['split']} ({result['num_examples']:,} examples)", ""]
-    for key, name in (("accuracy", "accuracy"), ("macro_f1", "macro-F1"), ("macro_precision", "macro-precision"),
-                      ("macro_recall", "macro-recall"), ("loss", "loss")):
-        lines.append(f"  {name:<16}{result[key]:.4f}")
+    headline = ((("exact_match", "exact match"), ("hamming_loss", "Hamming loss"), ("micro_f1", "micro-F1"))
+                if multi else (("accuracy", "accuracy"),))
+    for key, name in headline + (("macro_f1", "macro-F1"), ("macro_precision", "macro-precision"),
+                                 ("macro_recall", "macro-recall"), ("auroc", "AUROC"), ("loss", "loss")):
+        lines.append(f"  {name:<16}" + ("n/a" if result[key] is None else f"{result[key]:.4f}"))
     width = max(9, *(len(n) for n in label_names)) + 2
-    lines += ["", f"  {'label':<{width}}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}"]
+    extra = ("predicted", "threshold") if multi else ()
+    lines += ["", f"  {'label':<{width}}{'precision':>10}{'recall':>10}{'f1':>10}{'auroc':>10}{'support':>10}"
+              + "".join(f"{e:>10}" for e in extra)]
     for name, row in result["per_class"].items():
+        auroc = "n/a" if row["auroc"] is None else f"{row['auroc']:.4f}"
         lines.append(f"  {name:<{width}}{row['precision']:>10.4f}{row['recall']:>10.4f}{row['f1']:>10.4f}"
-                     f"{row['support']:>10,}")
+                     f"{auroc:>10}{row['support']:>10,}"
+                     + (f"{row['predicted']:>10,}{row.get('threshold', 0.5):>10.3f}" if multi else ""))
+    if multi:
+        return "\n".join(lines)
     cell = max(7, *(len(n) for n in label_names)) + 2
     lines += ["", "  Confusion matrix (rows: true label, columns: predicted)",
               "  " + " " * width + "".join(f"{n:>{cell}}" for n in label_names)]
@@ -405,6 +442,9 @@ def diagnose(ctx: click.Context, run_dirs: tuple[str, ...], weights: str, config
 def predict(ctx: click.Context, run_dir: str, texts: tuple[str, ...], input_file: Optional[TextIO],
             input_format: str, text_columns: tuple[str, ...], top_k: Optional[int]) -> None:
     """Predict labels: one JSON object per input text on stdout.
+
+    {"label", "score"} per text; a multi-label run gives {"labels": [every label at or above its threshold],
+    "scores": {label: probability}}.
 
     Texts come from the arguments, or --input: plain text (one text a line), JSONL or CSV/TSV.
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -27,7 +28,9 @@ TOKENIZER_KINDS = ("word", "bpe", "wordpiece", "unigram", "char")
 NORMALIZATIONS = ("none", "nfc", "nfd", "nfkc", "nfkd")
 TRUNCATION_SIDES = ("right", "left")
 SCHEDULES = ("constant", "linear", "cosine", "plateau")
-MONITORS = ("loss", "accuracy", "macro_f1")
+MONITORS = ("auto", "loss", "accuracy", "macro_f1")
+SAMPLERS = ("bucket", "weighted")
+CLASS_WEIGHTS = ("none", "auto")
 PRECISIONS = ("fp32", "bf16", "fp16")
 BUCKETINGS = ("exact", "pool")
 ACTIVATIONS = ("relu", "tanh", "gelu")
@@ -47,6 +50,7 @@ class DataConfig:
     text_separator: str = " "  # placed between several text columns
     label_column: str = "label"
     label_names: Optional[list[str]] = None  # names for integer labels 0..C-1 (ClassLabel names are used when present)
+    multi_label: bool = False  # the label column holds lists of labels (a sigmoid per label; see README "Multi-label")
     train_split: str = "train"
     validation_split: str = "validation"  # carved from train (seeded, stratified) when the data has none
     test_split: Optional[str] = "test"  # used by `evaluate` when present
@@ -107,7 +111,9 @@ class TrainConfig:
     plateau_patience: int = 1  # schedule=plateau: epochs without improvement before the lr drops
     max_grad_norm: Optional[float] = 1.0  # gradient-norm clipping; None disables it
     label_smoothing: float = 0.0
-    monitor: str = "macro_f1"  # validation metric that picks the best epoch and drives early stopping
+    monitor: str = "auto"  # validation metric that picks the best epoch and drives early stopping; auto: see README
+    class_weights: Any = None  # None/"none" | "auto" (inverse label frequency in train) | a list, one weight per label
+    sampler: str = "bucket"  # bucket: every example once per epoch | weighted: draws inverse to class frequency
     patience: Optional[int] = 3  # epochs without improvement before stopping; None trains every epoch
     bucketing: str = "pool"  # pool: shuffled pools sorted by length | exact: batches of one length where possible
     bucket_pool: int = 50  # bucketing=pool (and streaming): batches per length-sorting pool
@@ -148,6 +154,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "tokenizer.truncation_side": TRUNCATION_SIDES,
     "train.schedule": SCHEDULES,
     "train.monitor": MONITORS,
+    "train.sampler": SAMPLERS,
     "train.precision": PRECISIONS,
     "train.bucketing": BUCKETINGS,
     "train.on_nonfinite": ON_NONFINITE,
@@ -313,6 +320,29 @@ def validate(config: Config) -> None:
         raise ConfigError("tokenizer.vocab_size: must be <= 10,000,000")
     if config.data.dataset is not None and config.data.dataset.startswith("synthetic:"):
         _validate_synthetic(config)
+    _validate_class_weights(config.train.class_weights)
+    if config.train.sampler == "weighted" and config.data.multi_label:
+        raise ConfigError("train.sampler: weighted draws by the class of an example, so it needs single-label "
+                          "data; with data.multi_label use train.class_weights (pos_weight) instead")
+    if config.train.sampler == "weighted" and config.train.bucketing == "exact":
+        raise ConfigError("train.sampler: weighted draws examples with replacement, which train.bucketing: exact "
+                          "cannot cut into equal-length batches; use train.bucketing: pool")
+    if config.train.sampler == "weighted" and config.data.streaming:
+        raise ConfigError("train.sampler: weighted needs the whole training split's labels; it cannot read a stream "
+                          "(data.streaming); use train.class_weights instead")
+
+
+def _validate_class_weights(value: Any) -> None:
+    """``none``/``auto`` or a list of positive numbers; its length is checked against the labels at training."""
+    if value is None or (isinstance(value, str) and value in CLASS_WEIGHTS):
+        return
+    if isinstance(value, list) and value and all(
+        isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w) and w > 0 for w in value
+    ):
+        return
+    raise ConfigError(
+        f"train.class_weights: {value!r} is not one of none, auto, or a list of positive numbers, one per label"
+    )
 
 
 def _validate_synthetic(config: Config) -> None:

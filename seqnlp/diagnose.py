@@ -33,6 +33,7 @@ from seqnlp.config import Config, load_config
 from seqnlp.data import load_splits
 from seqnlp.errors import DataError
 from seqnlp.model import RNNClassifier
+from seqnlp.objective import Objective, make_objective
 from seqnlp.plots import plot_diagnostics
 from seqnlp.runtime import resolve_device, seed_everything, set_threads
 from seqnlp.tokenizer import build_tokenizer, encode_dataset, iter_texts, pad_id
@@ -138,7 +139,8 @@ def _diagnose_one(subject: Subject, examples: int, split: Optional[str], batch_s
     activations: dict[tuple[int, str, str], list[torch.Tensor]] = {}
     for ids, lengths, labels in _batches(subject, examples, split, batch_size):
         ids, labels = ids.to(device), labels.to(device)
-        norms = embedding_gradient_norms(model, ids, lengths, labels).cpu()  # [B, T]
+        objective = make_objective(subject.config.data.multi_label, len(subject.label_names))
+        norms = embedding_gradient_norms(model, ids, lengths, labels, objective).cpu()  # [B, T]
         width = ids.shape[1]
         distance = lengths[:, None] - 1 - torch.arange(width)  # [B, T]; negative past the end
         real = distance >= 0
@@ -177,8 +179,9 @@ def _batches(subject: Subject, examples: int, split: Optional[str],
 
 
 def embedding_gradient_norms(model: RNNClassifier, ids: torch.Tensor, lengths: torch.Tensor,
-                             labels: torch.Tensor) -> torch.Tensor:
-    """ids [B, T], lengths [B] (CPU), labels [B] -> ||dloss/d embedding|| per position [B, T] (0 past each length).
+                             labels: torch.Tensor, objective: Optional[Objective] = None) -> torch.Tensor:
+    """ids [B, T], lengths [B] (CPU), labels [B] (multi-label: [B, C]) -> ||dloss/d embedding|| per position [B, T]
+    (0 past each length); ``objective`` (default single-label) gives the loss.
 
     The loss is summed over the batch, so each example's row is the gradient of its own loss.
     """
@@ -187,7 +190,7 @@ def embedding_gradient_norms(model: RNNClassifier, ids: torch.Tensor, lengths: t
     try:
         with torch.enable_grad():
             logits = model(ids, lengths)  # [B, C]
-            loss = F.cross_entropy(logits.float(), labels, reduction="sum")
+            loss = (objective or Objective(logits.shape[-1])).loss_sum(logits.float(), labels)
             (grad,) = torch.autograd.grad(loss, captured[0])  # [B, T, E]
     finally:
         hook.remove()

@@ -3,25 +3,41 @@
 Metrics are updated per batch and computed once per pass, so they are exact over the whole split
 (accumulated counts, not an average of batch scores). When the split is sharded over the processes of a
 multi-process run, each process evaluates its share and the counts (and the loss) are summed over all of
-them, so every process gets the metrics of the whole split.
+them, so every process gets the metrics of the whole split; AUROC's stored scores are gathered the same way.
+
+Single-label: accuracy, macro and per-class precision/recall/F1, confusion matrix, and AUROC (one-vs-rest per
+class, macro-averaged; with two classes that is the binary AUROC of either class's probability). Multi-label:
+exact match (reported as ``accuracy`` too, as scikit-learn's accuracy_score does), Hamming loss, micro and
+macro F1, macro precision/recall, per-label precision/recall/F1/support, and macro AUROC over the labels.
+AUROC averages only the labels that have both positive and negative examples in the split (it is undefined for
+the others, and reported per label as null).
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import warnings
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
+import numpy as np
 import torch
-import torch.nn.functional as F
-from torchmetrics import MetricCollection
+from torchmetrics import Metric, MetricCollection
 from torchmetrics.classification import (
     MulticlassAccuracy,
+    MulticlassAUROC,
     MulticlassConfusionMatrix,
     MulticlassF1Score,
     MulticlassPrecision,
     MulticlassRecall,
+    MultilabelAUROC,
+    MultilabelExactMatch,
+    MultilabelF1Score,
+    MultilabelHammingDistance,
+    MultilabelPrecision,
+    MultilabelRecall,
+    MultilabelStatScores,
 )
 
 from seqnlp import distributed
@@ -29,6 +45,7 @@ from seqnlp.batching import BatchLoader
 from seqnlp.config import DataConfig
 from seqnlp.data import load_splits
 from seqnlp.errors import DataError
+from seqnlp.objective import Objective
 from seqnlp.predict import Classifier
 from seqnlp.runtime import autocast
 from seqnlp.tokenizer import encode_dataset
@@ -78,6 +95,96 @@ def summarize(values: dict[str, torch.Tensor], label_names: list[str]) -> dict[s
     }
 
 
+def build_multilabel_metrics(num_labels: int, sync: bool = False) -> MetricCollection:
+    """Threshold-dependent multi-label metrics, updated with multi-hot decisions [N, C] (see module docstring)."""
+    c = num_labels
+    return MetricCollection(
+        {
+            "exact_match": MultilabelExactMatch(c, sync_on_compute=sync),
+            "hamming_loss": MultilabelHammingDistance(c, average="micro", sync_on_compute=sync),
+            "micro_f1": MultilabelF1Score(c, average="micro", sync_on_compute=sync),
+            "macro_f1": MultilabelF1Score(c, average="macro", sync_on_compute=sync),
+            "macro_precision": MultilabelPrecision(c, average="macro", sync_on_compute=sync),
+            "macro_recall": MultilabelRecall(c, average="macro", sync_on_compute=sync),
+            "precision": MultilabelPrecision(c, average="none", sync_on_compute=sync),
+            "recall": MultilabelRecall(c, average="none", sync_on_compute=sync),
+            "f1": MultilabelF1Score(c, average="none", sync_on_compute=sync),
+            "stats": MultilabelStatScores(c, average="none", sync_on_compute=sync),  # [C, 5]: tp fp tn fn support
+        }
+    )
+
+
+def summarize_multilabel(values: dict[str, torch.Tensor], label_names: list[str]) -> dict[str, Any]:
+    """Computed multi-label metric tensors -> plain numbers; ``accuracy`` is the exact match (subset accuracy)."""
+    stats = values["stats"].long()  # [C, 5]
+    return {
+        "accuracy": float(values["exact_match"]),
+        "exact_match": float(values["exact_match"]),
+        "hamming_loss": float(values["hamming_loss"]),
+        "micro_f1": float(values["micro_f1"]),
+        "macro_f1": float(values["macro_f1"]),
+        "macro_precision": float(values["macro_precision"]),
+        "macro_recall": float(values["macro_recall"]),
+        "per_class": {
+            name: {
+                "precision": float(values["precision"][i]),
+                "recall": float(values["recall"][i]),
+                "f1": float(values["f1"][i]),
+                "support": int(stats[i, 4]),  # examples that have the label
+                "predicted": int(stats[i, 0] + stats[i, 1]),  # examples given the label
+            }
+            for i, name in enumerate(label_names)
+        },
+    }
+
+
+class Metrics:
+    """One evaluation pass's metrics for the task of ``objective``: update with probabilities and labels per
+    batch, then ``compute`` a JSON-ready summary. ``thresholds`` (multi-label, one per label) decide the labels;
+    AUROC reads the probabilities themselves."""
+
+    def __init__(self, objective: Objective, label_names: list[str], sync: bool = False,
+                 thresholds: Optional[Sequence[float]] = None) -> None:
+        c = len(label_names)
+        self.objective, self.label_names = objective, list(label_names)
+        self.thresholds = (torch.tensor(list(thresholds), dtype=torch.float64)  # [C]
+                           if thresholds is not None and objective.multi_label else None)
+        self.decisions = build_multilabel_metrics(c, sync) if objective.multi_label else build_metrics(c, sync)
+        self.scores: Metric = (MultilabelAUROC(c, average="none", sync_on_compute=sync) if objective.multi_label
+                               else MulticlassAUROC(c, average="none", sync_on_compute=sync))
+
+    def to(self, device: torch.device) -> "Metrics":
+        self.decisions, self.scores = self.decisions.to(device), self.scores.to(device)
+        return self
+
+    def update(self, probs: torch.Tensor, labels: torch.Tensor) -> None:
+        """probs [B, C]; labels [B] class indices, or [B, C] multi-hot."""
+        target = labels.long()
+        self.decisions.update(self.objective.decide(probs, self.thresholds), target)
+        self.scores.update(probs, target)
+
+    def compute(self) -> dict[str, Any]:
+        values = self.decisions.compute()
+        with warnings.catch_warnings():  # a label without positives: its AUROC is undefined, and left out below
+            warnings.simplefilter("ignore", UserWarning)
+            auroc = self.scores.compute().float().cpu()  # [C]
+        if self.objective.multi_label:
+            summary = summarize_multilabel(values, self.label_names)
+            stats = values["stats"].long().cpu()
+            positives, total = stats[:, 4], stats[0, :4].sum()
+        else:
+            summary = summarize(values, self.label_names)
+            confusion = values["confusion_matrix"].long().cpu()
+            positives, total = confusion.sum(dim=1), confusion.sum()
+        defined = (positives > 0) & (positives < total)  # [C]: both classes of the one-vs-rest problem occur
+        summary["auroc"] = float(auroc[defined].mean()) if bool(defined.any()) else None
+        for i, row in enumerate(summary["per_class"].values()):
+            row["auroc"] = float(auroc[i]) if bool(defined[i]) else None
+            if self.thresholds is not None:
+                row["threshold"] = float(self.thresholds[i])
+        return summary
+
+
 @torch.inference_mode()
 def evaluate_model(
     model: torch.nn.Module,
@@ -85,28 +192,54 @@ def evaluate_model(
     label_names: list[str],
     device: torch.device,
     precision: str = "fp32",
+    objective: Optional[Objective] = None,
+    thresholds: Optional[Sequence[float]] = None,
 ) -> dict[str, Any]:
-    """Mean loss and all metrics of ``model`` over every batch of ``loader`` (of every process, if sharded)."""
+    """Mean loss and all metrics of ``model`` over every batch of ``loader`` (of every process, if sharded).
+
+    ``objective`` (default: single-label) says how logits become probabilities and decisions; multi-label
+    decisions use ``thresholds`` (default 0.5 for every label). The loss is the plain, unweighted one.
+    """
     if loader.labels is None:
         raise DataError("cannot evaluate on a split without labels")
+    objective = objective or Objective(len(label_names))
     was_training = model.training
     model.eval()
-    metrics = build_metrics(len(label_names), sync=loader.sharded).to(device)
+    metrics = Metrics(objective, label_names, sync=loader.sharded, thresholds=thresholds).to(device)
     total_loss, total = 0.0, 0
     for batch in loader:
         batch = batch.to(device)
         with autocast(device, precision):
             logits = model(batch.input_ids, batch.lengths)  # [B, C]
         assert batch.labels is not None
-        total_loss += float(F.cross_entropy(logits.float(), batch.labels, reduction="sum"))
+        total_loss += float(objective.loss_sum(logits.float(), batch.labels))
         total += len(batch.labels)
-        metrics.update(logits.argmax(dim=-1), batch.labels)
+        metrics.update(objective.probabilities(logits), batch.labels)
     model.train(was_training)
     if loader.sharded:
         total_loss, total = distributed.all_sum([total_loss, total])
     result = {"loss": total_loss / max(total, 1), "num_examples": int(total)}
-    result.update(summarize(metrics.compute(), label_names))
+    result.update(metrics.compute())
     return result
+
+
+@torch.inference_mode()
+def predict_split(model: torch.nn.Module, loader: BatchLoader, device: torch.device, precision: str,
+                  objective: Objective) -> tuple[np.ndarray, np.ndarray]:
+    """Probabilities [N, C] and labels of a whole labeled split (every process's share, when sharded)."""
+    assert loader.labels is not None
+    was_training = model.training
+    model.eval()
+    probs, labels = [], []
+    for batch in loader:
+        with autocast(device, precision):
+            logits = model(batch.input_ids.to(device), batch.lengths)  # [B, C]
+        probs.append(objective.probabilities(logits).cpu().numpy())
+        labels.append(loader.labels[batch.indices])
+    model.train(was_training)
+    mine = (np.concatenate(probs), np.concatenate(labels))
+    shares = distributed.gather(mine) if loader.sharded else [mine]
+    return np.concatenate([p for p, _ in shares]), np.concatenate([y for _, y in shares])
 
 
 def evaluate(
@@ -134,7 +267,8 @@ def evaluate(
     if "label" not in encoded.column_names:
         raise DataError(f"split {name!r} has no label column {data_cfg.label_column!r}; it cannot be evaluated")
     loader = BatchLoader(encoded, clf.batch_size, pad_id=clf.pad_id)
-    result = evaluate_model(clf.model, loader, clf.label_names, clf.device, clf.config.train.precision)
+    result = evaluate_model(clf.model, loader, clf.label_names, clf.device, clf.config.train.precision,
+                            objective=clf.objective, thresholds=clf.thresholds)
     result["split"] = name
     if not math.isfinite(result["loss"]):
         log.warning("evaluation loss is not finite")

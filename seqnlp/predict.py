@@ -12,10 +12,11 @@ import torch
 from tokenizers import Tokenizer
 
 from seqnlp.batching import pad_flat
-from seqnlp.checkpoint import load_run
+from seqnlp.checkpoint import load_run, load_thresholds
 from seqnlp.config import Config
 from seqnlp.errors import DataError
 from seqnlp.model import RNNClassifier
+from seqnlp.objective import DEFAULT_THRESHOLD, make_objective
 from seqnlp.runtime import autocast, resolve_device
 from seqnlp.tokenizer import encode_texts, pad_id
 
@@ -28,6 +29,12 @@ class Classifier:
     >>> clf = Classifier.load("runs/sms")          # doctest: +SKIP
     >>> clf.predict(["WINNER!! Claim your prize now"])  # doctest: +SKIP
     [{'label': 'spam', 'score': 0.99}]
+
+    A multi-label run (``data.multi_label``) predicts every label whose probability reaches its threshold
+    (``thresholds``, tuned on validation and read from the run's thresholds.json):
+
+    >>> tagger.predict(["rain stops the match"])  # doctest: +SKIP
+    [{'labels': ['sports', 'weather'], 'scores': {'politics': 0.02, 'sports': 0.97, 'weather': 0.88}}]
     """
 
     def __init__(
@@ -38,6 +45,7 @@ class Classifier:
         config: Config,
         device: torch.device,
         run_dir: Optional[Path] = None,
+        thresholds: Optional[Sequence[float]] = None,
     ) -> None:
         self.model = model.eval()
         self.tokenizer = tokenizer
@@ -46,13 +54,26 @@ class Classifier:
         self.device = device
         self.run_dir = run_dir
         self.pad_id = pad_id(tokenizer)
+        self.objective = make_objective(config.data.multi_label, len(self.label_names))
+        # Multi-label only: a label is predicted when its probability is at least its threshold.
+        self.thresholds: Optional[list[float]] = None
+        if self.objective.multi_label:
+            self.thresholds = [DEFAULT_THRESHOLD] * len(self.label_names) if thresholds is None else list(thresholds)
 
     @classmethod
     def load(cls, run_dir: str | Path, device: str = "auto") -> "Classifier":
         """Load a run directory (safetensors weights, JSON/YAML files only: nothing is unpickled)."""
         dev = resolve_device(device)
         config, tokenizer, labels, model = load_run(run_dir, dev)
-        return cls(model, tokenizer, labels, config, dev, Path(run_dir))
+        thresholds = load_thresholds(Path(run_dir), labels) if config.data.multi_label else None
+        if config.data.multi_label and thresholds is None:
+            log.warning("%s has no thresholds.json (training did not finish): every label's threshold is %.1f",
+                        run_dir, DEFAULT_THRESHOLD)
+        return cls(model, tokenizer, labels, config, dev, Path(run_dir), thresholds=thresholds)
+
+    @property
+    def multi_label(self) -> bool:
+        return self.objective.multi_label
 
     @property
     def batch_size(self) -> int:
@@ -60,14 +81,25 @@ class Classifier:
 
     def predict(self, texts: Sequence[str], top_k: Optional[int] = None) -> list[dict[str, Any]]:
         """One dict per text: ``label`` and ``score`` (its probability); with ``top_k``, also ``top_k``:
-        the k most probable labels with their probabilities, best first."""
+        the k most probable labels with their probabilities, best first.
+
+        Multi-label: ``labels``, every label whose probability reaches its threshold (possibly none), in label
+        order, and ``scores``, every label's probability."""
         if top_k is not None and not 1 <= top_k <= len(self.label_names):
             raise DataError(f"top_k must be between 1 and the number of labels ({len(self.label_names)}), not {top_k}")
         probs = self.predict_proba(texts)  # [N, C]
+        chosen = None
+        if self.thresholds is not None:
+            chosen = self.objective.decide(torch.from_numpy(probs), torch.tensor(self.thresholds, dtype=torch.float64)).numpy()  # [N, C]
         results = []
-        for row in probs:
-            best = int(row.argmax())
-            result: dict[str, Any] = {"label": self.label_names[best], "score": float(row[best])}
+        for n, row in enumerate(probs):
+            result: dict[str, Any]
+            if chosen is not None:
+                result = {"labels": [name for name, on in zip(self.label_names, chosen[n]) if on],
+                          "scores": {name: float(p) for name, p in zip(self.label_names, row)}}
+            else:
+                best = int(row.argmax())
+                result = {"label": self.label_names[best], "score": float(row[best])}
             if top_k is not None:
                 order = np.argsort(-row, kind="stable")[:top_k]
                 result["top_k"] = [{"label": self.label_names[i], "score": float(row[i])} for i in order]
@@ -75,8 +107,8 @@ class Classifier:
         return results
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
-        """Class probabilities [N, C] (float32), in the order of ``texts``."""
-        return torch.softmax(self.logits(texts).float(), dim=-1).numpy()
+        """Class probabilities [N, C] (float32), in the order of ``texts``; multi-label: one sigmoid per label."""
+        return self.objective.probabilities(self.logits(texts)).numpy()
 
     @torch.inference_mode()
     def logits(self, texts: Sequence[str]) -> torch.Tensor:

@@ -88,6 +88,9 @@ def summarize(records: Sequence[RunRecord]) -> list[dict[str, Any]]:
     return summaries
 
 
+_AUTO_MONITOR = ": macro-F1 when the classes are imbalanced, else accuracy; each run's results.json says which"
+
+
 def markdown_table(summaries: Sequence[dict[str, Any]]) -> str:
     """The comparison as a Markdown table: grid values, then each measure as mean ± std over seeds."""
     keys = list(summaries[0]["values"]) if summaries else []
@@ -178,7 +181,8 @@ def _markdown(summaries: Sequence[dict[str, Any]], records: Sequence[RunRecord],
         markdown_table(summaries),
         "",
         "- accuracy, macro-F1: the best epoch's weights (chosen on validation "
-        f"`{base.train.monitor}`) on the split named in the header",
+        f"`{base.train.monitor}`{_AUTO_MONITOR if base.train.monitor == 'auto' else ''}) on the split named in the "
+        "header",
         "- params: all trainable parameters; encoder params: the recurrent layers alone",
         "- train s/epoch, train tok/s: wall time and real (unpadded) tokens per second of the training passes",
         "- infer tok/s: `Classifier.logits` over the validation texts, after a warm-up",

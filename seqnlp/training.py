@@ -25,14 +25,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
+import numpy as np
 import torch
-import torch.nn.functional as F
+from datasets import Dataset
 from tokenizers import Tokenizer
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from seqnlp import distributed
-from seqnlp.batching import Batch, BatchLoader, StreamLoader
+from seqnlp.batching import Batch, BatchLoader, StreamLoader, label_array
 from seqnlp.checkpoint import (
     CONFIG_FILE,
     LABELS_FILE,
@@ -47,6 +48,7 @@ from seqnlp.checkpoint import (
     prepare_run_dir,
     read_json,
     save_run_files,
+    save_thresholds,
     save_training_state,
     save_weights,
     write_json,
@@ -55,8 +57,9 @@ from seqnlp.checkpoint import (
 from seqnlp.config import Config, TrainConfig, config_from_dict, read_config_file, validate
 from seqnlp.data import Splits, load_splits, load_stream
 from seqnlp.errors import CheckpointError, ConfigError, DataError, TrainingError, TrainingInterrupted
-from seqnlp.evaluation import evaluate_model
+from seqnlp.evaluation import evaluate_model, predict_split
 from seqnlp.model import RNNClassifier, count_parameters
+from seqnlp.objective import LabelPlan, plan_labels, tune_thresholds
 from seqnlp.runtime import (
     autocast,
     check_precision,
@@ -81,6 +84,8 @@ class TrainResult:
     test: Optional[dict[str, Any]]  # metrics of the best weights on the test split, when there is one
     history: list[dict[str, Any]] = field(default_factory=list)  # one record per epoch, as in metrics.jsonl
     num_parameters: int = 0
+    monitor: str = ""  # the metric that chose the best epoch (train.monitor, with auto resolved)
+    thresholds: Optional[list[float]] = None  # multi-label: per-label thresholds tuned on validation
 
 
 @dataclass
@@ -207,6 +212,10 @@ def _run(
         raise DataError(f"validation split {data.validation_split!r} not found")
     if splits.stream is not None:
         _check_stream_schedule(tc, splits.stream_size)
+    # Class counts, weights, the monitor and the weighted sampler all come from the training labels (a stream's
+    # sample when streaming), read before the run directory is prepared so a bad train.class_weights costs nothing.
+    plan = plan_labels(tc, data.multi_label, _labels_of(splits.sample if splits.stream is not None
+                                                        else splits.data[data.train_split]), splits.label_names)
     if tokenizer is None:  # trained once, on rank 0, and the very same one on every rank
         tokenizer = distributed.from_main(lambda: _new_tokenizer(config, splits, run_dir, overwrite))
     log.info("run directory: %s", run_dir)
@@ -226,7 +235,8 @@ def _run(
     else:
         train_loader = BatchLoader(encoded[data.train_split], tc.batch_size, pad_id=pad, shuffle=True,
                                    pool_batches=tc.bucket_pool, seed=config.seed, pin_memory=pin,
-                                   equal_lengths=tc.bucketing == "exact", **shard)
+                                   equal_lengths=tc.bucketing == "exact", sample_weights=plan.sample_weights,
+                                   **shard)
     val_loader = BatchLoader(encoded[data.validation_split], tc.eval_batch_size, pad_id=pad, pin_memory=pin, **shard)
 
     model = RNNClassifier(config.model, tokenizer.get_vocab_size(), len(splits.label_names), pad_id=pad).to(device)
@@ -261,7 +271,7 @@ def _run(
     train_model = DistributedDataParallel(model) if world > 1 else model
 
     loop = _Loop(config, device, run_dir, model, train_model, optimizer, scaler, train_loader, val_loader,
-                 splits.label_names, tokenizer, state, progress)
+                 splits.label_names, tokenizer, state, progress, plan)
     with _stop_on_signals() as received:
         loop.fit(received)
 
@@ -269,19 +279,38 @@ def _run(
         raise TrainingError("no epoch finished, so there are no best weights")
     distributed.from_main(lambda: load_weights(model, run_dir / WEIGHTS_FILE))
     distributed.broadcast_module(model)  # the best weights, from rank 0 to all
+    objective = plan.objective
+    validation = state.history[state.best_epoch - 1]["validation"]
+    thresholds = None
+    if objective.multi_label:  # tune a threshold per label on validation, then report both splits with them
+        thresholds = tune_thresholds(*predict_split(model, val_loader, device, tc.precision, objective)).tolist()
+        if distributed.is_main():
+            save_thresholds(run_dir, splits.label_names, thresholds)
+        log.info("thresholds tuned on %s: %s", data.validation_split,
+                 ", ".join(f"{n} {t:.3f}" for n, t in zip(splits.label_names, thresholds)))
+        validation = evaluate_model(model, val_loader, splits.label_names, device, tc.precision, objective, thresholds)
     test = None
     test_name = data.test_split
     if test_name is not None and test_name in encoded and "label" in encoded[test_name].column_names:
         test_loader = BatchLoader(encoded[test_name], tc.eval_batch_size, pad_id=pad, pin_memory=pin, **shard)
-        test = evaluate_model(model, test_loader, splits.label_names, device, tc.precision)
-        log.info("test (best epoch %d): accuracy %.4f macro-F1 %.4f", state.best_epoch, test["accuracy"],
-                 test["macro_f1"])
-    validation = state.history[state.best_epoch - 1]["validation"]
+        test = evaluate_model(model, test_loader, splits.label_names, device, tc.precision, objective, thresholds)
+        log.info("test (best epoch %d): accuracy %.4f macro-F1 %.4f AUROC %s", state.best_epoch, test["accuracy"],
+                 test["macro_f1"], "n/a" if test["auroc"] is None else f"{test['auroc']:.4f}")
     if distributed.is_main():
         write_json(run_dir / RESULTS_FILE, {"best_epoch": state.best_epoch, "num_parameters": num_parameters,
-                                            "skipped_steps": state.skipped_steps, "validation": validation,
-                                            "test": test})
-    return TrainResult(run_dir, state.best_epoch, validation, test, state.history, num_parameters)
+                                            "skipped_steps": state.skipped_steps, **plan.record(splits.label_names),
+                                            "sampler": tc.sampler, "validation": validation, "test": test})
+    return TrainResult(run_dir, state.best_epoch, validation, test, state.history, num_parameters,
+                       monitor=plan.monitor, thresholds=thresholds)
+
+
+def _labels_of(split: Optional[Dataset]) -> np.ndarray:
+    """The ``label`` column of a prepared split as NumPy ([N] class indices or [N, C] multi-hot)."""
+    if split is None or "label" not in split.column_names:
+        raise DataError("the training split has no labels")
+    if split._indices is not None:
+        split = split.flatten_indices()
+    return label_array(split.data.column("label"))
 
 
 def _new_tokenizer(config: Config, splits: Splits, run_dir: Path, overwrite: bool) -> Tokenizer:
@@ -314,11 +343,12 @@ class _Loop:
     def __init__(self, config: Config, device: torch.device, run_dir: Path, model: RNNClassifier,
                  train_model: torch.nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
                  train_loader: BatchLoader | StreamLoader, val_loader: BatchLoader, label_names: list[str],
-                 tokenizer: Tokenizer, state: LoopState, progress: bool) -> None:
+                 tokenizer: Tokenizer, state: LoopState, progress: bool, plan: LabelPlan) -> None:
         self.config, self.tc, self.device, self.run_dir = config, config.train, device, run_dir
         self.model, self.train_model, self.optimizer, self.scaler = model, train_model, optimizer, scaler
         self.train_loader, self.val_loader, self.label_names = train_loader, val_loader, label_names
         self.tokenizer, self.state, self.progress = tokenizer, state, progress
+        self.objective, self.monitor = plan.objective, plan.monitor  # the loss; the metric that picks the best
         batches = train_loader.num_batches  # None for a stream of unknown size (then the schedule is constant)
         self.total_steps = self.tc.epochs * batches if batches is not None else 0
         self.warmup_steps = int(self.tc.warmup_ratio * self.total_steps)
@@ -372,7 +402,7 @@ class _Loop:
         assert batch.labels is not None
         with autocast(self.device, tc.precision):
             logits = self.train_model(batch.input_ids, batch.lengths)  # [B, C]
-        loss = F.cross_entropy(logits.float(), batch.labels, label_smoothing=tc.label_smoothing)
+        loss = self.objective.loss(logits.float(), batch.labels)
         self.optimizer.zero_grad(set_to_none=True)
         # One all-reduce (none in a single process) gives every rank the same numbers, hence the same decisions:
         # the loss is finite only if it is finite on every rank, and a signal to any rank stops them all.
@@ -426,9 +456,10 @@ class _Loop:
             "tokens_per_s": state.tokens / max(state.seconds, 1e-9),  # real tokens, padding excluded
             "padding_ratio": 1.0 - state.tokens / max(state.slots, 1),
         }
-        val = evaluate_model(self.model, self.val_loader, self.label_names, self.device, tc.precision)
-        score = val["loss"] if tc.monitor == "loss" else val[tc.monitor]
-        improved = is_improvement(score, state.best_score, tc.monitor)
+        val = evaluate_model(self.model, self.val_loader, self.label_names, self.device, tc.precision,
+                             self.objective)
+        score = val[self.monitor]
+        improved = is_improvement(score, state.best_score, self.monitor)
         record = {"epoch": state.epoch, "step": state.step, "lr": self.optimizer.param_groups[0]["lr"],
                   "train": stats, "validation": val, "best": improved}
         state.history.append(record)
@@ -447,9 +478,10 @@ class _Loop:
             if tc.schedule == "plateau" and state.plateau_bad >= tc.plateau_patience:
                 state.plateau_scale *= tc.plateau_factor
                 state.plateau_bad = 0
-                log.info("validation %s stalled: learning rate scaled to %.3g", tc.monitor, tc.lr * state.plateau_scale)
+                log.info("validation %s stalled: learning rate scaled to %.3g", self.monitor,
+                         tc.lr * state.plateau_scale)
             if tc.patience is not None and state.bad_epochs >= tc.patience:
-                log.info("early stopping: no %s improvement for %d epochs", tc.monitor, state.bad_epochs)
+                log.info("early stopping: no %s improvement for %d epochs", self.monitor, state.bad_epochs)
                 state.finished = True
         state.epoch += 1
         state.reset_epoch()

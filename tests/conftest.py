@@ -39,6 +39,32 @@ def toy_rows(n: int = 200, seed: int = 0) -> list[dict[str, str]]:
     return rows
 
 
+CUES = {"goal": "sports", "vote": "politics", "rain": "weather"}  # cue word -> label, for the multi-label toy
+
+
+def multilabel_rows(n: int = 300, seed: int = 0) -> list[dict[str, object]]:
+    """A toy multi-label task: each cue word appears with probability 0.4 and brings its label; a text may
+    have no label, one or several. A recurrent model must learn it almost perfectly."""
+    rng = random.Random(seed)
+    rows: list[dict[str, object]] = []
+    for _ in range(n):
+        words = rng.choices(FILLER, k=rng.randint(2, 10))
+        labels = []
+        for cue, label in CUES.items():
+            if rng.random() < 0.4:
+                words.insert(rng.randint(0, len(words)), cue)
+                labels.append(label)
+        rows.append({"text": " ".join(words), "labels": labels})
+    return rows
+
+
+def write_jsonl(path: Path, rows: list[dict[str, object]]) -> Path:
+    import json
+
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    return path
+
+
 def write_csv(path: Path, rows: list[dict[str, str]], delimiter: str = ",") -> Path:
     with path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]), delimiter=delimiter)

@@ -448,3 +448,70 @@ def test_stream_loader_cannot_start_inside_an_epoch_or_share_too_few_examples() 
     few = StreamLoader(encoded_split(1).to_iterable_dataset(), batch_size=2, num_replicas=2, rank=1)
     with pytest.raises(DataError, match="too few to share among 2 processes"):
         list(few.epoch(1))
+
+
+# --- weighted sampling ----------------------------------------------------------------------------------------
+
+def imbalanced(n: int = 1000, rare_every: int = 10) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Skewed lengths, labels with one rare class (1 in ``rare_every``), and inverse-frequency weights."""
+    labels = (np.arange(n) % rare_every == 0).astype(np.int64)
+    counts = np.bincount(labels)
+    return skewed_lengths(n), labels, 1.0 / counts[labels]
+
+
+def test_weighted_sampler_draws_classes_about_equally_and_keeps_the_epoch_size() -> None:
+    lengths, labels, weights = imbalanced()
+    sampler = BucketSampler(lengths, 32, weights=weights, seed=1)
+    drawn = np.concatenate([index for number in range(5) for index in epoch(sampler, number)])
+    assert len(drawn) == 5 * len(lengths) and len(sampler) == len(BucketSampler(lengths, 32))
+    share = labels[drawn].mean()  # the rare class is 10% of the data and about half of the draws
+    assert 0.45 < share < 0.55
+    assert len(np.unique(drawn)) < len(drawn)  # drawn with replacement
+
+
+def test_weighted_sampler_is_deterministic_per_seed_and_epoch_and_still_length_bucketed() -> None:
+    lengths, _, weights = imbalanced()
+    a, b = (BucketSampler(lengths, 32, weights=weights, seed=3, pool_batches=5) for _ in range(2))
+    assert epoch(a, 2) == epoch(b, 2)
+    assert epoch(a, 2) != epoch(a, 3)
+    assert epoch(a, 2) != epoch(BucketSampler(lengths, 32, weights=weights, seed=4, pool_batches=5), 2)
+    # Within a pool the draws are length-sorted: bucketing pads far less than the same draws in random batches.
+    batches = [np.array(x) for x in epoch(a, 2)]
+    for batch in batches:
+        assert np.all(np.diff(lengths[batch]) >= 0)
+    draws = np.random.default_rng(0).permutation(np.concatenate(batches))
+    assert padding(lengths, batches) < padding(lengths, [draws[i:i + 32] for i in range(0, len(draws), 32)]) / 3
+
+
+@pytest.mark.parametrize("replicas", [2, 3])
+def test_weighted_sampler_shares_the_same_global_draws_among_ranks(replicas: int) -> None:
+    lengths, _, weights = imbalanced(500)
+    whole = BucketSampler(lengths, 8 * replicas, weights=weights, seed=2)
+    shares = [BucketSampler(lengths, 8, weights=weights, seed=2, num_replicas=replicas, rank=r) for r in range(replicas)]
+    for sampler in [whole, *shares]:
+        sampler.set_epoch(4)
+    per_rank = [s.batches() for s in shares]
+    assert len({len(b) for b in per_rank}) == 1  # equal steps on every rank
+    for step, global_batch in enumerate(whole.batches()):
+        together = np.concatenate([per_rank[r][step] for r in range(replicas)])
+        assert sorted(together.tolist()) == sorted(global_batch.tolist())
+
+
+def test_weighted_sampler_rejects_bad_weights() -> None:
+    with pytest.raises(ValueError, match="one finite, non-negative number per example"):
+        BucketSampler(np.ones(4), 2, weights=np.array([1.0, 1.0]))
+    with pytest.raises(ValueError, match="not all 0"):
+        BucketSampler(np.ones(2), 2, weights=np.zeros(2))
+
+
+def test_loader_gives_multi_hot_labels_as_float_rows() -> None:
+    features = Features({"input_ids": Sequence(Value("int32")), "length": Value("int32"),
+                         "label": Sequence(Value("float32"), length=3)})
+    hot = [[1.0, 0.0, 1.0], [0.0, 0.0, 0.0], [0.0, 1.0, 0.0], [1.0, 1.0, 1.0]]
+    split = Dataset.from_dict({"input_ids": [[2], [3, 4], [5], [6, 7, 8]], "length": [1, 2, 1, 3], "label": hot},
+                              features=features)
+    loader = BatchLoader(split.select([3, 1, 0, 2]), 3)
+    assert loader.labels is not None and loader.labels.shape == (4, 3) and loader.labels.dtype == np.float32
+    for batch in loader:
+        assert batch.labels is not None and batch.labels.dtype == torch.float32
+        assert batch.labels.tolist() == [hot[[3, 1, 0, 2][i]] for i in batch.indices]

@@ -167,14 +167,15 @@ def test_evaluate_prints_metrics_per_class_table_and_confusion_matrix(run_dir: P
     out = result.stdout
     assert "Split: test (40 examples)" in out
     assert any(line.split() == ["accuracy", "1.0000"] for line in out.splitlines())
-    assert ["label", "precision", "recall", "f1", "support"] in [line.split() for line in out.splitlines()]
+    assert any(line.split() == ["AUROC", "1.0000"] for line in out.splitlines())
+    assert ["label", "precision", "recall", "f1", "auroc", "support"] in [line.split() for line in out.splitlines()]
     assert "Confusion matrix" in out
-    # Each label has two rows: per class (precision, recall, f1, support), then in the confusion matrix,
+    # Each label has two rows: per class (precision, recall, f1, auroc, support), then in the confusion matrix,
     # whose header names the predicted labels.
     class_rows = [line.split() for line in out.splitlines() if line.split()[:1] in (["neg"], ["pos"])]
     assert class_rows == [
-        ["neg", "1.0000", "1.0000", "1.0000", "20"],
-        ["pos", "1.0000", "1.0000", "1.0000", "20"],
+        ["neg", "1.0000", "1.0000", "1.0000", "1.0000", "20"],
+        ["pos", "1.0000", "1.0000", "1.0000", "1.0000", "20"],
         ["neg", "pos"],
         ["neg", "20", "0"],
         ["pos", "0", "20"],

@@ -49,6 +49,8 @@ def test_collectives_agree_and_a_failure_on_rank_0_reaches_every_rank(tmp_path: 
     assert one["main_first_error"].startswith("DistributedError: another process failed")
     assert "ran_after_failure" not in one
     assert zero["weights"] == one["weights"]
+    # Each rank updated metrics with half of the same examples: synced, both get the metrics of all of them.
+    assert zero["metrics"] == one["metrics"] == zero["metrics_whole"]
     assert zero["left"] and one["left"]
 
 
@@ -157,6 +159,7 @@ def test_matches_one_process_with_the_same_global_batch(ddp: dict[str, Any]) -> 
         assert a["train"]["loss"] == pytest.approx(b["train"]["loss"], abs=1e-6)  # the same sums, rounded apart
         assert a["validation"]["loss"] == pytest.approx(b["validation"]["loss"], abs=1e-6)
         assert a["validation"]["confusion_matrix"] == b["validation"]["confusion_matrix"]
+        assert a["validation"]["auroc"] == pytest.approx(b["validation"]["auroc"], abs=1e-5)  # scores gathered
     weights = load_file(str(ddp["run"] / WEIGHTS_FILE))
     for name, tensor in load_file(str(root / "single" / WEIGHTS_FILE)).items():
         assert (weights[name] - tensor).abs().max() < 1e-5, name

@@ -15,7 +15,8 @@ from seqnlp.checkpoint import RESULTS_FILE
 from seqnlp.config import Config, DataConfig
 from seqnlp.data import load_splits
 from seqnlp.errors import DataError
-from seqnlp.evaluation import build_metrics, evaluate, evaluate_model, summarize
+from seqnlp.evaluation import Metrics, build_metrics, evaluate, evaluate_model, summarize
+from seqnlp.objective import MultiLabelObjective, Objective
 from seqnlp.predict import Classifier
 from seqnlp.tokenizer import encode_dataset
 from seqnlp.training import train
@@ -202,3 +203,89 @@ def test_an_unlabeled_split_is_a_data_error(toy_run: Path, tmp_path: Path) -> No
 def test_a_missing_split_is_a_data_error_listing_the_splits(toy_run: Path) -> None:
     with pytest.raises(DataError, match=r"split 'nope' not found.*train.*test"):
         evaluate(toy_run, split="nope")
+
+
+# --- AUROC and multi-label metrics ------------------------------------------------------------------------------
+
+def rank_auroc(scores: list[float], positive: list[bool]) -> float:
+    """AUROC by its definition: the share of (positive, negative) pairs ranked right, ties counting half."""
+    pairs = [(p, n) for p, is_p in zip(scores, positive) if is_p for n, is_n in zip(scores, positive) if not is_n]
+    return sum(1.0 if p > n else 0.5 if p == n else 0.0 for p, n in pairs) / len(pairs)
+
+
+def metrics_of(objective: Objective, probs: torch.Tensor, target: torch.Tensor, names: list[str],
+               chunk: int | None = None, thresholds: list[float] | None = None) -> dict[str, Any]:
+    metrics = Metrics(objective, names, thresholds=thresholds)
+    step = chunk or len(probs)
+    for start in range(0, len(probs), step):
+        metrics.update(probs[start : start + step], target[start : start + step])
+    return metrics.compute()
+
+
+def test_binary_auroc_is_the_auroc_of_the_positive_class_probability() -> None:
+    p_spam = torch.tensor([0.9, 0.8, 0.3, 0.6, 0.2, 0.1, 0.7, 0.4])
+    target = torch.tensor([1, 1, 0, 1, 0, 0, 0, 1])
+    probs = torch.stack([1 - p_spam, p_spam], dim=1)  # [N, 2]
+    result = metrics_of(Objective(2), probs, target, ["ham", "spam"])
+    expected = rank_auroc(p_spam.tolist(), [bool(t) for t in target])
+    assert result["auroc"] == pytest.approx(expected) == pytest.approx(14 / 16)
+    assert result["per_class"]["spam"]["auroc"] == pytest.approx(expected)
+    assert result["accuracy"] == pytest.approx(6 / 8)  # the decision metrics as before: argmax
+
+
+def test_multiclass_auroc_is_the_macro_mean_of_one_vs_rest() -> None:
+    probs = torch.softmax(torch.randn(60, 3, generator=torch.Generator().manual_seed(1)), dim=-1)
+    target = torch.arange(60) % 3
+    result = metrics_of(Objective(3), probs, target, NAMES)
+    per_class = [rank_auroc(probs[:, c].tolist(), (target == c).tolist()) for c in range(3)]
+    assert [result["per_class"][n]["auroc"] for n in NAMES] == pytest.approx(per_class)
+    assert result["auroc"] == pytest.approx(sum(per_class) / 3)
+    assert metrics_of(Objective(3), probs, target, NAMES, chunk=7)["auroc"] == pytest.approx(result["auroc"])
+
+
+def test_auroc_leaves_out_a_class_absent_from_the_split() -> None:
+    probs = torch.softmax(torch.randn(20, 3, generator=torch.Generator().manual_seed(2)), dim=-1)
+    target = torch.arange(20) % 2  # class c never occurs
+    result = metrics_of(Objective(3), probs, target, NAMES)
+    assert result["per_class"]["c"]["auroc"] is None
+    defined = [rank_auroc(probs[:, c].tolist(), (target == c).tolist()) for c in range(2)]
+    assert result["auroc"] == pytest.approx(sum(defined) / 2)
+    single_class = metrics_of(Objective(3), probs, torch.zeros(20, dtype=torch.long), NAMES)
+    assert single_class["auroc"] is None  # no class has both positives and negatives
+
+
+MULTI_PROBS = torch.tensor([[0.9, 0.2, 0.6], [0.4, 0.8, 0.1], [0.7, 0.6, 0.3], [0.1, 0.3, 0.9]])
+MULTI_TARGET = torch.tensor([[1, 0, 1], [0, 1, 0], [1, 0, 0], [0, 0, 1]], dtype=torch.float32)
+
+
+def test_multi_label_metrics_match_a_hand_computed_reference() -> None:
+    # Thresholds 0.5, 0.5, 0.5 -> decisions [1,0,1] [0,1,0] [1,1,0] [0,0,1]: only row 3 is wrong (label b).
+    result = metrics_of(MultiLabelObjective(3), MULTI_PROBS, MULTI_TARGET, NAMES)
+    assert result["exact_match"] == result["accuracy"] == pytest.approx(3 / 4)
+    assert result["hamming_loss"] == pytest.approx(1 / 12)
+    # a: tp 2; b: tp 1, fp 1; c: tp 2. micro: tp 5, fp 1, fn 0.
+    assert result["per_class"]["b"] == pytest.approx(
+        {"precision": 0.5, "recall": 1.0, "f1": 2 / 3, "support": 1, "predicted": 2, "auroc": 1.0})
+    assert result["micro_f1"] == pytest.approx(10 / 11)
+    assert result["macro_f1"] == pytest.approx((1 + 2 / 3 + 1) / 3)
+    assert result["auroc"] == pytest.approx(1.0)  # every label's positives outrank its negatives
+    assert "confusion_matrix" not in result
+
+
+def test_multi_label_metrics_decide_with_the_thresholds_given() -> None:
+    # b's threshold above 0.6 fixes row 3; c's threshold 0.95 loses both of c's positives.
+    result = metrics_of(MultiLabelObjective(3), MULTI_PROBS, MULTI_TARGET, NAMES, thresholds=[0.5, 0.7, 0.95])
+    assert result["per_class"]["b"]["f1"] == pytest.approx(1.0)
+    assert result["per_class"]["c"]["predicted"] == 0 and result["per_class"]["c"]["recall"] == 0.0
+    assert [row["threshold"] for row in result["per_class"].values()] == pytest.approx([0.5, 0.7, 0.95])
+    assert result["auroc"] == pytest.approx(1.0)  # AUROC does not depend on thresholds
+    batched = metrics_of(MultiLabelObjective(3), MULTI_PROBS, MULTI_TARGET, NAMES, chunk=1,
+                         thresholds=[0.5, 0.7, 0.95])
+    assert batched == result
+
+
+def test_evaluate_reports_auroc(encoded_test: tuple[Classifier, Dataset]) -> None:
+    clf, encoded = encoded_test
+    result = evaluate_model(clf.model, BatchLoader(encoded, 16, pad_id=clf.pad_id), clf.label_names, clf.device)
+    assert result["auroc"] == pytest.approx(1.0)  # the toy task is learned
+    assert set(result["per_class"]["pos"]) == {"precision", "recall", "f1", "support", "auroc"}
