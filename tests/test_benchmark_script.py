@@ -123,16 +123,22 @@ def test_jobs_cover_each_configuration_with_per_study_defaults() -> None:
     settings = {"seed": 13, "epochs": 1, "max_length": 400, "batch_size": 64, "infer_batch": 256,
                 "latency_samples": 5, "keep_runs": False, "datasets": ["sst2"], "threads": [2],
                 "pipelines": ["reference", "seqnlp"], "cells": None, "precisions": None, "pools": [1, "all"],
-                "packing_modes": ["auto", "packed"]}
+                "packing_modes": ["auto", "packed"], "bucketings": ["pool"]}
     data = {"dataset": "sst2", "train_file": "t.jsonl", "eval_file": "e.jsonl", "train_examples": 1000}
     main = bench.main_jobs(settings, {"sst2": data}, repeat=1)
     assert len(main) == 9  # 3 cells x (reference fp32 + seqnlp fp32 + seqnlp bf16)
     assert {j["precision"] for j in main if j["pipeline"] == "reference"} == {"fp32"}
     assert all(j["seed"] == 14 and j["threads"] == 2 for j in main)
-    packing = bench.packing_jobs(settings, data, repeat=0)
-    assert [(j["cell"], j["precision"], j["bucket_pool"], j["force_packing"]) for j in packing] == [
-        ("lstm", "fp32", 1, False), ("lstm", "fp32", 1, True), ("lstm", "fp32", 16, False), ("lstm", "fp32", 16, True)]
-    assert len({j["id"] for j in main + packing}) == len(main + packing)
+    assert {j["bucketing"] for j in main} == {"pool"}
+    both = bench.main_jobs({**settings, "bucketings": ["pool", "exact"]}, {"sst2": data}, repeat=1)
+    assert len(both) == 15  # 3 cells x (reference + seqnlp x 2 precisions x 2 bucketings)
+    assert {(j["bucketing"], j["variant"]) for j in both if j["pipeline"] == "seqnlp"} == {("pool", ""),
+                                                                                          ("exact", "exact")}
+    packing = bench.packing_jobs({**settings, "pools": [1, "all", "exact"]}, data, repeat=0)
+    assert [(j["bucketing"], j["bucket_pool"], j["force_packing"]) for j in packing] == [
+        ("pool", 1, False), ("pool", 1, True), ("pool", 16, False), ("pool", 16, True), ("exact", 16, False),
+        ("exact", 16, True)]
+    assert len({j["id"] for j in both + packing}) == len(both + packing)
 
 
 def fake_run(pipeline: str, repeat: int, tokens_per_s: float, accuracy: float) -> dict[str, Any]:
