@@ -302,6 +302,18 @@ def test_bad_limits_are_config_errors(clf: Classifier, limit: str, value: Any) -
         create_app(clf, **{limit: value})
 
 
+def test_the_app_mounts_under_a_prefix_in_a_larger_app(clf: Classifier) -> None:
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    site = Starlette(routes=[Mount("/sentiment", app=create_app(clf))])
+    with running(site) as url:
+        status, _, body = call(url + "/sentiment/v1/predict", "POST", {"texts": TEXTS[:2]})
+        assert status == 200 and body == {"predictions": clf.predict(TEXTS[:2])}
+        assert call(url + "/sentiment/health")[2]["status"] == "ok"
+        assert call(url + "/sentiment/v1/nothing")[0] == 404
+
+
 def test_create_app_loads_a_run_directory(toy_run: Path, clf: Classifier) -> None:
     app = create_app(toy_run, device="cpu", max_batch=3)
     assert app.state.limits == Limits(max_batch=3)
