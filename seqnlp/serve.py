@@ -131,9 +131,18 @@ def create_app(
 
 def run_server(app: Starlette, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info",
                access_log: bool = True) -> None:
-    """Serve ``app`` with uvicorn until SIGINT or SIGTERM, which finish the requests in flight, then stop."""
-    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=access_log, server_header=False,
-                timeout_graceful_shutdown=30)
+    """Serve ``app`` with uvicorn until SIGINT or SIGTERM, which finish the requests in flight, then stop.
+
+    uvicorn raises the signal again once it has shut down: SIGTERM then ends the process as SIGTERM does, and
+    SIGINT raises KeyboardInterrupt here (``uvicorn.run`` would swallow it in some versions and not in others, so
+    the server is run directly: the CLI exits 130 after Ctrl-C, as ``seqnlp train`` does).
+    """
+    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=access_log,
+                            server_header=False, timeout_graceful_shutdown=30)
+    server = uvicorn.Server(config)
+    server.run()  # a port in use, or a failed start-up, is logged and exits 3 (uvicorn's STARTUP_FAILURE)
+    if not server.started:
+        raise SeqnlpError(f"the server did not start on {host}:{port}; the log above says why")
 
 
 class _Api:
