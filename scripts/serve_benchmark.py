@@ -70,7 +70,7 @@ def run_setting(host: str, port: int, texts: list[str], batch: int, concurrency:
                     raise RuntimeError(f"status {response.status}: {payload[:200]!r}")
                 if t0 >= start_at:
                     mine.append(t1 - t0)
-        except Exception as exc:  # noqa: BLE001 - reported below, the run is then void
+        except Exception as exc:  # reported below: the run is then void
             with lock:
                 errors.append(repr(exc))
         finally:

@@ -385,3 +385,41 @@ def test_seqnlp_serve_answers_then_stops_gracefully(toy_run: Path, clf: Classifi
     assert f"stopped serving {toy_run}" in stderr  # the app's shutdown ran: requests drained, worker joined
     assert "Traceback" not in stderr
     assert '"POST /v1/predict HTTP/1.1" 200' in stdout  # the access log
+
+
+# --- scripts/serve_benchmark.py (its numbers are output, never judged here) -------------------------------------
+
+
+def _benchmark_script() -> Any:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("seqnlp_serve_benchmark", REPO_ROOT / "scripts" / "serve_benchmark.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_benchmark_script_loads_the_server_and_checks_every_answer(base_url: str) -> None:
+    script = _benchmark_script()
+    texts = script.load_texts(None)
+    assert len(texts) > 5000 and all(isinstance(t, str) for t in texts)  # the embedded SMS texts
+    host, port = base_url.removeprefix("http://").split(":")
+    row = script.run_setting(host, int(port), texts[:50], batch=2, concurrency=2, seconds=1, warmup=0)
+    assert row["batch"] == 2 and row["concurrency"] == 2 and row["requests"] > 0
+    assert row["texts_per_s"] == 2 * row["req_per_s"]
+    assert 0 < row["p50_ms"] <= row["p90_ms"] <= row["p99_ms"]
+
+
+def test_benchmark_script_refuses_a_request_the_server_refuses(base_url: str) -> None:
+    import click
+
+    host, port = base_url.removeprefix("http://").split(":")
+    with pytest.raises(click.ClickException, match="status 413"):  # 9 texts: over this server's max_batch of 8
+        _benchmark_script().run_setting(host, int(port), TEXTS * 2, batch=9, concurrency=1, seconds=1, warmup=0)
+
+
+def test_benchmark_script_targets_loopback_only() -> None:
+    result = CliRunner().invoke(_benchmark_script().main, ["--url", "http://10.0.0.1:8000", "--seconds", "1"])
+    assert result.exit_code == 2
+    assert "only http:// on loopback" in result.output
