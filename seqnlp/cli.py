@@ -1,4 +1,4 @@
-"""The ``seqnlp`` command: train, evaluate, predict, compare and diagnose, each a thin call into the library.
+"""The ``seqnlp`` command: train, evaluate, predict, compare, diagnose and serve, each a thin call into the library.
 
 Heavy imports (torch, datasets) happen inside the commands, so ``seqnlp --help`` answers at once.
 """
@@ -60,6 +60,7 @@ def main(ctx: click.Context, verbose: bool, quiet: bool, debug: bool) -> None:
       seqnlp predict runs/sst2-gru "a gripping, beautifully shot film"
       seqnlp compare --config configs/sst2.yaml --seeds 3 --diagnose
       seqnlp diagnose runs/sst2-gru --weights both
+      seqnlp serve runs/sst2-gru --port 8000
     """
     if _rank() > 0:  # under torchrun, rank 0 speaks for the run: the others log warnings and errors only
         quiet, verbose = True, False
@@ -476,6 +477,52 @@ def predict(ctx: click.Context, run_dir: str, texts: tuple[str, ...], input_file
         raise DataError(f"{getattr(input_file, 'name', 'the input')} is not UTF-8 text (byte {exc.start})") from None
     if count == 0:
         raise DataError(f"no texts in {getattr(input_file, 'name', 'the input')}")
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; 0.0.0.0 listens on every interface.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True,
+              help="Port to listen on; 0 picks a free one (the log names it).")
+@click.option("--max-batch", type=click.IntRange(min=1), default=256, show_default=True,
+              help="Most texts in one request (more: 413).")
+@click.option("--max-text-chars", type=click.IntRange(min=1), default=20_000, show_default=True,
+              help="Most characters in one text (more: 413).")
+@click.option("--max-body-bytes", type=click.IntRange(min=1), default=1 << 20, show_default=True,
+              help="Largest request body (more: 413).")
+@click.option("--threads", type=click.IntRange(min=1),
+              help="Torch threads for inference [default: the usable cores less one, at least 1].")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--no-access-log", is_flag=True, help="Do not log one line per request.")
+@click.pass_context
+@_handle_errors
+def serve(ctx: click.Context, run_dir: str, host: str, port: int, max_batch: int, max_text_chars: int,
+          max_body_bytes: int, threads: Optional[int], device: str, no_access_log: bool) -> None:
+    """Serve a trained run over HTTP: a JSON API for predictions (needs pip install 'seqnlp[serve]').
+
+    \b
+    Endpoints:
+      GET  /health       the model is loaded: labels, cell, version
+      GET  /v1/model     labels, config summary, parameter count, limits
+      POST /v1/predict   {"texts": ["...", ...]} or {"text": "..."}; options "top_k": K,
+                         "return_probabilities": true
+
+    Errors are JSON {"error": "..."}: 400 for a body that is not JSON, 422 for wrong fields or types, 413 for a
+    request over a limit. Ctrl-C or SIGTERM finishes the requests in flight, then stops.
+
+    \b
+    Examples:
+      seqnlp serve runs/sms
+      seqnlp serve runs/sst2-gru --host 0.0.0.0 --port 8080 --max-batch 64 --threads 2
+      curl -s localhost:8000/v1/predict -d '{"texts": ["free prize, call now", "see you at lunch"]}'
+    """
+    from seqnlp.serve import create_app, default_threads, run_server
+
+    app = create_app(run_dir, max_batch=max_batch, max_text_chars=max_text_chars, max_body_bytes=max_body_bytes,
+                     device=device, num_threads=threads or default_threads())
+    level = logging.getLogger().getEffectiveLevel()
+    run_server(app, host=host, port=port, log_level=logging.getLevelName(level).lower(), access_log=not no_access_log)
 
 
 def read_texts(stream: TextIO, input_format: str, columns: list[str], separator: str) -> Iterator[list[str]]:

@@ -79,9 +79,11 @@ class Classifier:
     def batch_size(self) -> int:
         return self.config.train.eval_batch_size
 
-    def predict(self, texts: Sequence[str], top_k: Optional[int] = None) -> list[dict[str, Any]]:
+    def predict(self, texts: Sequence[str], top_k: Optional[int] = None,
+                probabilities: bool = False) -> list[dict[str, Any]]:
         """One dict per text: ``label`` and ``score`` (its probability); with ``top_k``, also ``top_k``:
-        the k most probable labels with their probabilities, best first.
+        the k most probable labels with their probabilities, best first; with ``probabilities``, also
+        ``probabilities``: every label's probability, in label order.
 
         Multi-label: ``labels``, every label whose probability reaches its threshold (possibly none), in label
         order, and ``scores``, every label's probability."""
@@ -103,6 +105,8 @@ class Classifier:
             if top_k is not None:
                 order = np.argsort(-row, kind="stable")[:top_k]
                 result["top_k"] = [{"label": self.label_names[i], "score": float(row[i])} for i in order]
+            if probabilities:
+                result["probabilities"] = {name: float(p) for name, p in zip(self.label_names, row)}
             results.append(result)
         return results
 

@@ -90,8 +90,8 @@ def run_dir(cli_train: tuple[Path, Result]) -> Path:
 # --- help ---------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("command", [[], ["train"], ["evaluate"], ["predict"], ["compare"], ["diagnose"]],
-                         ids=["main", "train", "evaluate", "predict", "compare", "diagnose"])
+@pytest.mark.parametrize("command", [[], ["train"], ["evaluate"], ["predict"], ["compare"], ["diagnose"], ["serve"]],
+                         ids=["main", "train", "evaluate", "predict", "compare", "diagnose", "serve"])
 def test_help_exits_0_and_shows_examples(command: list[str]) -> None:
     result = invoke(*command, "--help")
     assert result.exit_code == 0, result.output
@@ -118,12 +118,12 @@ def test_help_does_not_import_torch_or_datasets() -> None:
     code = (
         "import sys\n"
         "from seqnlp.cli import main\n"
-        "for args in (['--help'], ['compare', '--help'], ['diagnose', '--help']):\n"
+        "for args in (['--help'], ['compare', '--help'], ['diagnose', '--help'], ['serve', '--help']):\n"
         "    try:\n"
         "        main(args, standalone_mode=False)\n"
         "    except SystemExit:\n"
         "        pass\n"
-        "heavy = [m for m in ('torch', 'datasets') if m in sys.modules]\n"
+        "heavy = [m for m in ('torch', 'datasets', 'starlette', 'uvicorn') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
         "print('light')\n"
     )

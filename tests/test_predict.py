@@ -71,6 +71,16 @@ def test_top_k_over_all_labels_is_a_distribution_best_first(clf: Classifier) -> 
         assert top[0] == {"label": result["label"], "score": result["score"]}
 
 
+def test_probabilities_are_every_label_in_order_and_match_predict_proba(clf: Classifier) -> None:
+    probs = clf.predict_proba(TEXTS)
+    results = clf.predict(TEXTS, top_k=1, probabilities=True)
+    for result, row in zip(results, probs):
+        assert list(result["probabilities"]) == clf.label_names
+        assert list(result["probabilities"].values()) == row.tolist()
+        assert result["probabilities"][result["label"]] == result["score"]
+    assert [{k: v for k, v in r.items() if k != "probabilities"} for r in results] == clf.predict(TEXTS, top_k=1)
+
+
 def test_top_1_is_the_prediction(clf: Classifier) -> None:
     for result in clf.predict(TEXTS, top_k=1):
         assert result["top_k"] == [{"label": result["label"], "score": result["score"]}]
