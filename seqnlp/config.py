@@ -84,6 +84,10 @@ class ModelConfig:
     pooling: str = "max"  # over real tokens only: last | mean | max | attention
     head_hidden_size: int = 0  # 0: a single linear layer; >0: one hidden layer of this width
     head_activation: str = "relu"  # for the head's hidden layer: relu | tanh | gelu
+    # Initial embedding rows from a GloVe/word2vec/fastText text file (.txt, .vec, .gz) or a named source
+    # (glove-6b-50d); embedding_dim must equal the vectors' dimension. None: random initialization.
+    pretrained_vectors: Optional[str] = None
+    freeze_embeddings: Union[bool, int] = False  # false: fine-tuned; true: frozen; N: frozen for epochs 1..N, then fine-tuned
 
 
 @dataclass
@@ -215,6 +219,7 @@ def _parse_override(config: Config, dotted: str, text: str) -> Any:
 
 
 def _is_text_field(config: Config, dotted: str) -> bool:
+    """A str or Optional[str] field; a Union such as bool | str keeps YAML's parse (true is a bool there)."""
     *sections, name = dotted.split(".")
     target: Any = config
     for section in sections:
@@ -222,7 +227,8 @@ def _is_text_field(config: Config, dotted: str) -> bool:
     if not dataclasses.is_dataclass(target):
         return False
     tp = _hints(type(target)).get(name)
-    return tp is str or (typing.get_origin(tp) in (Union, types.UnionType) and str in typing.get_args(tp))
+    union = typing.get_origin(tp) in (Union, types.UnionType)
+    return tp is str or (union and {a for a in typing.get_args(tp) if a is not type(None)} == {str})
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
@@ -301,6 +307,27 @@ def validate(config: Config) -> None:
         raise ConfigError("tokenizer.vocab_size: must be <= 10,000,000")
     if config.data.dataset is not None and config.data.dataset.startswith("synthetic:"):
         _validate_synthetic(config)
+    _validate_vectors(config.model)
+
+
+def _validate_vectors(cfg: ModelConfig) -> None:
+    """Freezing takes a bool or an epoch count; a named source's dimension is known without reading a file."""
+    freeze = cfg.freeze_embeddings
+    if not isinstance(freeze, bool) and freeze < 0:
+        raise ConfigError(f"model.freeze_embeddings: {freeze!r} must be true, false or a number of epochs >= 0")
+    source = cfg.pretrained_vectors
+    if source is None:
+        return
+    if not source.strip():
+        raise ConfigError("model.pretrained_vectors: give a vectors file or a named source, or null for none")
+    from seqnlp.vectors import NAMED_SOURCES  # only for configs that ask for vectors
+
+    named = NAMED_SOURCES.get(source)
+    if named is not None and named.dim != cfg.embedding_dim:
+        raise ConfigError(
+            f"model.embedding_dim={cfg.embedding_dim} does not match {source}'s {named.dim}-dimensional vectors; "
+            f"set model.embedding_dim={named.dim}"
+        )
 
 
 def _validate_synthetic(config: Config) -> None:
@@ -359,7 +386,15 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
         if value is None and type(None) in args:
             return None
         inner = [a for a in args if a is not type(None)]
-        return _coerce(inner[0], value, key)
+        if len(inner) == 1:
+            return _coerce(inner[0], value, key)
+        for option in inner:  # e.g. bool | int: the first type that takes the value as it is
+            try:
+                return _coerce(option, value, key)
+            except ConfigError:
+                pass
+        names = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+        raise ConfigError(f"{key}: expected {' or '.join(names.get(a, str(a)) for a in inner)}, got {value!r}")
     if tp is Any:
         return value
     if origin is list:

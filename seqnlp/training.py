@@ -59,7 +59,8 @@ from seqnlp.runtime import (
     set_rng_state,
     set_threads,
 )
-from seqnlp.tokenizer import build_tokenizer, encode_dataset, iter_texts, load_tokenizer, pad_id
+from seqnlp.tokenizer import SPECIAL_TOKENS, build_tokenizer, encode_dataset, iter_texts, load_tokenizer, pad_id
+from seqnlp.vectors import check_dim, initialize_embedding, set_frozen
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +139,8 @@ def train(config: Config, overwrite: bool = False, progress: bool = True) -> Tra
     SIGINT/SIGTERM save a checkpoint and raise ``TrainingInterrupted``; ``resume`` continues from it.
     """
     validate(config)
+    if config.model.pretrained_vectors is not None:
+        check_dim(config.model.pretrained_vectors, config.model.embedding_dim)
     if config.output_dir is None:
         config.output_dir = f"runs/{config.model.cell}-{datetime.now():%Y%m%d-%H%M%S}"
     with _torch_settings(config) as device:
@@ -206,6 +209,9 @@ def _run(
     val_loader = BatchLoader(encoded[config.data.validation_split], tc.eval_batch_size, pad_id=pad, pin_memory=pin)
 
     model = RNNClassifier(config.model, tokenizer.get_vocab_size(), len(splits.label_names), pad_id=pad).to(device)
+    if config.model.pretrained_vectors is not None and not resuming:  # a resumed run has its weights already
+        initialize_embedding(model.embedding, config.model.pretrained_vectors, tokenizer.get_vocab(), pad,
+                             config.seed, skip=tuple(SPECIAL_TOKENS), run_dir=run_dir)
     num_parameters = count_parameters(model)
     log.info("model: %s %d-layer%s, %s parameters", config.model.cell.upper(), config.model.num_layers,
              " bidirectional" if config.model.bidirectional else "", f"{num_parameters:,}")
@@ -262,6 +268,7 @@ class _Loop:
         state, tc = self.state, self.tc
         while not state.finished and state.epoch <= tc.epochs:
             self.train_loader.set_epoch(state.epoch)
+            set_frozen(self.model.embedding, self.config.model.freeze_embeddings, state.epoch)
             batches = self.train_loader.sampler.batches()
             bar = tqdm(total=len(batches), initial=state.batch, desc=f"epoch {state.epoch}", unit="batch",
                        disable=not self.progress, leave=False)
