@@ -114,6 +114,7 @@ class TrainConfig:
     log_every: int = 50  # steps between progress-bar updates of the running loss
     checkpoint_every: Optional[int] = 1000  # steps between resumable checkpoints (also at every epoch end); None: epoch ends only
     on_nonfinite: str = "stop"  # a NaN/inf loss or gradient: stop (naming the step) | skip the step
+    tensorboard: Union[bool, str] = "auto"  # scalars to RUN_DIR/tensorboard: auto (when installed) | true | false
 
 
 @dataclass
@@ -308,6 +309,8 @@ def validate(config: Config) -> None:
     if config.data.dataset is not None and config.data.dataset.startswith("synthetic:"):
         _validate_synthetic(config)
     _validate_vectors(config.model)
+    if config.train.tensorboard not in (True, False, "auto"):
+        raise ConfigError(f"train.tensorboard: {config.train.tensorboard!r} is not one of auto, true, false")
 
 
 def _validate_vectors(cfg: ModelConfig) -> None:

@@ -59,6 +59,7 @@ from seqnlp.runtime import (
     set_rng_state,
     set_threads,
 )
+from seqnlp.tblog import TensorBoardLogger, check_tensorboard
 from seqnlp.tokenizer import SPECIAL_TOKENS, build_tokenizer, encode_dataset, iter_texts, load_tokenizer, pad_id
 from seqnlp.vectors import check_dim, initialize_embedding, set_frozen
 
@@ -139,6 +140,7 @@ def train(config: Config, overwrite: bool = False, progress: bool = True) -> Tra
     SIGINT/SIGTERM save a checkpoint and raise ``TrainingInterrupted``; ``resume`` continues from it.
     """
     validate(config)
+    check_tensorboard(config.train.tensorboard)  # fail before any data loads
     if config.model.pretrained_vectors is not None:
         check_dim(config.model.pretrained_vectors, config.model.embedding_dim)
     if config.output_dir is None:
@@ -231,7 +233,7 @@ def _run(
 
     loop = _Loop(config, device, run_dir, model, optimizer, scaler, train_loader, val_loader, splits.label_names,
                  tokenizer, state, progress)
-    with _stop_on_signals() as received:
+    with _stop_on_signals() as received, loop.tb:
         loop.fit(received)
 
     if state.best_epoch == 0:
@@ -263,6 +265,7 @@ class _Loop:
         self.tokenizer, self.state, self.progress = tokenizer, state, progress
         self.total_steps = self.tc.epochs * len(train_loader)
         self.warmup_steps = int(self.tc.warmup_ratio * self.total_steps)
+        self.tb = TensorBoardLogger.open(self.tc.tensorboard, run_dir, self.tc.log_every, state)
 
     def fit(self, received: list[int]) -> None:
         state, tc = self.state, self.tc
@@ -325,6 +328,7 @@ class _Loop:
         state.slots += batch.input_ids.numel()
         state.seconds += time.perf_counter() - start
         bar.update(1)
+        self.tb.train_step(state, lr)
         if self.progress and state.step % tc.log_every == 0 and state.examples:
             bar.set_postfix(loss=f"{state.loss_sum / state.examples:.4f}",
                             tok_s=f"{state.tokens / max(state.seconds, 1e-9):,.0f}", lr=f"{lr:.2e}")
@@ -355,6 +359,7 @@ class _Loop:
                   "train": stats, "validation": val, "best": improved}
         state.history.append(record)
         append_jsonl(self.run_dir / METRICS_FILE, record)
+        self.tb.epoch(record)
         log.info("epoch %d: train loss %.4f (%.0f tokens/s) | validation loss %.4f accuracy %.4f macro-F1 %.4f%s",
                  state.epoch, stats["loss"], stats["tokens_per_s"], val["loss"], val["accuracy"], val["macro_f1"],
                  " *" if improved else "")
