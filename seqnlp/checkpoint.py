@@ -10,6 +10,8 @@
       metrics.jsonl      one JSON object per epoch: train loss, throughput, validation metrics, lr
       results.json       the best epoch's validation metrics and, when there is a test split, test metrics
       thresholds.json    multi-label runs: {label: threshold}, tuned on the validation split
+      vectors.json       with model.pretrained_vectors: how much of the vocabulary the vectors covered
+      tensorboard/       with train.tensorboard: event files of the same scalars (tensorboard --logdir)
 
 Files are written to a temporary name in the same directory and renamed, so a crash leaves the previous
 file whole.
@@ -42,6 +44,8 @@ WEIGHTS_FILE = "model.safetensors"
 METRICS_FILE = "metrics.jsonl"
 RESULTS_FILE = "results.json"
 THRESHOLDS_FILE = "thresholds.json"
+VECTORS_FILE = "vectors.json"  # coverage of model.pretrained_vectors, when set
+TENSORBOARD_DIR = "tensorboard"  # event files, when train.tensorboard is on
 VOCAB_KEY = "vocab_sha256"  # safetensors metadata: the vocabulary the weights were trained with
 REQUIRED_FILES = (CONFIG_FILE, LABELS_FILE, TOKENIZER_FILE, WEIGHTS_FILE)
 
@@ -51,7 +55,7 @@ def prepare_run_dir(path: str | Path, overwrite: bool = False) -> Path:
     run_dir = Path(path)
     if run_dir.exists() and not run_dir.is_dir():
         raise CheckpointError(f"output directory {run_dir} is a file")
-    existing = [name for name in REQUIRED_FILES + (METRICS_FILE, RESULTS_FILE, THRESHOLDS_FILE)
+    existing = [name for name in REQUIRED_FILES + (METRICS_FILE, RESULTS_FILE, THRESHOLDS_FILE, VECTORS_FILE)
                 if (run_dir / name).exists()]
     if existing and not overwrite:
         raise CheckpointError(
@@ -61,6 +65,7 @@ def prepare_run_dir(path: str | Path, overwrite: bool = False) -> Path:
         (run_dir / name).unlink()
     if overwrite:
         shutil.rmtree(run_dir / CHECKPOINT_DIR, ignore_errors=True)
+        shutil.rmtree(run_dir / TENSORBOARD_DIR, ignore_errors=True)  # the old run's curves would mix with the new
     run_dir.mkdir(parents=True, exist_ok=True)
     return run_dir
 

@@ -94,6 +94,10 @@ class ModelConfig:
     pooling: str = "max"  # over real tokens only: last | mean | max | attention
     head_hidden_size: int = 0  # 0: a single linear layer; >0: one hidden layer of this width
     head_activation: str = "relu"  # for the head's hidden layer: relu | tanh | gelu
+    # Initial embedding rows from a GloVe/word2vec/fastText text file (.txt, .vec, .gz) or a named source
+    # (glove-6b-50d); embedding_dim must equal the vectors' dimension. None: random initialization.
+    pretrained_vectors: Optional[str] = None
+    freeze_embeddings: Union[bool, int] = False  # false: fine-tuned; true: frozen; N: frozen for epochs 1..N, then fine-tuned
 
 
 @dataclass
@@ -123,6 +127,7 @@ class TrainConfig:
     log_every: int = 50  # steps between progress-bar updates of the running loss
     checkpoint_every: Optional[int] = 1000  # steps between resumable checkpoints (also at every epoch end); None: epoch ends only
     on_nonfinite: str = "stop"  # a NaN/inf loss or gradient: stop (naming the step) | skip the step
+    tensorboard: Union[bool, str] = "auto"  # scalars to RUN_DIR/tensorboard: auto (when installed) | true | false
 
 
 @dataclass
@@ -234,6 +239,7 @@ def _parse_override(config: Config, dotted: str, text: str) -> Any:
 
 
 def _is_text_field(config: Config, dotted: str) -> bool:
+    """A str or Optional[str] field; a Union such as bool | str keeps YAML's parse (true is a bool there)."""
     *sections, name = dotted.split(".")
     target: Any = config
     for section in sections:
@@ -241,7 +247,8 @@ def _is_text_field(config: Config, dotted: str) -> bool:
     if not dataclasses.is_dataclass(target):
         return False
     tp = _hints(type(target)).get(name)
-    return tp is str or (typing.get_origin(tp) in (Union, types.UnionType) and str in typing.get_args(tp))
+    union = typing.get_origin(tp) in (Union, types.UnionType)
+    return tp is str or (union and {a for a in typing.get_args(tp) if a is not type(None)} == {str})
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
@@ -321,6 +328,9 @@ def validate(config: Config) -> None:
     if config.data.dataset is not None and config.data.dataset.startswith("synthetic:"):
         _validate_synthetic(config)
     _validate_class_weights(config.train.class_weights)
+    _validate_vectors(config.model)
+    if config.train.tensorboard not in (True, False, "auto"):
+        raise ConfigError(f"train.tensorboard: {config.train.tensorboard!r} is not one of auto, true, false")
     if config.train.sampler == "weighted" and config.data.multi_label:
         raise ConfigError("train.sampler: weighted draws by the class of an example, so it needs single-label "
                           "data; with data.multi_label use train.class_weights (pos_weight) instead")
@@ -343,6 +353,27 @@ def _validate_class_weights(value: Any) -> None:
     raise ConfigError(
         f"train.class_weights: {value!r} is not one of none, auto, or a list of positive numbers, one per label"
     )
+
+
+
+def _validate_vectors(cfg: ModelConfig) -> None:
+    """Freezing takes a bool or an epoch count; a named source's dimension is known without reading a file."""
+    freeze = cfg.freeze_embeddings
+    if not isinstance(freeze, bool) and freeze < 0:
+        raise ConfigError(f"model.freeze_embeddings: {freeze!r} must be true, false or a number of epochs >= 0")
+    source = cfg.pretrained_vectors
+    if source is None:
+        return
+    if not source.strip():
+        raise ConfigError("model.pretrained_vectors: give a vectors file or a named source, or null for none")
+    from seqnlp.vectors import NAMED_SOURCES  # only for configs that ask for vectors
+
+    named = NAMED_SOURCES.get(source)
+    if named is not None and named.dim != cfg.embedding_dim:
+        raise ConfigError(
+            f"model.embedding_dim={cfg.embedding_dim} does not match {source}'s {named.dim}-dimensional vectors; "
+            f"set model.embedding_dim={named.dim}"
+        )
 
 
 def _validate_synthetic(config: Config) -> None:
@@ -401,7 +432,15 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
         if value is None and type(None) in args:
             return None
         inner = [a for a in args if a is not type(None)]
-        return _coerce(inner[0], value, key)
+        if len(inner) == 1:
+            return _coerce(inner[0], value, key)
+        for option in inner:  # e.g. bool | int: the first type that takes the value as it is
+            try:
+                return _coerce(option, value, key)
+            except ConfigError:
+                pass
+        names = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+        raise ConfigError(f"{key}: expected {' or '.join(names.get(a, str(a)) for a in inner)}, got {value!r}")
     if tp is Any:
         return value
     if origin is list:

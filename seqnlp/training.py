@@ -69,7 +69,17 @@ from seqnlp.runtime import (
     set_rng_state,
     set_threads,
 )
-from seqnlp.tokenizer import build_tokenizer, encode_dataset, encode_stream, iter_texts, load_tokenizer, pad_id
+from seqnlp.tblog import TensorBoardLogger, check_tensorboard
+from seqnlp.tokenizer import (
+    SPECIAL_TOKENS,
+    build_tokenizer,
+    encode_dataset,
+    encode_stream,
+    iter_texts,
+    load_tokenizer,
+    pad_id,
+)
+from seqnlp.vectors import check_dim, initialize_embedding, set_frozen
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +160,9 @@ def train(config: Config, overwrite: bool = False, progress: bool = True) -> Tra
     SIGINT/SIGTERM save a checkpoint and raise ``TrainingInterrupted``; ``resume`` continues from it.
     """
     validate(config)
+    check_tensorboard(config.train.tensorboard)  # fail before any data loads
+    if config.model.pretrained_vectors is not None:
+        check_dim(config.model.pretrained_vectors, config.model.embedding_dim)
     with _session(config) as device:
         seed_everything(config.seed)
         # Rank 0 names the run directory; the other ranks take its name.
@@ -240,6 +253,9 @@ def _run(
     val_loader = BatchLoader(encoded[data.validation_split], tc.eval_batch_size, pad_id=pad, pin_memory=pin, **shard)
 
     model = RNNClassifier(config.model, tokenizer.get_vocab_size(), len(splits.label_names), pad_id=pad).to(device)
+    if config.model.pretrained_vectors is not None and not resuming:  # a resumed run has its weights already
+        initialize_embedding(model.embedding, config.model.pretrained_vectors, tokenizer.get_vocab(), pad,
+                             config.seed, skip=tuple(SPECIAL_TOKENS), run_dir=run_dir)
     num_parameters = count_parameters(model)
     log.info("model: %s %d-layer%s, %s parameters", config.model.cell.upper(), config.model.num_layers,
              " bidirectional" if config.model.bidirectional else "", f"{num_parameters:,}")
@@ -268,11 +284,15 @@ def _run(
         seed_everything(config.seed + rank)  # the same initial weights on every rank, then a dropout stream each
     # DDP averages the gradients over the ranks in backward. No device_ids: Batch.to moves ids and labels,
     # and the lengths stay on the CPU, where packing wants them.
+    if world > 1 and config.model.freeze_embeddings not in (False, 0):
+        # DDP fixes at construction which parameters get gradients; freezing would change that mid-run.
+        raise ConfigError("model.freeze_embeddings is not supported under torchrun (DistributedDataParallel); "
+                          "use false")
     train_model = DistributedDataParallel(model) if world > 1 else model
 
     loop = _Loop(config, device, run_dir, model, train_model, optimizer, scaler, train_loader, val_loader,
                  splits.label_names, tokenizer, state, progress, plan)
-    with _stop_on_signals() as received:
+    with _stop_on_signals() as received, loop.tb:
         loop.fit(received)
 
     if state.best_epoch == 0:
@@ -352,10 +372,14 @@ class _Loop:
         batches = train_loader.num_batches  # None for a stream of unknown size (then the schedule is constant)
         self.total_steps = self.tc.epochs * batches if batches is not None else 0
         self.warmup_steps = int(self.tc.warmup_ratio * self.total_steps)
+        # Rank 0 alone writes event files, as it alone writes the rest of the run directory.
+        self.tb = TensorBoardLogger.open(self.tc.tensorboard if distributed.is_main() else False, run_dir,
+                                         self.tc.log_every, state)
 
     def fit(self, received: list[int]) -> None:
         state, tc = self.state, self.tc
         while not state.finished and state.epoch <= tc.epochs:
+            set_frozen(self.model.embedding, self.config.model.freeze_embeddings, state.epoch)
             bar = tqdm(total=self.train_loader.num_batches, initial=state.batch, desc=f"epoch {state.epoch}",
                        unit="batch", disable=not self.progress, leave=False)
             with bar:
@@ -432,6 +456,7 @@ class _Loop:
         state.slots += int(slots)
         state.seconds += time.perf_counter() - start
         bar.update(1)
+        self.tb.train_step(state, lr)
         if self.progress and state.step % tc.log_every == 0 and state.examples:
             bar.set_postfix(loss=f"{state.loss_sum / state.examples:.4f}",
                             tok_s=f"{state.tokens / max(state.seconds, 1e-9):,.0f}", lr=f"{lr:.2e}")
@@ -465,6 +490,7 @@ class _Loop:
         state.history.append(record)
         if distributed.is_main():
             append_jsonl(self.run_dir / METRICS_FILE, record)
+        self.tb.epoch(record)
         log.info("epoch %d: train loss %.4f (%.0f tokens/s) | validation loss %.4f accuracy %.4f macro-F1 %.4f%s",
                  state.epoch, stats["loss"], stats["tokens_per_s"], val["loss"], val["accuracy"], val["macro_f1"],
                  " *" if improved else "")
