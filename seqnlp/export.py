@@ -1,0 +1,389 @@
+"""Export a trained run as one self-contained model file: ONNX (for onnxruntime) or TorchScript.
+
+The exported model takes ``input_ids [B, T]`` and ``lengths [B]`` (both int64, texts padded on the right with
+the pad id) and returns ``logits [B, C]``, for any batch size and any T. It runs the masked form of the
+encoder (``seqnlp.masked``), since packed sequences do not export. Beside the model file go what a user needs
+without seqnlp::
+
+    OUTPUT_DIR/
+      model.onnx | model.pt   the model (model.int8.* when quantized)
+      tokenizer.json          the run's tokenizer: text -> ids, truncation to max_length included
+      labels.json             label names in logit order
+      export.json             inputs, outputs, pad id, max_length, label names, and the parity check
+
+Every export is checked before it is reported: the exported file is run (by onnxruntime or torch.jit.load) on
+random texts of mixed lengths, and its logits are compared with the packed model's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional
+
+import numpy as np
+import torch
+from torch import nn
+
+from seqnlp.checkpoint import LABELS_FILE, TOKENIZER_FILE, load_run, write_json
+from seqnlp.errors import ConfigError, SeqnlpError
+from seqnlp.masked import MaskedRNNClassifier
+from seqnlp.quantize import quantize_dynamic
+from seqnlp.tokenizer import fallback_id, pad_id
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("onnx", "torchscript")
+MODEL_SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt"}
+METADATA_FILE = "export.json"
+INPUT_NAMES = ["input_ids", "lengths"]
+OUTPUT_NAMES = ["logits"]
+OPSET = 18
+FP32_TOLERANCE = 1e-4  # the largest logit difference an fp32 export may show, relative to logits above 1
+INSTALL_HINT = "pip install 'seqnlp[export]'"
+
+
+@dataclass
+class ExportResult:
+    """What ``export_run`` wrote and what its parity check measured."""
+
+    model_file: Path
+    format: str
+    quantized: bool
+    int8: list[str]  # what is int8: module names (TorchScript) or ONNX operator types; empty when not quantized
+    max_abs_diff: float  # exported vs packed fp32 model, on the check texts
+    files: list[Path] = field(default_factory=list)
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def export_run(run_dir: str | Path, format: str = "onnx", output: Optional[str | Path] = None,
+               quantize: bool = False) -> ExportResult:
+    """Export a run directory's model as ``format`` (onnx or torchscript), optionally int8-quantized.
+
+    ``output`` is the model file, or a directory to put ``model.onnx``/``model.pt`` in; by default
+    ``RUN_DIR/export/``. The tokenizer, labels and export.json are written beside the model file.
+    """
+    if format not in FORMATS:
+        raise ConfigError(f"format: {format!r} is not one of {', '.join(FORMATS)}")
+    if format == "onnx":
+        require_onnx(quantize)
+    config, tokenizer, labels, model = load_run(run_dir, "cpu")
+    run_dir = Path(run_dir)
+    model_file = _model_path(run_dir, output, format, quantize)
+    model_file.parent.mkdir(parents=True, exist_ok=True)
+    masked = MaskedRNNClassifier(model)
+    example = _example_inputs(pad_id(tokenizer))
+    if format == "onnx":
+        int8 = _write_onnx(masked, example, model_file, quantize)
+        run_exported = _onnx_runner(model_file)
+    else:
+        int8 = _write_torchscript(masked, example, model_file, quantize)
+        run_exported = _torchscript_runner(model_file)
+    max_abs_diff, scale = _parity_check(model, run_exported, tokenizer.get_vocab_size(), pad_id(tokenizer),
+                                 config.tokenizer.max_length)
+    if not quantize and max_abs_diff > FP32_TOLERANCE * max(1.0, scale):
+        raise SeqnlpError(f"{model_file}: exported logits differ from the trained model's by {max_abs_diff:.2e} "
+                          f"(logits up to {scale:.3g}); please report this with {run_dir / 'config.yaml'}")
+    metadata = _metadata(config, tokenizer, labels, model_file, format, quantize, int8, max_abs_diff, run_dir)
+    files = [model_file]
+    for name in (TOKENIZER_FILE, LABELS_FILE):
+        target = model_file.parent / name
+        if not (target.exists() and target.samefile(run_dir / name)):
+            shutil.copyfile(run_dir / name, target)
+        files.append(target)
+    write_json(model_file.parent / METADATA_FILE, metadata)
+    files.append(model_file.parent / METADATA_FILE)
+    log.info("exported %s (%s%s), max |logit difference| %.2e on the check texts", model_file, format,
+             ", int8" if quantize else "", max_abs_diff)
+    return ExportResult(model_file, format, quantize, int8, max_abs_diff, files, metadata)
+
+
+def require_onnx(quantize: bool = False) -> None:
+    """The ONNX exporter needs onnx and onnxscript; checking and quantizing need onnxruntime."""
+    for module in ("onnx", "onnxscript", "onnxruntime"):
+        try:
+            __import__(module)
+        except ImportError:
+            raise SeqnlpError(f"ONNX export needs the {module} package: {INSTALL_HINT}") from None
+
+
+def _model_path(run_dir: Path, output: Optional[str | Path], format: str, quantize: bool) -> Path:
+    name = ("model.int8" if quantize else "model") + MODEL_SUFFIXES[format]
+    if output is None:
+        return run_dir / "export" / name
+    path = Path(output)
+    if path.is_dir() or not path.suffix:
+        return path / name
+    return path
+
+
+def _example_inputs(pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch to trace with: 3 texts of lengths 5, 2 and 4. Batch and time differ, and no dimension is 0 or
+    1 (torch.export would fix those), so neither is baked into the graph."""
+    lengths = torch.tensor([5, 2, 4])  # [B]
+    ids = torch.full((3, 5), pad, dtype=torch.long)  # [B, T]
+    for row, length in enumerate(lengths.tolist()):
+        ids[row, :length] = torch.arange(2, 2 + length)
+    return ids, lengths
+
+
+# --- TorchScript -------------------------------------------------------------------------------------------------
+
+def _write_torchscript(masked: MaskedRNNClassifier, example: tuple[torch.Tensor, torch.Tensor], path: Path,
+                       quantize: bool) -> list[str]:
+    """Trace the masked model (every shape is read from the inputs, so both axes stay dynamic) and save it."""
+    module: nn.Module = masked
+    int8: list[str] = []
+    if quantize:
+        module, int8 = quantize_dynamic(masked)
+    with _quiet(), torch.inference_mode(False), torch.no_grad():
+        traced = torch.jit.trace(module, example, check_trace=False)
+        with _atomic_path(path) as tmp:
+            traced.save(str(tmp))
+    return int8
+
+
+def _torchscript_runner(path: Path) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    with _quiet():
+        loaded = torch.jit.load(str(path), map_location="cpu")
+
+    def run(ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return loaded(torch.from_numpy(ids), torch.from_numpy(lengths)).numpy()
+
+    return run
+
+
+# --- ONNX ---------------------------------------------------------------------------------------------------------
+
+# ONNX orders gate blocks differently: torch LSTM i,f,g,o -> ONNX i,o,f,c; torch GRU r,z,n -> ONNX z,r,h.
+_ONNX_GATES = {"lstm": [0, 3, 1, 2], "gru": [1, 0, 2], "rnn_tanh": [0], "rnn_relu": [0]}
+
+
+@torch.library.custom_op("seqnlp::recurrent_layer", mutates_args=())
+def recurrent_layer(x: torch.Tensor, w: torch.Tensor, r: torch.Tensor, b: torch.Tensor, cell: str) -> torch.Tensor:
+    """One layer and direction of an RNN/LSTM/GRU from a zero state, with ONNX's weight layout:
+    x [B, T, F], w [1, G*H, F], r [1, G*H, H], b [1, 2*G*H] (gate blocks in ONNX order) -> outputs [B, T, H].
+
+    An opaque op to torch.export, so the time axis stays dynamic (the exporter would unroll nn.RNN step by step
+    and fix T) and each layer becomes ONNX's own RNN/LSTM/GRU operator with its weights as plain initializers,
+    which onnxruntime's int8 quantization can then find.
+    """
+    gates = _ONNX_GATES[cell]
+    hidden = r.shape[2]
+    to_torch = [gates.index(g) for g in range(len(gates))]  # ONNX block holding torch's block g
+
+    def torch_layout(t: torch.Tensor) -> torch.Tensor:
+        return torch.cat([t[j * hidden:(j + 1) * hidden] for j in to_torch])
+
+    w_ih, w_hh = torch_layout(w[0]), torch_layout(r[0])
+    b_ih, b_hh = torch_layout(b[0, : len(gates) * hidden]), torch_layout(b[0, len(gates) * hidden:])
+    h0 = x.new_zeros(1, x.shape[0], hidden)  # [1, B, H]
+    params = [w_ih, w_hh, b_ih, b_hh]
+    if cell == "lstm":
+        out = torch.lstm(x, (h0, h0), params, True, 1, 0.0, False, False, True)[0]
+    elif cell == "gru":
+        out = torch.gru(x, h0, params, True, 1, 0.0, False, False, True)[0]
+    else:
+        rnn = torch.rnn_relu if cell == "rnn_relu" else torch.rnn_tanh
+        out = rnn(x, h0, params, True, 1, 0.0, False, False, True)[0]
+    return out.contiguous()  # [B, T, H]
+
+
+@recurrent_layer.register_fake
+def _(x: torch.Tensor, w: torch.Tensor, r: torch.Tensor, b: torch.Tensor, cell: str) -> torch.Tensor:
+    return x.new_empty(x.shape[0], x.shape[1], r.shape[2])
+
+
+class _RecurrentOp(nn.Module):
+    """A one-layer, one-direction nn.RNN/LSTM/GRU with its weights in ONNX's layout, run by
+    ``seqnlp::recurrent_layer``."""
+
+    def __init__(self, rnn: nn.RNNBase) -> None:
+        super().__init__()
+        self.cell = {nn.LSTM: "lstm", nn.GRU: "gru"}.get(type(rnn), f"rnn_{getattr(rnn, 'nonlinearity', 'tanh')}")
+        gates, hidden = _ONNX_GATES[self.cell], rnn.hidden_size
+
+        def onnx_layout(t: torch.Tensor) -> torch.Tensor:
+            return torch.cat([t[g * hidden:(g + 1) * hidden] for g in gates]).detach()
+
+        self.register_buffer("w", onnx_layout(rnn.weight_ih_l0)[None])  # [1, G*H, F]
+        self.register_buffer("r", onnx_layout(rnn.weight_hh_l0)[None])  # [1, G*H, H]
+        self.register_buffer("b", torch.cat([onnx_layout(rnn.bias_ih_l0), onnx_layout(rnn.bias_hh_l0)])[None])
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return recurrent_layer(x, self.w, self.r, self.b, self.cell), None  # [B, T, H]
+
+
+def _onnx_recurrent_layer(x: Any, w: Any, r: Any, b: Any, cell: str) -> Any:
+    """ONNX translation of ``seqnlp::recurrent_layer``: the weights are already in ONNX's layout."""
+    from onnxscript import opset18 as op
+
+    hidden = int(r.shape[2])
+    steps = op.Transpose(x, perm=[1, 0, 2])  # [T, B, F]
+    if cell == "lstm":
+        y, _, _ = op.LSTM(steps, w, r, b, hidden_size=hidden)
+    elif cell == "gru":
+        # linear_before_reset=1 is PyTorch's GRU: the reset gate multiplies (W_hn h + b_hn).
+        y, _ = op.GRU(steps, w, r, b, hidden_size=hidden, linear_before_reset=1)
+    else:
+        y, _ = op.RNN(steps, w, r, b, hidden_size=hidden, activations=["Relu" if cell == "rnn_relu" else "Tanh"])
+    return op.Transpose(op.Squeeze(y, [1]), perm=[1, 0, 2])  # [T, 1, B, H] -> [B, T, H]
+
+
+def _write_onnx(masked: MaskedRNNClassifier, example: tuple[torch.Tensor, torch.Tensor], path: Path,
+                quantize: bool) -> list[str]:
+    """Export through torch.export (dynamic batch and time); with ``quantize``, then onnxruntime's int8."""
+    import copy
+
+    module = copy.copy(masked)  # a shallow copy: the trained modules are shared, the layer list is not
+    module.directions = nn.ModuleList(_RecurrentOp(rnn) for rnn in masked.directions)  # type: ignore[arg-type]
+    batch, time = torch.export.Dim("batch"), torch.export.Dim("time")
+    with _quiet(), torch.inference_mode(False), torch.no_grad():
+        program = torch.onnx.export(
+            module, example, input_names=INPUT_NAMES, output_names=OUTPUT_NAMES,
+            dynamic_shapes={"input_ids": {0: batch, 1: time}, "lengths": {0: batch}},
+            custom_translation_table={torch.ops.seqnlp.recurrent_layer.default: _onnx_recurrent_layer},
+            opset_version=OPSET, dynamo=True, optimize=True, verbose=False,
+        )
+        assert program is not None
+        if not quantize:
+            with _atomic_path(path) as tmp:
+                program.save(str(tmp))
+            return []
+        with tempfile.TemporaryDirectory(dir=path.parent) as scratch:
+            fp32 = Path(scratch) / "model.onnx"
+            program.save(str(fp32))
+            with _atomic_path(path) as tmp:
+                _quantize_onnx(fp32, tmp)
+    return _onnx_int8_ops(path)
+
+
+def _quantize_onnx(source: Path, target: Path) -> None:
+    """onnxruntime's dynamic int8 quantization: LSTM, MatMul and the embedding Gather (it has no GRU or RNN)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic as ort_quantize_dynamic
+
+    ort_quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8)
+
+
+def _onnx_int8_ops(path: Path) -> list[str]:
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    return sorted({node.op_type for node in graph.node if "Integer" in node.op_type or "Quantize" in node.op_type})
+
+
+def _onnx_runner(path: Path) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+    def run(ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        return session.run(OUTPUT_NAMES, {"input_ids": ids, "lengths": lengths})[0]
+
+    return run
+
+
+# --- checks and metadata ------------------------------------------------------------------------------------------
+
+def _parity_check(model: nn.Module, run_exported: Callable[[np.ndarray, np.ndarray], np.ndarray], vocab_size: int,
+                  pad: int, max_length: int, batch: int = 8, seed: int = 0) -> tuple[float, float]:
+    """Max |logit difference| between the exported file and the packed model on random ids of mixed lengths,
+    in a batch shape unlike the one traced; and the largest |logit|, the scale that difference is read on."""
+    generator = torch.Generator().manual_seed(seed)
+    width = min(max_length, 37)
+    lengths = torch.linspace(1, width, batch).round().long()  # [B]: 1 .. width
+    ids = torch.randint(2 if vocab_size > 2 else 0, vocab_size, (batch, width), generator=generator)  # [B, T]
+    ids[torch.arange(width)[None, :] >= lengths[:, None]] = pad
+    with torch.no_grad():
+        expected = model(ids, lengths).numpy()  # [B, C]
+    got = run_exported(ids.numpy(), lengths.numpy())  # [B, C]
+    return float(np.abs(got - expected).max()), float(np.abs(expected).max())
+
+
+def _metadata(config: Any, tokenizer: Any, labels: list[str], model_file: Path, format: str, quantize: bool,
+              int8: list[str], max_abs_diff: float, run_dir: Path) -> dict[str, Any]:
+    from seqnlp import __version__
+
+    return {
+        "format": format,
+        "model_file": model_file.name,
+        "tokenizer_file": TOKENIZER_FILE,
+        "labels_file": LABELS_FILE,
+        "inputs": [
+            {"name": "input_ids", "dtype": "int64", "shape": ["batch", "time"],
+             "about": "token ids from tokenizer.json, padded on the right with pad_id to the longest text"},
+            {"name": "lengths", "dtype": "int64", "shape": ["batch"],
+             "about": "real tokens per text, each between 1 and time"},
+        ],
+        "outputs": [{"name": "logits", "dtype": "float32", "shape": ["batch", len(labels)],
+                     "about": "unnormalized scores in label order; softmax gives probabilities"}],
+        "pad_id": pad_id(tokenizer),
+        "empty_text_id": fallback_id(tokenizer),
+        "max_length": config.tokenizer.max_length,
+        "truncation_side": config.tokenizer.truncation_side,
+        "labels": list(labels),
+        "quantized": quantize,
+        "int8": int8,
+        "check": {"max_abs_logit_diff": max_abs_diff, "against": "the packed fp32 model of the run"},
+        "model": config.model.__dict__.copy(),
+        "source_run": str(run_dir),
+        "seqnlp_version": __version__,
+        "torch_version": torch.__version__.split("+")[0],
+        **({"opset": OPSET} if format == "onnx" else {}),
+    }
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Silence the exporters' chatter: deprecation notices (torch.jit), tracer and export warnings about
+    constants that the parity check covers, and torch.onnx's progress lines."""
+    # The root logger too: onnxruntime.quantization logs its advice there.
+    loggers = [logging.getLogger(name) for name in ("", "torch.onnx", "torch.export", "torch._dynamo", "onnxscript",
+                                                    "onnx_ir")]
+    levels = [logger.level for logger in loggers]
+    with warnings.catch_warnings(), contextlib.redirect_stdout(_Discard()):
+        warnings.simplefilter("ignore")
+        for logger in loggers:
+            logger.setLevel(logging.ERROR)
+        try:
+            yield
+        finally:
+            for logger, level in zip(loggers, levels):
+                logger.setLevel(level)
+
+
+class _Discard:
+    def write(self, text: str) -> int:
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def _atomic_path(path: Path) -> Iterator[Path]:
+    """A temporary file beside ``path``, renamed over it on success: a failed export leaves no half file."""
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def load_metadata(path: str | Path) -> dict[str, Any]:
+    """Read an export.json (given it or the directory holding it)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / METADATA_FILE
+    return json.loads(path.read_text(encoding="utf-8"))
