@@ -451,9 +451,11 @@ def export(ctx: click.Context, run_dir: str, export_format: str, output: Optiona
     from seqnlp.export import export_run
 
     result = export_run(run_dir, format=export_format, output=output, quantize=quantize)
-    click.echo(f"Model: {result.model_file} ({result.format}{', int8: ' + ', '.join(result.int8) if quantize else ''})")
+    int8 = f", int8: {', '.join(result.int8) or 'nothing'}" if quantize else ""
+    click.echo(f"Model: {result.model_file} ({result.format}{int8})")
     click.echo(f"Beside it: {', '.join(p.name for p in result.files[1:])}")
-    click.echo(f"Check: max |logit difference| from the trained model {result.max_abs_diff:.2e} on texts of mixed lengths")
+    click.echo(f"Check: max |logit difference| from the trained model {result.max_abs_diff:.2e} "
+               "on random texts of mixed lengths")
 
 
 def read_texts(stream: TextIO, input_format: str, columns: list[str], separator: str) -> Iterator[list[str]]:

@@ -18,7 +18,6 @@ random texts of mixed lengths, and its logits are compared with the packed model
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import shutil
@@ -45,7 +44,6 @@ MODEL_SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt"}
 METADATA_FILE = "export.json"
 INPUT_NAMES = ["input_ids", "lengths"]
 OUTPUT_NAMES = ["logits"]
-OPSET = 18
 FP32_TOLERANCE = 1e-4  # the largest logit difference an fp32 export may show, relative to logits above 1
 INSTALL_HINT = "pip install 'seqnlp[export]'"
 
@@ -81,8 +79,10 @@ def export_run(run_dir: str | Path, format: str = "onnx", output: Optional[str |
     masked = MaskedRNNClassifier(model)
     example = _example_inputs(pad_id(tokenizer))
     if format == "onnx":
-        int8 = _write_onnx(masked, example, model_file, quantize)
-        run_exported = _onnx_runner(model_file)
+        from seqnlp.export_onnx import onnx_runner, write_onnx
+
+        int8 = write_onnx(masked, example, model_file, quantize)
+        run_exported = onnx_runner(model_file)
     else:
         int8 = _write_torchscript(masked, example, model_file, quantize)
         run_exported = _torchscript_runner(model_file)
@@ -143,150 +143,20 @@ def _write_torchscript(masked: MaskedRNNClassifier, example: tuple[torch.Tensor,
     int8: list[str] = []
     if quantize:
         module, int8 = quantize_dynamic(masked)
-    with _quiet(), torch.inference_mode(False), torch.no_grad():
+    with quiet_exporters(), torch.inference_mode(False), torch.no_grad():
         traced = torch.jit.trace(module, example, check_trace=False)
-        with _atomic_path(path) as tmp:
+        with atomic_path(path) as tmp:
             traced.save(str(tmp))
     return int8
 
 
 def _torchscript_runner(path: Path) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
-    with _quiet():
+    with quiet_exporters():
         loaded = torch.jit.load(str(path), map_location="cpu")
 
     def run(ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         with torch.no_grad():
             return loaded(torch.from_numpy(ids), torch.from_numpy(lengths)).numpy()
-
-    return run
-
-
-# --- ONNX ---------------------------------------------------------------------------------------------------------
-
-# ONNX orders gate blocks differently: torch LSTM i,f,g,o -> ONNX i,o,f,c; torch GRU r,z,n -> ONNX z,r,h.
-_ONNX_GATES = {"lstm": [0, 3, 1, 2], "gru": [1, 0, 2], "rnn_tanh": [0], "rnn_relu": [0]}
-
-
-@torch.library.custom_op("seqnlp::recurrent_layer", mutates_args=())
-def recurrent_layer(x: torch.Tensor, w: torch.Tensor, r: torch.Tensor, b: torch.Tensor, cell: str) -> torch.Tensor:
-    """One layer and direction of an RNN/LSTM/GRU from a zero state, with ONNX's weight layout:
-    x [B, T, F], w [1, G*H, F], r [1, G*H, H], b [1, 2*G*H] (gate blocks in ONNX order) -> outputs [B, T, H].
-
-    An opaque op to torch.export, so the time axis stays dynamic (the exporter would unroll nn.RNN step by step
-    and fix T) and each layer becomes ONNX's own RNN/LSTM/GRU operator with its weights as plain initializers,
-    which onnxruntime's int8 quantization can then find.
-    """
-    gates = _ONNX_GATES[cell]
-    hidden = r.shape[2]
-    to_torch = [gates.index(g) for g in range(len(gates))]  # ONNX block holding torch's block g
-
-    def torch_layout(t: torch.Tensor) -> torch.Tensor:
-        return torch.cat([t[j * hidden:(j + 1) * hidden] for j in to_torch])
-
-    w_ih, w_hh = torch_layout(w[0]), torch_layout(r[0])
-    b_ih, b_hh = torch_layout(b[0, : len(gates) * hidden]), torch_layout(b[0, len(gates) * hidden:])
-    h0 = x.new_zeros(1, x.shape[0], hidden)  # [1, B, H]
-    params = [w_ih, w_hh, b_ih, b_hh]
-    if cell == "lstm":
-        out = torch.lstm(x, (h0, h0), params, True, 1, 0.0, False, False, True)[0]
-    elif cell == "gru":
-        out = torch.gru(x, h0, params, True, 1, 0.0, False, False, True)[0]
-    else:
-        rnn = torch.rnn_relu if cell == "rnn_relu" else torch.rnn_tanh
-        out = rnn(x, h0, params, True, 1, 0.0, False, False, True)[0]
-    return out.contiguous()  # [B, T, H]
-
-
-@recurrent_layer.register_fake
-def _(x: torch.Tensor, w: torch.Tensor, r: torch.Tensor, b: torch.Tensor, cell: str) -> torch.Tensor:
-    return x.new_empty(x.shape[0], x.shape[1], r.shape[2])
-
-
-class _RecurrentOp(nn.Module):
-    """A one-layer, one-direction nn.RNN/LSTM/GRU with its weights in ONNX's layout, run by
-    ``seqnlp::recurrent_layer``."""
-
-    def __init__(self, rnn: nn.RNNBase) -> None:
-        super().__init__()
-        self.cell = {nn.LSTM: "lstm", nn.GRU: "gru"}.get(type(rnn), f"rnn_{getattr(rnn, 'nonlinearity', 'tanh')}")
-        gates, hidden = _ONNX_GATES[self.cell], rnn.hidden_size
-
-        def onnx_layout(t: torch.Tensor) -> torch.Tensor:
-            return torch.cat([t[g * hidden:(g + 1) * hidden] for g in gates]).detach()
-
-        self.register_buffer("w", onnx_layout(rnn.weight_ih_l0)[None])  # [1, G*H, F]
-        self.register_buffer("r", onnx_layout(rnn.weight_hh_l0)[None])  # [1, G*H, H]
-        self.register_buffer("b", torch.cat([onnx_layout(rnn.bias_ih_l0), onnx_layout(rnn.bias_hh_l0)])[None])
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, None]:
-        return recurrent_layer(x, self.w, self.r, self.b, self.cell), None  # [B, T, H]
-
-
-def _onnx_recurrent_layer(x: Any, w: Any, r: Any, b: Any, cell: str) -> Any:
-    """ONNX translation of ``seqnlp::recurrent_layer``: the weights are already in ONNX's layout."""
-    from onnxscript import opset18 as op
-
-    hidden = int(r.shape[2])
-    steps = op.Transpose(x, perm=[1, 0, 2])  # [T, B, F]
-    if cell == "lstm":
-        y, _, _ = op.LSTM(steps, w, r, b, hidden_size=hidden)
-    elif cell == "gru":
-        # linear_before_reset=1 is PyTorch's GRU: the reset gate multiplies (W_hn h + b_hn).
-        y, _ = op.GRU(steps, w, r, b, hidden_size=hidden, linear_before_reset=1)
-    else:
-        y, _ = op.RNN(steps, w, r, b, hidden_size=hidden, activations=["Relu" if cell == "rnn_relu" else "Tanh"])
-    return op.Transpose(op.Squeeze(y, [1]), perm=[1, 0, 2])  # [T, 1, B, H] -> [B, T, H]
-
-
-def _write_onnx(masked: MaskedRNNClassifier, example: tuple[torch.Tensor, torch.Tensor], path: Path,
-                quantize: bool) -> list[str]:
-    """Export through torch.export (dynamic batch and time); with ``quantize``, then onnxruntime's int8."""
-    import copy
-
-    module = copy.copy(masked)  # a shallow copy: the trained modules are shared, the layer list is not
-    module.directions = nn.ModuleList(_RecurrentOp(rnn) for rnn in masked.directions)  # type: ignore[arg-type]
-    batch, time = torch.export.Dim("batch"), torch.export.Dim("time")
-    with _quiet(), torch.inference_mode(False), torch.no_grad():
-        program = torch.onnx.export(
-            module, example, input_names=INPUT_NAMES, output_names=OUTPUT_NAMES,
-            dynamic_shapes={"input_ids": {0: batch, 1: time}, "lengths": {0: batch}},
-            custom_translation_table={torch.ops.seqnlp.recurrent_layer.default: _onnx_recurrent_layer},
-            opset_version=OPSET, dynamo=True, optimize=True, verbose=False,
-        )
-        assert program is not None
-        if not quantize:
-            with _atomic_path(path) as tmp:
-                program.save(str(tmp))
-            return []
-        with tempfile.TemporaryDirectory(dir=path.parent) as scratch:
-            fp32 = Path(scratch) / "model.onnx"
-            program.save(str(fp32))
-            with _atomic_path(path) as tmp:
-                _quantize_onnx(fp32, tmp)
-    return _onnx_int8_ops(path)
-
-
-def _quantize_onnx(source: Path, target: Path) -> None:
-    """onnxruntime's dynamic int8 quantization: LSTM, MatMul and the embedding Gather (it has no GRU or RNN)."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic as ort_quantize_dynamic
-
-    ort_quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8)
-
-
-def _onnx_int8_ops(path: Path) -> list[str]:
-    import onnx
-
-    graph = onnx.load(str(path), load_external_data=False).graph
-    return sorted({node.op_type for node in graph.node if "Integer" in node.op_type or "Quantize" in node.op_type})
-
-
-def _onnx_runner(path: Path) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
-    import onnxruntime
-
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-
-    def run(ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-        return session.run(OUTPUT_NAMES, {"input_ids": ids, "lengths": lengths})[0]
 
     return run
 
@@ -337,12 +207,12 @@ def _metadata(config: Any, tokenizer: Any, labels: list[str], model_file: Path, 
         "source_run": str(run_dir),
         "seqnlp_version": __version__,
         "torch_version": torch.__version__.split("+")[0],
-        **({"opset": OPSET} if format == "onnx" else {}),
+        **({"opset": 18} if format == "onnx" else {}),
     }
 
 
 @contextlib.contextmanager
-def _quiet() -> Iterator[None]:
+def quiet_exporters() -> Iterator[None]:
     """Silence the exporters' chatter: deprecation notices (torch.jit), tracer and export warnings about
     constants that the parity check covers, and torch.onnx's progress lines."""
     # The root logger too: onnxruntime.quantization logs its advice there.
@@ -369,7 +239,7 @@ class _Discard:
 
 
 @contextlib.contextmanager
-def _atomic_path(path: Path) -> Iterator[Path]:
+def atomic_path(path: Path) -> Iterator[Path]:
     """A temporary file beside ``path``, renamed over it on success: a failed export leaves no half file."""
     fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
@@ -380,10 +250,3 @@ def _atomic_path(path: Path) -> Iterator[Path]:
     finally:
         tmp.unlink(missing_ok=True)
 
-
-def load_metadata(path: str | Path) -> dict[str, Any]:
-    """Read an export.json (given it or the directory holding it)."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / METADATA_FILE
-    return json.loads(path.read_text(encoding="utf-8"))

@@ -153,7 +153,7 @@ def test_masked_forward_ignores_what_the_padding_holds() -> None:
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn_tanh", "rnn_relu"])
 def test_the_export_op_runs_its_layer_like_torch(cell: str) -> None:
     """seqnlp::recurrent_layer takes ONNX's weight layout; run eagerly it equals the torch layer it came from."""
-    from seqnlp.export import _RecurrentOp
+    from seqnlp.export_onnx import _RecurrentOp
 
     torch.manual_seed(0)
     kind = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU}.get(cell, torch.nn.RNN)
@@ -332,4 +332,5 @@ def test_missing_onnx_packages_name_the_extra(toy_run: Path, tmp_path: Path, mon
 
 def test_missing_run_is_a_one_line_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["export", str(tmp_path / "nope"), "--format", "torchscript"])
-    assert result.exit_code == 1 and result.output.startswith("Error: run directory") and "Traceback" not in result.output
+    assert result.exit_code == 1 and result.output.startswith("Error: run directory")
+    assert "Traceback" not in result.output
