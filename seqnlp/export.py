@@ -71,7 +71,7 @@ def export_run(run_dir: str | Path, format: str = "onnx", output: Optional[str |
     if format not in FORMATS:
         raise ConfigError(f"format: {format!r} is not one of {', '.join(FORMATS)}")
     if format == "onnx":
-        require_onnx(quantize)
+        require_onnx()
     config, tokenizer, labels, model = load_run(run_dir, "cpu")
     run_dir = Path(run_dir)
     model_file = _model_path(run_dir, output, format, quantize)
@@ -87,7 +87,7 @@ def export_run(run_dir: str | Path, format: str = "onnx", output: Optional[str |
         int8 = _write_torchscript(masked, example, model_file, quantize)
         run_exported = _torchscript_runner(model_file)
     max_abs_diff, scale = _parity_check(model, run_exported, tokenizer.get_vocab_size(), pad_id(tokenizer),
-                                 config.tokenizer.max_length)
+                                        config.tokenizer.max_length)
     if not quantize and max_abs_diff > FP32_TOLERANCE * max(1.0, scale):
         raise SeqnlpError(f"{model_file}: exported logits differ from the trained model's by {max_abs_diff:.2e} "
                           f"(logits up to {scale:.3g}); please report this with {run_dir / 'config.yaml'}")
@@ -105,7 +105,7 @@ def export_run(run_dir: str | Path, format: str = "onnx", output: Optional[str |
     return ExportResult(model_file, format, quantize, int8, max_abs_diff, files, metadata)
 
 
-def require_onnx(quantize: bool = False) -> None:
+def require_onnx() -> None:
     """The ONNX exporter needs onnx and onnxscript; checking and quantizing need onnxruntime."""
     for module in ("onnx", "onnxscript", "onnxruntime"):
         try:
