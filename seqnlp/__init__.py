@@ -5,6 +5,7 @@
     result = seqnlp.train(config)
     seqnlp.load(result.run_dir).predict(["free entry in a weekly competition"])
     seqnlp.evaluate(result.run_dir)
+    seqnlp.export_run(result.run_dir, format="onnx", quantize=True)   # -> runs/.../export/model.int8.onnx
 
 Heavy modules (torch, datasets) load on first use, so importing seqnlp, or printing the CLI's help, is fast.
 """
@@ -19,6 +20,7 @@ from seqnlp.errors import CheckpointError, ConfigError, DataError, SeqnlpError
 
 if TYPE_CHECKING:
     from seqnlp.evaluation import evaluate
+    from seqnlp.export import ExportResult, export_run
     from seqnlp.predict import Classifier, load
     from seqnlp.training import TrainResult, train
 
@@ -30,11 +32,13 @@ _LAZY = {
     "evaluate": "seqnlp.evaluation",
     "load": "seqnlp.predict",
     "Classifier": "seqnlp.predict",
+    "export_run": "seqnlp.export",
+    "ExportResult": "seqnlp.export",
 }
 
 __all__ = [
     "Config", "DataConfig", "TokenizerConfig", "ModelConfig", "TrainConfig", "load_config",
-    "train", "TrainResult", "evaluate", "load", "Classifier",
+    "train", "TrainResult", "evaluate", "load", "Classifier", "export_run", "ExportResult",
     "SeqnlpError", "ConfigError", "DataError", "CheckpointError", "__version__",
 ]
 

@@ -14,7 +14,7 @@ from tokenizers import Tokenizer
 from seqnlp.batching import pad_flat
 from seqnlp.checkpoint import load_run, load_thresholds
 from seqnlp.config import Config
-from seqnlp.errors import DataError
+from seqnlp.errors import ConfigError, DataError
 from seqnlp.model import RNNClassifier
 from seqnlp.objective import DEFAULT_THRESHOLD, make_objective
 from seqnlp.runtime import autocast, resolve_device
@@ -46,8 +46,10 @@ class Classifier:
         device: torch.device,
         run_dir: Optional[Path] = None,
         thresholds: Optional[Sequence[float]] = None,
+        quantized: bool = False,
     ) -> None:
         self.model = model.eval()
+        self.quantized = quantized  # int8 weights (CPU only): runs in fp32 activations, whatever the run's precision
         self.tokenizer = tokenizer
         self.label_names = list(label_names)
         self.config = config
@@ -61,15 +63,25 @@ class Classifier:
             self.thresholds = [DEFAULT_THRESHOLD] * len(self.label_names) if thresholds is None else list(thresholds)
 
     @classmethod
-    def load(cls, run_dir: str | Path, device: str = "auto") -> "Classifier":
-        """Load a run directory (safetensors weights, JSON/YAML files only: nothing is unpickled)."""
-        dev = resolve_device(device)
+    def load(cls, run_dir: str | Path, device: str = "auto", quantize: bool = False) -> "Classifier":
+        """Load a run directory (safetensors weights, JSON/YAML files only: nothing is unpickled).
+
+        ``quantize`` makes the LSTM/GRU and linear layers dynamically int8-quantized for faster CPU inference
+        (seqnlp.quantize says what is and is not quantized); it needs the CPU, which ``auto`` then picks.
+        """
+        dev = torch.device("cpu") if quantize and device == "auto" else resolve_device(device)
+        if quantize and dev.type != "cpu":
+            raise ConfigError(f"quantize: int8 dynamic quantization runs on the CPU, not on {dev}; use device cpu")
         config, tokenizer, labels, model = load_run(run_dir, dev)
         thresholds = load_thresholds(Path(run_dir), labels) if config.data.multi_label else None
         if config.data.multi_label and thresholds is None:
             log.warning("%s has no thresholds.json (training did not finish): every label's threshold is %.1f",
                         run_dir, DEFAULT_THRESHOLD)
-        return cls(model, tokenizer, labels, config, dev, Path(run_dir), thresholds=thresholds)
+        if quantize:
+            from seqnlp.quantize import quantize_dynamic
+
+            model, _ = quantize_dynamic(model)
+        return cls(model, tokenizer, labels, config, dev, Path(run_dir), thresholds=thresholds, quantized=quantize)
 
     @property
     def multi_label(self) -> bool:
@@ -127,7 +139,7 @@ class Classifier:
         if not texts:
             return out
         for indices, ids, lengths in self._batches(encode_texts(self.tokenizer, texts)):
-            with autocast(self.device, self.config.train.precision):
+            with autocast(self.device, "fp32" if self.quantized else self.config.train.precision):
                 logits = self.model(ids.to(self.device), lengths)  # [B, C]
             out[torch.from_numpy(indices)] = logits.float().cpu()
         return out
@@ -145,6 +157,6 @@ class Classifier:
             yield indices, torch.from_numpy(ids), torch.from_numpy(batch_lengths)
 
 
-def load(run_dir: str | Path, device: str = "auto") -> Classifier:
+def load(run_dir: str | Path, device: str = "auto", quantize: bool = False) -> Classifier:
     """Load a trained run for prediction: ``seqnlp.load("runs/x").predict(["some text"])``."""
-    return Classifier.load(run_dir, device=device)
+    return Classifier.load(run_dir, device=device, quantize=quantize)

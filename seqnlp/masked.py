@@ -1,0 +1,96 @@
+"""The classifier's forward pass over padded ids with a mask instead of packed sequences, for export.
+
+ONNX and TorchScript cannot carry a ``PackedSequence``, so this module rebuilds the same computation from
+plain tensor operations that export with dynamic batch and time axes:
+
+- every layer and direction of the trained ``nn.RNN/LSTM/GRU`` becomes its own one-layer, one-direction module
+  with the same weights;
+- the forward direction runs over the padded batch as is: padding sits after each text's last real token, so
+  it can only change states at padded positions, which are zeroed and never pooled;
+- the backward direction runs over each text reversed *within its length* (a gather), so it starts at the
+  text's last real token and its padding again comes last; its outputs are gathered back into place;
+- the final state of a direction is its output at the text's last real step (``length - 1``), which is
+  exactly what the packed RNN's ``h_n`` holds;
+- pooling and head are the trained model's own modules, fed the same masked outputs.
+
+So for every text the logits equal those of the packed ``RNNClassifier`` up to float rounding.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from seqnlp.model import Pooling, RNNClassifier
+
+_CELL_TYPES: dict[type[nn.RNNBase], str] = {nn.RNN: "rnn", nn.LSTM: "lstm", nn.GRU: "gru"}
+
+
+class MaskedRNNClassifier(nn.Module):
+    """``input_ids [B, T]`` and ``lengths [B]`` (int64) in, logits ``[B, C]`` out: no packing anywhere."""
+
+    def __init__(self, model: RNNClassifier) -> None:
+        super().__init__()
+        rnn = model.encoder.rnn
+        self.num_layers = rnn.num_layers
+        self.num_directions = 2 if rnn.bidirectional else 1
+        self.embedding = model.embedding
+        # One module per (layer, direction), in the order [l0 fwd, l0 bwd, l1 fwd, ...].
+        self.directions = nn.ModuleList(
+            _single_direction(rnn, layer, reverse)
+            for layer in range(self.num_layers)
+            for reverse in ([False, True] if rnn.bidirectional else [False])
+        )
+        self.pooling: Pooling = model.pooling
+        self.head = model.head
+        self.eval()
+
+    def forward(self, input_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """input_ids [B, T] int64, lengths [B] int64 (each in 1..T) -> logits [B, C]."""
+        width = input_ids.shape[1]
+        lengths = lengths.clamp(min=1)  # a zero length would index position -1; the tokenizer never makes one
+        steps = torch.arange(width, device=input_ids.device)[None, :]  # [1, T]
+        mask = steps < lengths[:, None]  # [B, T]
+        # Position t of a text reversed within its length: its own last real token first, padding kept last.
+        reverse_index = torch.where(mask, lengths[:, None] - 1 - steps, steps)  # [B, T]
+        last_index = (lengths - 1)[:, None, None]  # [B, 1, 1]
+        hidden = self.embedding(input_ids)  # [B, T, E]
+        finals: list[torch.Tensor] = []
+        for layer in range(self.num_layers):
+            outputs: list[torch.Tensor] = []
+            finals = []
+            for direction in range(self.num_directions):
+                rnn = self.directions[layer * self.num_directions + direction]
+                if direction == 0:
+                    out, _ = rnn(hidden)  # [B, T, H]
+                    out = out * mask[..., None].to(out.dtype)  # padded positions hold zeros, as when packed
+                    finals.append(out.gather(1, last_index.expand(-1, 1, out.shape[2])).squeeze(1))  # [B, H]
+                else:
+                    flipped = _gather_steps(hidden, reverse_index)  # [B, T, F]
+                    out, _ = rnn(flipped)  # [B, T, H], step t = original position length-1-t
+                    out = out * mask[..., None].to(out.dtype)
+                    finals.append(out.gather(1, last_index.expand(-1, 1, out.shape[2])).squeeze(1))  # [B, H]
+                    out = _gather_steps(out, reverse_index)  # back to original order (reversal is its own inverse)
+                outputs.append(out)
+            hidden = torch.cat(outputs, dim=2)  # [B, T, D*H]
+        final = torch.cat(finals, dim=1)  # [B, D*H]
+        pooled = self.pooling(hidden, final, lengths)  # [B, D*H]
+        return self.head(pooled)  # [B, C]
+
+
+def _gather_steps(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """values [B, T, F], index [B, T] -> values[b, index[b, t]] as [B, T, F]."""
+    return values.gather(1, index[..., None].expand(-1, -1, values.shape[2]))
+
+
+def _single_direction(rnn: nn.RNNBase, layer: int, reverse: bool) -> nn.RNNBase:
+    """A one-layer, one-direction copy of one layer and direction of ``rnn`` (batch first, same weights)."""
+    kind = _CELL_TYPES[type(rnn)]
+    input_size = rnn.input_size if layer == 0 else rnn.hidden_size * (2 if rnn.bidirectional else 1)
+    kwargs = {"nonlinearity": rnn.nonlinearity} if kind == "rnn" else {}
+    single = type(rnn)(input_size, rnn.hidden_size, num_layers=1, bias=rnn.bias, batch_first=True, **kwargs)
+    suffix = f"_l{layer}" + ("_reverse" if reverse else "")
+    with torch.no_grad():
+        for name in ("weight_ih", "weight_hh") + (("bias_ih", "bias_hh") if rnn.bias else ()):
+            getattr(single, f"{name}_l0").copy_(getattr(rnn, f"{name}{suffix}"))
+    return single.to(next(rnn.parameters()).device)
