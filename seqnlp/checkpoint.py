@@ -72,10 +72,10 @@ def prepare_run_dir(path: str | Path, overwrite: bool = False) -> Path:
 
 def save_run_files(run_dir: Path, config: Config, tokenizer: Tokenizer, label_names: list[str]) -> None:
     """Write everything but the weights: the config, labels and tokenizer."""
-    with _atomic(run_dir / CONFIG_FILE) as tmp:
+    with atomic_path(run_dir / CONFIG_FILE) as tmp:
         config.save(tmp)
     write_json(run_dir / LABELS_FILE, list(label_names))
-    with _atomic(run_dir / TOKENIZER_FILE) as tmp:
+    with atomic_path(run_dir / TOKENIZER_FILE) as tmp:
         tokenizer.save(str(tmp))
 
 
@@ -85,7 +85,7 @@ def save_weights(model: torch.nn.Module, path: Path, tokenizer: Tokenizer | None
     metadata = {"format": "pt", "producer": "seqnlp"}
     if tokenizer is not None:
         metadata[VOCAB_KEY] = vocab_digest(tokenizer)
-    with _atomic(path) as tmp:
+    with atomic_path(path) as tmp:
         save_file(state, str(tmp), metadata=metadata)
 
 
@@ -159,12 +159,12 @@ def append_jsonl(path: Path, record: dict[str, Any]) -> None:
 
 
 def write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
-    with _atomic(path) as tmp:
+    with atomic_path(path) as tmp:
         tmp.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
 
 
 def write_json(path: Path, data: Any) -> None:
-    with _atomic(path) as tmp:
+    with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 
 
@@ -189,7 +189,7 @@ def _safetensors_header(path: Path) -> dict[str, Any]:
 
 
 @contextmanager
-def _atomic(path: Path) -> Iterator[Path]:
+def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success, fsync it and rename it over ``path``."""
     fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
@@ -245,7 +245,7 @@ def save_training_state(
     try:
         save_weights(model, staging / WEIGHTS_FILE, tokenizer)
         tensors, groups = _flatten_optimizer(optimizer)
-        with _atomic(staging / OPTIMIZER_FILE) as tmp:
+        with atomic_path(staging / OPTIMIZER_FILE) as tmp:
             save_file(tensors, str(tmp))
         write_json(staging / STATE_FILE, {**state, "optimizer_param_groups": groups})
         os.chmod(staging, 0o777 & ~_umask())

@@ -82,15 +82,7 @@ def summarize(values: dict[str, torch.Tensor], label_names: list[str]) -> dict[s
         "macro_f1": float(values["macro_f1"]),
         "macro_precision": float(values["macro_precision"]),
         "macro_recall": float(values["macro_recall"]),
-        "per_class": {
-            name: {
-                "precision": float(values["precision"][i]),
-                "recall": float(values["recall"][i]),
-                "f1": float(values["f1"][i]),
-                "support": int(support[i]),
-            }
-            for i, name in enumerate(label_names)
-        },
+        "per_class": _per_class(values, label_names, support=support.tolist()),
         "confusion_matrix": confusion.tolist(),
     }
 
@@ -125,16 +117,22 @@ def summarize_multilabel(values: dict[str, torch.Tensor], label_names: list[str]
         "macro_f1": float(values["macro_f1"]),
         "macro_precision": float(values["macro_precision"]),
         "macro_recall": float(values["macro_recall"]),
-        "per_class": {
-            name: {
-                "precision": float(values["precision"][i]),
-                "recall": float(values["recall"][i]),
-                "f1": float(values["f1"][i]),
-                "support": int(stats[i, 4]),  # examples that have the label
-                "predicted": int(stats[i, 0] + stats[i, 1]),  # examples given the label
-            }
-            for i, name in enumerate(label_names)
-        },
+        # support: examples that have the label; predicted: examples given the label
+        "per_class": _per_class(values, label_names, support=stats[:, 4].tolist(),
+                                predicted=(stats[:, 0] + stats[:, 1]).tolist()),
+    }
+
+
+def _per_class(values: dict[str, torch.Tensor], label_names: list[str], **counts: list[int]) -> dict[str, Any]:
+    """Per label: precision, recall and F1 from ``values``, then each of ``counts`` (one integer per label)."""
+    return {
+        name: {
+            "precision": float(values["precision"][i]),
+            "recall": float(values["recall"][i]),
+            "f1": float(values["f1"][i]),
+            **{key: int(column[i]) for key, column in counts.items()},
+        }
+        for i, name in enumerate(label_names)
     }
 
 

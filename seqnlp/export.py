@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import shutil
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from seqnlp.checkpoint import LABELS_FILE, TOKENIZER_FILE, load_run, write_json
+from seqnlp.checkpoint import LABELS_FILE, TOKENIZER_FILE, atomic_path, load_run, write_json
 from seqnlp.errors import ConfigError, SeqnlpError
 from seqnlp.masked import MaskedRNNClassifier
 from seqnlp.quantize import quantize_dynamic
@@ -236,17 +234,4 @@ class _Discard:
 
     def flush(self) -> None:
         pass
-
-
-@contextlib.contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """A temporary file beside ``path``, renamed over it on success: a failed export leaves no half file."""
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
