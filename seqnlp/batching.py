@@ -274,8 +274,7 @@ class StreamLoader:
     The stream (already shuffled through a buffer by ``IterableDataset.shuffle``) is read in pools of
     ``batch_size x num_replicas x pool_batches`` examples, turned into Arrow ``READ_BATCH`` examples at a time
     (as Python lists, the ids of a whole pool would take several times the room); each pool is sorted by
-    length, cut into global batches (by exact length within the pool with ``equal_lengths``), and the batches
-    are shuffled. Every rank reads the whole stream and
+    length, cut into global batches, and the batches are shuffled. Every rank reads the whole stream and
     keeps its share of each global batch, as ``BucketSampler`` does, so all ranks take the same number of
     steps without knowing the stream's length. ``set_epoch`` reshuffles the stream and the batches.
 
@@ -295,7 +294,6 @@ class StreamLoader:
         num_replicas: int = 1,
         rank: int = 0,
         num_examples: Optional[int] = None,
-        equal_lengths: bool = False,
     ) -> None:
         self.stream = stream
         self.schema = stream.features.arrow_schema if stream.features is not None else None
@@ -306,7 +304,6 @@ class StreamLoader:
         self.pool_size = self.global_batch_size * pool_batches
         self.num_batches = None if num_examples is None else math.ceil(num_examples / self.global_batch_size)
         self.sharded = num_replicas > 1
-        self.equal_lengths = equal_lengths
         self._epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -327,11 +324,7 @@ class StreamLoader:
             lengths = pool.column("length").to_numpy().astype(np.int64)  # [P]
             labels = label_array(pool.column("label")) if "label" in pool.column_names else None
             ids = pool.column("input_ids").combine_chunks()  # [P] rows
-            if self.equal_lengths:
-                batches = equal_length_batches(rng.permutation(len(lengths)), lengths, self.global_batch_size,
-                                               self.num_replicas)
-            else:
-                batches = cut(np.argsort(lengths, kind="stable"), self.global_batch_size, self.num_replicas)
+            batches = cut(np.argsort(lengths, kind="stable"), self.global_batch_size, self.num_replicas)
             rng.shuffle(batches)  # type: ignore[arg-type]
             for batch in batches:
                 share = batch[self.rank :: self.num_replicas]

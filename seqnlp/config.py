@@ -337,6 +337,9 @@ def validate(config: Config) -> None:
     if config.train.sampler == "weighted" and config.train.bucketing == "exact":
         raise ConfigError("train.sampler: weighted draws examples with replacement, which train.bucketing: exact "
                           "cannot cut into equal-length batches; use train.bucketing: pool")
+    if config.train.bucketing == "exact" and config.data.streaming:
+        raise ConfigError("train.bucketing: exact needs every training length up front; a stream (data.streaming) is "
+                          "bucketed in pools: use train.bucketing: pool")
     if config.train.sampler == "weighted" and config.data.streaming:
         raise ConfigError("train.sampler: weighted needs the whole training split's labels; it cannot read a stream "
                           "(data.streaming); use train.class_weights instead")

@@ -218,6 +218,10 @@ def _run(
     tc, data = config.train, config.data
     resuming = tokenizer is not None
     rank, world = distributed.rank(), distributed.world_size()
+    if world > 1 and config.model.freeze_embeddings not in (False, 0):
+        # DDP fixes at construction which parameters get gradients; freezing would change that mid-run.
+        raise ConfigError("model.freeze_embeddings is not supported under torchrun (DistributedDataParallel); "
+                          "use false")
     progress = progress and distributed.is_main()
     with distributed.main_first():  # the first process of each node fills the datasets cache, the others read it
         splits = (load_stream if data.streaming else load_splits)(data, config.seed, label_names=label_names)
@@ -243,8 +247,7 @@ def _run(
     if splits.stream is not None:
         stream = encode_stream(splits.stream.shuffle(seed=config.seed, buffer_size=data.shuffle_buffer), tokenizer)
         train_loader = StreamLoader(stream, tc.batch_size, pad_id=pad, pool_batches=tc.bucket_pool, seed=config.seed,
-                                    pin_memory=pin, num_examples=splits.stream_size,
-                                    equal_lengths=tc.bucketing == "exact", **shard)
+                                    pin_memory=pin, num_examples=splits.stream_size, **shard)
     else:
         train_loader = BatchLoader(encoded[data.train_split], tc.batch_size, pad_id=pad, shuffle=True,
                                    pool_batches=tc.bucket_pool, seed=config.seed, pin_memory=pin,
@@ -284,10 +287,6 @@ def _run(
         seed_everything(config.seed + rank)  # the same initial weights on every rank, then a dropout stream each
     # DDP averages the gradients over the ranks in backward. No device_ids: Batch.to moves ids and labels,
     # and the lengths stay on the CPU, where packing wants them.
-    if world > 1 and config.model.freeze_embeddings not in (False, 0):
-        # DDP fixes at construction which parameters get gradients; freezing would change that mid-run.
-        raise ConfigError("model.freeze_embeddings is not supported under torchrun (DistributedDataParallel); "
-                          "use false")
     train_model = DistributedDataParallel(model) if world > 1 else model
 
     loop = _Loop(config, device, run_dir, model, train_model, optimizer, scaler, train_loader, val_loader,

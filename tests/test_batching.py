@@ -12,7 +12,8 @@ from datasets import ClassLabel, Dataset, Features, Sequence, Value, concatenate
 
 from seqnlp import batching
 from seqnlp.batching import Batch, BatchLoader, BucketSampler, StreamLoader, chunk_starts, pad_flat, take_rows
-from seqnlp.errors import CheckpointError, DataError
+from seqnlp.config import load_config
+from seqnlp.errors import CheckpointError, ConfigError, DataError
 
 
 def naive_pad(rows: list[list[int]], pad_id: int) -> np.ndarray:
@@ -207,6 +208,13 @@ def test_exact_sampler_shares_every_example_once_in_equal_steps(replicas: int, n
         assert epoch(samplers[0], 1) != epoch(samplers[0], 2)  # reshuffled every epoch
     assert epoch(samplers[0], 2) == epoch(BucketSampler(lengths, batch_size=8, seed=5, num_replicas=replicas,
                                                         rank=0, equal_lengths=True), 2)  # and deterministic
+
+
+def test_exact_bucketing_refuses_weights_and_streams() -> None:
+    with pytest.raises(ValueError, match="equal-length batches cannot be drawn with sampling weights"):
+        BucketSampler(np.array([1, 2, 3]), batch_size=2, equal_lengths=True, weights=np.ones(3))
+    with pytest.raises(ConfigError, match="train.bucketing: exact needs every training length up front"):
+        load_config(updates={"train.bucketing": "exact", "data.streaming": True})
 
 
 def test_exact_bucketing_runs_most_batches_dense_where_pools_cannot() -> None:

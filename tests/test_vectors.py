@@ -358,3 +358,18 @@ def test_glove_6b_50d_named_source() -> None:
     np.testing.assert_array_equal(aligned.matrix[3], aligned.matrix[2])
     assert vectors_dim("glove-6b-50d") == 50
 
+
+
+@pytest.mark.parametrize("freeze", [True, 2])
+def test_freezing_is_refused_under_torchrun_before_any_data_loads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, freeze: bool | int
+) -> None:
+    from seqnlp import training
+
+    loads: list[object] = []
+    monkeypatch.setattr(training.distributed, "world_size", lambda: 2)  # as if launched by torchrun with 2 processes
+    monkeypatch.setattr(training, "load_splits", lambda *args, **kwargs: loads.append(args))
+    config = load_config(updates={"model.freeze_embeddings": freeze, "output_dir": str(tmp_path / "run")})
+    with pytest.raises(ConfigError, match="model.freeze_embeddings is not supported under torchrun"):
+        training.train(config, progress=False)
+    assert loads == [] and not (tmp_path / "run").exists()
