@@ -20,8 +20,8 @@ Studies:
   main     seqnlp vs the reference on SST-2 and IMDB: training tokens/s, examples/s, s/epoch, padding, peak RSS,
            accuracy after the same epochs; batch inference examples/s and single-text latency; CLI start-up.
   packing  the seqnlp model on SST-2 with every batch packed (forced here, in this process only) or seqnlp's own
-           choice (dense when a batch's lengths are all equal), for exact-length bucketing and pools of 1 (random
-           batches) .. all.
+           choice (``model.recurrence: auto``: dense when a batch's lengths are all equal, else masked or packed),
+           for exact-length bucketing and pools of 1 (random batches) .. all.
   memory   peak RSS of both pipelines while training on growing IMDB subsets (nested: each contains the smaller).
 """
 
@@ -70,7 +70,7 @@ PIPELINES = ("reference", "seqnlp")
 CELLS = ("lstm", "gru", "rnn")
 PRECISIONS = ("fp32", "bf16")
 BUCKETINGS = ("pool", "exact")  # seqnlp's train.bucketing
-PACKING_MODES = ("auto", "packed")  # auto: seqnlp's choice (dense for equal lengths); packed: every batch packed
+PACKING_MODES = ("auto", "packed")  # auto: seqnlp's choice (model.recurrence: auto); packed: every batch packed
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -210,7 +210,7 @@ def seqnlp_updates(job: dict[str, Any]) -> dict[str, Any]:
     head, pooling ``last`` = the final forward and backward states), batch 64, Adam 1e-3 (AdamW with weight decay
     0), constant learning rate without warm-up, no gradient clipping, every epoch trained (no early stopping):
     the math of the tutorial. What stays seqnlp's own: the word tokenizer (Rust, punctuation split off), the
-    length-bucketed sampler (``bucket_pool``) and the dense path for equal-length batches.
+    length-bucketed sampler (``bucket_pool``) and the choice of dense, masked or packed recurrence per batch.
     """
     return {
         "data.data_files": {"train": job["train_file"], "validation": job["eval_file"]},
@@ -231,6 +231,7 @@ def seqnlp_updates(job: dict[str, Any]) -> dict[str, Any]:
         "model.embedding_dropout": DROPOUT,
         "model.pooling": "last",
         "model.head_hidden_size": 0,
+        "model.recurrence": "packed" if job.get("force_packing") else "auto",
         "train.epochs": job["epochs"],
         "train.batch_size": job["batch_size"],
         "train.eval_batch_size": job["infer_batch"],
@@ -255,15 +256,18 @@ def seqnlp_updates(job: dict[str, Any]) -> dict[str, Any]:
 class PackingProbe:
     """Wraps seqnlp's ``RecurrentEncoder.forward`` in this (worker) process only; the library is unchanged.
 
-    It counts training batches whose lengths are all equal (seqnlp runs those dense) and, with ``force``, runs
-    them packed instead: one zero step is appended, so the lengths differ from the width and seqnlp takes its
-    packed path, which never reads past a text's length. The math is the same either way; only speed differs.
+    It counts training batches whose lengths are all equal and the batches that ran on dense kernels (equal
+    lengths, or seqnlp's masked path). With ``force`` (which also sets ``model.recurrence: packed``) it runs
+    equal-length batches packed too: one zero step is appended, so the lengths differ from the width and seqnlp
+    takes its packed path, which never reads past a text's length. The math is the same either way; only speed
+    differs.
     """
 
     def __init__(self, force: bool) -> None:
         self.force = force
         self.batches = 0
         self.equal_length = 0
+        self.dense = 0
 
     def install(self) -> None:
         from seqnlp.model import RecurrentEncoder
@@ -273,22 +277,28 @@ class PackingProbe:
 
         def forward(encoder: Any, embedded: torch.Tensor, lengths: torch.Tensor,
                     need_outputs: bool = True) -> tuple[Optional[torch.Tensor], torch.Tensor]:
-            equal = bool((lengths == embedded.shape[1]).all())
-            if encoder.training:
-                probe.batches += 1
-                probe.equal_length += int(equal)
-            if equal and probe.force:
+            path = encoder.path(lengths, embedded.shape[1], embedded.device)
+            if probe.force and path == "dense":
                 padded = F.pad(embedded, (0, 0, 0, 1))  # [B, T+1, E]
                 outputs, final = original(encoder, padded, lengths, need_outputs)
-                return (None if outputs is None else outputs[:, :-1]), final
-            return original(encoder, embedded, lengths, need_outputs)
+                path = "packed"
+                result = (None if outputs is None else outputs[:, :-1]), final
+            else:
+                result = original(encoder, embedded, lengths, need_outputs)
+            if encoder.training:
+                probe.batches += 1
+                probe.equal_length += int(bool((lengths == embedded.shape[1]).all()))
+                probe.dense += int(path != "packed")
+            return result
 
         RecurrentEncoder.forward = forward  # type: ignore[method-assign]
 
     def stats(self) -> dict[str, Any]:
-        share = self.equal_length / self.batches if self.batches else 0.0
-        return {"train_batches": self.batches, "equal_length_share": share,
-                "dense_share": 0.0 if self.force else share}
+        def share(count: int) -> float:
+            return count / self.batches if self.batches else 0.0
+
+        return {"train_batches": self.batches, "equal_length_share": share(self.equal_length),
+                "dense_share": share(self.dense)}
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -882,7 +892,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines += ["## Packing study (SST-2)", "", *packing_table(rows), "",
                   "x default: tokens/s relative to seqnlp's default (pool 50, auto). exact: batches of one "
                   "length wherever possible; a number: shuffled pools of that many batches, sorted by length. "
-                  "packed: every batch packed; auto: equal-length batches run dense.", ""]
+                  "packed: every batch packed; auto: seqnlp's choice (equal lengths dense, others masked or packed by `model.recurrence: auto`).", ""]
     if any(r["study"] == "memory" for r in rows):
         lines += ["## Peak memory as IMDB grows", "", *memory_table(rows), ""]
     startup = report.get("startup") or {}

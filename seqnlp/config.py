@@ -24,6 +24,7 @@ from seqnlp.errors import ConfigError
 CELLS = ("rnn", "lstm", "gru")
 NONLINEARITIES = ("tanh", "relu")
 POOLINGS = ("last", "mean", "max", "attention")
+RECURRENCES = ("auto", "masked", "packed")
 TOKENIZER_KINDS = ("word", "bpe", "wordpiece", "unigram", "char")
 NORMALIZATIONS = ("none", "nfc", "nfd", "nfkc", "nfkd")
 TRUNCATION_SIDES = ("right", "left")
@@ -94,6 +95,9 @@ class ModelConfig:
     pooling: str = "max"  # over real tokens only: last | mean | max | attention
     head_hidden_size: int = 0  # 0: a single linear layer; >0: one hidden layer of this width
     head_activation: str = "relu"  # for the head's hidden layer: relu | tanh | gelu
+    # How batches of mixed lengths run; every choice gives the same results, only speed differs.
+    # auto: masked on the CPU when a batch has little padding or is long, packed otherwise and on CUDA.
+    recurrence: str = "auto"  # auto | masked | packed
     # Initial embedding rows from a GloVe/word2vec/fastText text file (.txt, .vec, .gz) or a named source
     # (glove-6b-50d); embedding_dim must equal the vectors' dimension. None: random initialization.
     pretrained_vectors: Optional[str] = None
@@ -154,6 +158,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "model.nonlinearity": NONLINEARITIES,
     "model.pooling": POOLINGS,
     "model.head_activation": ACTIVATIONS,
+    "model.recurrence": RECURRENCES,
     "tokenizer.kind": TOKENIZER_KINDS,
     "tokenizer.normalization": NORMALIZATIONS,
     "tokenizer.truncation_side": TRUNCATION_SIDES,

@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from seqnlp.model import Pooling, RNNClassifier
+from seqnlp.model import Pooling, RNNClassifier, gather_steps, step_indices
 
 _CELL_TYPES: dict[type[nn.RNNBase], str] = {nn.RNN: "rnn", nn.LSTM: "lstm", nn.GRU: "gru"}
 
@@ -47,13 +47,8 @@ class MaskedRNNClassifier(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """input_ids [B, T] int64, lengths [B] int64 (each in 1..T) -> logits [B, C]."""
-        width = input_ids.shape[1]
         lengths = lengths.clamp(min=1)  # a zero length would index position -1; the tokenizer never makes one
-        steps = torch.arange(width, device=input_ids.device)[None, :]  # [1, T]
-        mask = steps < lengths[:, None]  # [B, T]
-        # Position t of a text reversed within its length: its own last real token first, padding kept last.
-        reverse_index = torch.where(mask, lengths[:, None] - 1 - steps, steps)  # [B, T]
-        last_index = (lengths - 1)[:, None, None]  # [B, 1, 1]
+        mask, reverse_index, last_index = step_indices(lengths, input_ids.shape[1])  # [B, T], [B, T], [B, 1, 1]
         hidden = self.embedding(input_ids)  # [B, T, E]
         finals: list[torch.Tensor] = []
         for layer in range(self.num_layers):
@@ -66,21 +61,16 @@ class MaskedRNNClassifier(nn.Module):
                     out = out * mask[..., None].to(out.dtype)  # padded positions hold zeros, as when packed
                     finals.append(out.gather(1, last_index.expand(-1, 1, out.shape[2])).squeeze(1))  # [B, H]
                 else:
-                    flipped = _gather_steps(hidden, reverse_index)  # [B, T, F]
+                    flipped = gather_steps(hidden, reverse_index)  # [B, T, F]
                     out, _ = rnn(flipped)  # [B, T, H], step t = original position length-1-t
                     out = out * mask[..., None].to(out.dtype)
                     finals.append(out.gather(1, last_index.expand(-1, 1, out.shape[2])).squeeze(1))  # [B, H]
-                    out = _gather_steps(out, reverse_index)  # back to original order (reversal is its own inverse)
+                    out = gather_steps(out, reverse_index)  # back to original order (reversal is its own inverse)
                 outputs.append(out)
             hidden = torch.cat(outputs, dim=2)  # [B, T, D*H]
         final = torch.cat(finals, dim=1)  # [B, D*H]
         pooled = self.pooling(hidden, final, lengths)  # [B, D*H]
         return self.head(pooled)  # [B, C]
-
-
-def _gather_steps(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """values [B, T, F], index [B, T] -> values[b, index[b, t]] as [B, T, F]."""
-    return values.gather(1, index[..., None].expand(-1, -1, values.shape[2]))
 
 
 def _single_direction(rnn: nn.RNNBase, layer: int, reverse: bool) -> nn.RNNBase:

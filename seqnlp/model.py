@@ -1,14 +1,24 @@
-"""Embedding -> RNN/LSTM/GRU over a packed sequence -> pooling over real tokens -> classifier head.
+"""Embedding -> RNN/LSTM/GRU over real tokens only -> pooling over real tokens -> classifier head.
 
-Padding never reaches the recurrence: a batch of mixed lengths is packed, and a batch whose texts all
-have the same length runs dense (packing would change nothing, and the dense path is the fast one). So a
-text gets the same logits alone and inside any padded batch.
+Padding never reaches a real token's state, whichever of three equivalent paths a batch takes:
+
+- dense: every text in the batch has the same length, so there is no padding and the RNN runs as is;
+- packed: ``pack_padded_sequence``; cuDNN runs it natively, but on the CPU PyTorch then steps through time
+  one small matrix product at a time, and its cost per token grows with the batch's width;
+- masked: each layer and direction runs dense over the padded batch. Padding sits after each text's last
+  token, so the forward direction only carries it into padded positions; the backward direction reads each
+  text reversed *within its length* (a gather), so its padding also comes last. Final states are read at
+  each text's last real step. On the CPU this reaches oneDNN's fused LSTM kernel and PyTorch's batched input
+  projections, at the price of computing the padded positions.
+
+So a text gets the same logits alone and inside any padded batch, on any path (up to float rounding).
 """
 
 from __future__ import annotations
 
 import torch
-from torch import nn
+from torch import _VF, nn
+from torch.nn import functional as F
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from seqnlp.config import ModelConfig
@@ -16,6 +26,13 @@ from seqnlp.errors import ConfigError
 
 _CELLS: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 _ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU}
+
+# recurrence=auto on the CPU takes the masked path when at most this share of a batch is padding, or when the
+# batch is at least MASKED_MIN_WIDTH steps wide: PyTorch's packed CPU path slows down per token as batches get
+# longer (7x slower than masked at 150-200 tokens), while the masked path pays for every padded position.
+# Measured with scripts/recurrence_paths.py (README "How it works").
+MASKED_MAX_PADDING = 0.15
+MASKED_MIN_WIDTH = 64
 
 
 def make_rnn(cfg: ModelConfig, input_size: int) -> nn.RNNBase:
@@ -41,8 +58,20 @@ class RecurrentEncoder(nn.Module):
     def __init__(self, cfg: ModelConfig, input_size: int) -> None:
         super().__init__()
         self.rnn = make_rnn(cfg, input_size)
+        self.recurrence = cfg.recurrence
         self.num_directions = 2 if cfg.bidirectional else 1
         self.output_dim = cfg.hidden_size * self.num_directions
+
+    def path(self, lengths: torch.Tensor, width: int, device: torch.device) -> str:
+        """Which equivalent computation a batch of ``lengths`` padded to ``width`` takes: dense | packed | masked."""
+        if bool((lengths == width).all()):
+            return "dense"  # no padding: packing would change nothing
+        if self.recurrence != "auto":
+            return self.recurrence
+        if device.type != "cpu":
+            return "packed"  # cuDNN runs packed sequences natively
+        padding = 1.0 - int(lengths.sum()) / (len(lengths) * width)
+        return "masked" if padding <= MASKED_MAX_PADDING or width >= MASKED_MIN_WIDTH else "packed"
 
     def forward(
         self, embedded: torch.Tensor, lengths: torch.Tensor, need_outputs: bool = True
@@ -50,8 +79,11 @@ class RecurrentEncoder(nn.Module):
         """embedded [B, T, E], lengths [B] (CPU) -> outputs [B, T, D*H] (zeros past each length) or None,
         final [B, D*H] (top layer: forward state at the last real token, backward state at the first)."""
         batch, width = embedded.shape[:2]
-        if bool((lengths == width).all()):
-            outputs, state = self.rnn(embedded)  # equal lengths: no padding, no packing needed
+        path = self.path(lengths, width, embedded.device)
+        if path == "masked":
+            return self._forward_masked(embedded, lengths.to(embedded.device))
+        if path == "dense":
+            outputs, state = self.rnn(embedded)
         else:
             packed = pack_padded_sequence(embedded, lengths, batch_first=True, enforce_sorted=False)
             packed_out, state = self.rnn(packed)
@@ -62,6 +94,57 @@ class RecurrentEncoder(nn.Module):
         top = h_n[-self.num_directions :]  # [D, B, H]: the last layer's directions
         final = top.transpose(0, 1).reshape(batch, self.output_dim)  # [B, D*H]
         return outputs, final
+
+    def _forward_masked(self, embedded: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The masked path (see the module docstring), with this RNN's own parameters; shapes as ``forward``."""
+        rnn = self.rnn
+        mask, reverse_index, last_index = step_indices(lengths, embedded.shape[1])
+        hidden = embedded  # [B, T, F]
+        finals: list[torch.Tensor] = []
+        for layer in range(rnn.num_layers):
+            if layer > 0:
+                hidden = F.dropout(hidden, rnn.dropout, self.training)  # what nn.RNNBase does between layers
+            outputs, finals = [], []
+            for direction in range(self.num_directions):
+                reverse = direction == 1
+                inputs = gather_steps(hidden, reverse_index) if reverse else hidden
+                out = _single_layer(rnn, layer, reverse, inputs, self.training)  # [B, T, H]
+                finals.append(out.gather(1, last_index.expand(-1, 1, out.shape[2])).squeeze(1))  # [B, H]
+                outputs.append(gather_steps(out, reverse_index) if reverse else out)
+            hidden = torch.cat(outputs, dim=2)  # [B, T, D*H]
+        outputs_top = hidden * mask[..., None].to(hidden.dtype)  # padded positions hold zeros, as when packed
+        return outputs_top, torch.cat(finals, dim=1)  # [B, T, D*H], [B, D*H]
+
+
+def step_indices(lengths: torch.Tensor, width: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """lengths [B] (each in 1..width) -> mask [B, T] of real steps; reverse_index [B, T]: the position each step
+    of a text reversed within its length reads (padding stays last; the map is its own inverse); last_index
+    [B, 1, 1]: each text's last real step."""
+    steps = torch.arange(width, device=lengths.device)[None, :]  # [1, T]
+    mask = steps < lengths[:, None]  # [B, T]
+    reverse_index = torch.where(mask, lengths[:, None] - 1 - steps, steps)  # [B, T]
+    return mask, reverse_index, (lengths - 1)[:, None, None]
+
+
+def gather_steps(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """values [B, T, F], index [B, T] -> values[b, index[b, t]] as [B, T, F]."""
+    return values.gather(1, index[..., None].expand(-1, -1, values.shape[2]))
+
+
+def _single_layer(rnn: nn.RNNBase, layer: int, reverse: bool, inputs: torch.Tensor, training: bool) -> torch.Tensor:
+    """One layer and direction of ``rnn`` over dense ``inputs`` [B, T, F] -> outputs [B, T, H], through the same
+    kernels ``nn.RNNBase.forward`` calls and with ``rnn``'s own parameters (so gradients reach them)."""
+    suffix = f"_l{layer}" + ("_reverse" if reverse else "")
+    names = ("weight_ih", "weight_hh") + (("bias_ih", "bias_hh") if rnn.bias else ())
+    weights = [getattr(rnn, name + suffix) for name in names]
+    h0 = inputs.new_zeros(1, inputs.shape[0], rnn.hidden_size)  # [1, B, H]
+    args = (rnn.bias, 1, 0.0, training, False, True)  # bias, layers, dropout, train, bidirectional, batch_first
+    if isinstance(rnn, nn.LSTM):
+        return _VF.lstm(inputs, (h0, h0), weights, *args)[0]
+    if isinstance(rnn, nn.GRU):
+        return _VF.gru(inputs, h0, weights, *args)[0]
+    kernel = _VF.rnn_tanh if rnn.nonlinearity == "tanh" else _VF.rnn_relu
+    return kernel(inputs, h0, weights, *args)[0]
 
 
 class Pooling(nn.Module):

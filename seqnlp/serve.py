@@ -21,9 +21,11 @@ import contextlib
 import json
 import logging
 import os
+import signal
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from types import FrameType
 from typing import Any, AsyncIterator, Optional
 
 from seqnlp.errors import ConfigError, SeqnlpError
@@ -133,16 +135,27 @@ def run_server(app: Starlette, host: str = "127.0.0.1", port: int = 8000, log_le
                access_log: bool = True) -> None:
     """Serve ``app`` with uvicorn until SIGINT or SIGTERM, which finish the requests in flight, then stop.
 
-    uvicorn raises the signal again once it has shut down: SIGTERM then ends the process as SIGTERM does, and
-    SIGINT raises KeyboardInterrupt here (``uvicorn.run`` would swallow it in some versions and not in others, so
-    the server is run directly: the CLI exits 130 after Ctrl-C, as ``seqnlp train`` does).
+    uvicorn raises the signal again once it has shut down: SIGTERM then ends the process as SIGTERM does. SIGINT
+    should raise KeyboardInterrupt, but re-raised inside ``asyncio.run`` it only cancels a task that may already
+    have finished, so whether it surfaces is a race; a SIGINT the server saw is therefore raised here, and the
+    CLI exits 130 after Ctrl-C, as ``seqnlp train`` does.
     """
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=access_log,
                             server_header=False, timeout_graceful_shutdown=30)
-    server = uvicorn.Server(config)
+    signals: list[int] = []
+
+    class SignalRecordingServer(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Optional[FrameType]) -> None:
+            signals.append(sig)
+            super().handle_exit(sig, frame)
+
+    server = SignalRecordingServer(config)
     server.run()  # a port in use, or a failed start-up, is logged and exits 3 (uvicorn's STARTUP_FAILURE)
+    if signal.SIGINT in signals:
+        raise KeyboardInterrupt
     if not server.started:
         raise SeqnlpError(f"the server did not start on {host}:{port}; the log above says why")
+
 
 
 class _Api:

@@ -101,6 +101,18 @@ def test_packing_probe_counts_equal_length_batches_and_forcing_keeps_the_math(mo
     assert probe.stats() == {"train_batches": 2, "equal_length_share": 0.5, "dense_share": 0.0}
 
 
+def test_packing_probe_counts_masked_batches_as_dense(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(RecurrentEncoder, "forward", RecurrentEncoder.forward)  # restored after the test
+    config = load_config(updates=bench.seqnlp_updates(job("lstm")))
+    model = RNNClassifier(config.model, vocab_size=40, num_labels=2).train()
+    probe = bench.PackingProbe(force=False)
+    probe.install()
+    model(torch.tensor([[5, 6, 7], [8, 9, 10]]), torch.tensor([3, 3]))  # equal lengths: dense
+    model(torch.ones(8, 10, dtype=torch.long), torch.tensor([10] * 7 + [9]))  # 1.25% padding: masked
+    model(torch.tensor([[5, 6], [7, 0]]), torch.tensor([2, 1]))  # 25% padding, short: packed
+    assert probe.stats() == {"train_batches": 3, "equal_length_share": 1 / 3, "dense_share": 2 / 3}
+
+
 def test_readers_parse_sst2_tsv_without_quoting_and_imdb_csv_with_quoting(tmp_path: Path) -> None:
     sst2 = tmp_path / "train.tsv"
     sst2.write_text('sentence\tlabel\nit \'s a "charming" film \t1\nbleak \t0\n', encoding="utf-8")

@@ -78,13 +78,14 @@ def padded_batch(
 # --- shape and padding invariance -------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("recurrence", ["packed", "masked"])
 @pytest.mark.parametrize("cell, nonlinearity, layers, bidirectional, pooling", MATRIX)
 def test_logits_shape_and_padding_invariance(cell: str, nonlinearity: str, layers: int, bidirectional: bool,
-                                             pooling: str) -> None:
-    model = build(cell, nonlinearity, layers, bidirectional, pooling, dropout=0.3).eval()
+                                             pooling: str, recurrence: str) -> None:
+    model = build(cell, nonlinearity, layers, bidirectional, pooling, dropout=0.3, recurrence=recurrence).eval()
     ids, lengths = padded_batch(LENGTHS)
     with torch.no_grad():
-        batched = model(ids, lengths)  # packed path
+        batched = model(ids, lengths)  # the packed or the masked path
         assert batched.shape == (len(LENGTHS), LABELS)
         assert batched.dtype == torch.float32
         assert torch.isfinite(batched).all()
@@ -179,12 +180,13 @@ def test_attention_score_bias_can_learn() -> None:
 # --- the final state of stacked (bidirectional) RNNs -------------------------------------------------------
 
 
-@pytest.mark.parametrize("lengths", [LENGTHS, [3, 3, 3, 3]], ids=["packed", "dense"])
+@pytest.mark.parametrize("lengths, recurrence", [(LENGTHS, "packed"), (LENGTHS, "masked"), ([3, 3, 3, 3], "auto")],
+                         ids=["packed", "masked", "dense"])
 @pytest.mark.parametrize("cell, nonlinearity, layers, bidirectional", ENCODERS)
 def test_last_pooling_is_forward_last_token_and_backward_first_token(
-    cell: str, nonlinearity: str, layers: int, bidirectional: bool, lengths: list[int]
+    cell: str, nonlinearity: str, layers: int, bidirectional: bool, lengths: list[int], recurrence: str
 ) -> None:
-    model = build(cell, nonlinearity, layers, bidirectional, "last").eval()
+    model = build(cell, nonlinearity, layers, bidirectional, "last", recurrence=recurrence).eval()
     ids, lens = padded_batch(lengths)
     with torch.no_grad():
         embedded = model.embedding(ids)  # [B, T, E]
@@ -207,6 +209,71 @@ def test_last_pooling_is_forward_last_token_and_backward_first_token(
             state = model.encoder.rnn(embedded)[1]
             h_n = state[0] if isinstance(state, tuple) else state  # [L*D, B, H]
             assert not torch.allclose(h_n[0], final[:, :HIDDEN])
+
+
+# --- the masked path: same math as packing, dense kernels ---------------------------------------------------
+
+
+@pytest.mark.parametrize("cell, nonlinearity, layers, bidirectional, pooling", MATRIX)
+def test_masked_path_matches_packed_logits_and_gradients(cell: str, nonlinearity: str, layers: int,
+                                                         bidirectional: bool, pooling: str) -> None:
+    """In training mode (dropout off so both paths draw nothing): equal logits and equal gradients everywhere."""
+    ids, lengths = padded_batch(LENGTHS)
+    results = {}
+    for recurrence in ("packed", "masked"):
+        model = build(cell, nonlinearity, layers, bidirectional, pooling, recurrence=recurrence).train()
+        logits = model(ids, lengths)
+        (logits * torch.arange(1.0, LABELS + 1)).sum().backward()  # weights the labels differently
+        grads = {name: p.grad for name, p in model.named_parameters() if p.grad is not None}
+        results[recurrence] = logits.detach(), grads
+    (packed, packed_grads), (masked, masked_grads) = results["packed"], results["masked"]
+    assert_close(masked, packed)
+    assert masked_grads.keys() == packed_grads.keys()
+    assert any(name.startswith("encoder.rnn.") for name in masked_grads)  # the RNN's own parameters learn
+    for name, grad in packed_grads.items():
+        assert_close(masked_grads[name], grad, msg=name)
+
+
+def test_masked_path_drops_out_between_layers_in_training_only() -> None:
+    ids, lengths = padded_batch(LENGTHS)
+    for dropout, differs in ((0.5, True), (0.0, False)):
+        model = build("lstm", num_layers=2, dropout=dropout, recurrence="masked").train()
+        embedded = model.embedding(ids)  # [B, T, E]; the encoder alone: no head dropout in play
+        first, second = model.encoder(embedded, lengths)[0], model.encoder(embedded, lengths)[0]
+        assert not torch.allclose(first, second) if differs else torch.equal(first, second)
+    model = build("lstm", num_layers=2, dropout=0.5, recurrence="masked").eval()
+    with torch.no_grad():
+        masked = model(ids, lengths)
+        assert_close(model(ids, lengths), masked)
+        model.encoder.recurrence = "packed"
+        assert_close(model(ids, lengths), masked)
+
+
+def test_masked_path_under_bf16_autocast_stays_close_to_packed() -> None:
+    model = build("lstm", num_layers=2, recurrence="masked").eval()
+    ids, lengths = padded_batch(LENGTHS)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        masked = model(ids, lengths).float()
+        model.encoder.recurrence = "packed"
+        packed = model(ids, lengths).float()
+    assert_close(masked, packed, atol=0.05, rtol=0.05)
+
+
+def test_auto_recurrence_picks_the_path_by_padding_width_and_device() -> None:
+    encoder = build("gru").encoder
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert encoder.path(torch.tensor([4, 4]), 4, cpu) == "dense"
+    assert encoder.path(torch.tensor([4, 4]), 4, cuda) == "dense"
+    assert encoder.path(torch.tensor([10] * 7 + [9]), 10, cpu) == "masked"  # 1.25% padding
+    assert encoder.path(torch.tensor([10] * 7 + [9]), 10, cuda) == "packed"  # cuDNN packs natively
+    assert encoder.path(torch.tensor([2, 1]), 2, cpu) == "packed"  # 25% padding, short
+    assert encoder.path(torch.tensor([64, 10]), 64, cpu) == "masked"  # long: the packed CPU path slows down
+    assert encoder.path(torch.tensor([63, 10]), 63, cpu) == "packed"
+    encoder.recurrence = "masked"
+    assert encoder.path(torch.tensor([2, 1]), 2, cuda) == "masked"
+    assert encoder.path(torch.tensor([2, 2]), 2, cpu) == "dense"
+    encoder.recurrence = "packed"
+    assert encoder.path(torch.tensor([10] * 7 + [9]), 10, cpu) == "packed"
 
 
 # --- dropout and parameter counts --------------------------------------------------------------------------
