@@ -66,6 +66,8 @@ class RecurrentEncoder(nn.Module):
         """Which equivalent computation a batch of ``lengths`` padded to ``width`` takes: dense | packed | masked."""
         if bool((lengths == width).all()):
             return "dense"  # no padding: packing would change nothing
+        if type(self.rnn) not in _CELLS.values():
+            return "packed"  # e.g. torch's int8 LSTM/GRU (seqnlp.quantize): its own kernels take packed input
         if self.recurrence != "auto":
             return self.recurrence
         if device.type != "cpu":

@@ -5,6 +5,7 @@ Models are tiny (vocab 30, embedding 8, hidden 6, batch of 4) so the whole matri
 
 from __future__ import annotations
 
+import copy
 import warnings
 
 import pytest
@@ -274,6 +275,20 @@ def test_auto_recurrence_picks_the_path_by_padding_width_and_device() -> None:
     assert encoder.path(torch.tensor([2, 2]), 2, cpu) == "dense"
     encoder.recurrence = "packed"
     assert encoder.path(torch.tensor([10] * 7 + [9]), 10, cpu) == "packed"
+
+
+def test_int8_quantized_encoder_runs_mixed_batches_packed() -> None:
+    """torch's dynamic int8 LSTM has no per-layer weights to call the masked kernels with: it packs instead."""
+    from seqnlp.quantize import quantize_dynamic
+
+    model = build("lstm", num_layers=2).eval()
+    quantized, _ = quantize_dynamic(copy.deepcopy(model))
+    lengths = [10] * 7 + [9]  # 1.25% padding: auto would pick the masked path for a float encoder
+    ids, lens = padded_batch(lengths)
+    assert model.encoder.path(lens, 10, torch.device("cpu")) == "masked"
+    assert quantized.encoder.path(lens, 10, torch.device("cpu")) == "packed"
+    with torch.no_grad():
+        assert_close(quantized(ids, lens), model(ids, lens), atol=0.05, rtol=0.05)
 
 
 # --- dropout and parameter counts --------------------------------------------------------------------------
