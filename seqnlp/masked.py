@@ -1,7 +1,10 @@
 """The classifier's forward pass over padded ids with a mask instead of packed sequences, for export.
 
 ONNX and TorchScript cannot carry a ``PackedSequence``, so this module rebuilds the same computation from
-plain tensor operations that export with dynamic batch and time axes:
+plain tensor operations that export with dynamic batch and time axes. It is the training model's ``masked``
+path (seqnlp.model, same index helpers) in a form exporters can trace: there the layers are called through
+PyTorch's RNN kernels with the model's own parameters; here they are modules of their own, which the ONNX
+exporter turns into ONNX RNN/LSTM/GRU operators:
 
 - every layer and direction of the trained ``nn.RNN/LSTM/GRU`` becomes its own one-layer, one-direction module
   with the same weights;
