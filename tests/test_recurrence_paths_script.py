@@ -39,7 +39,7 @@ def test_path_rows_time_each_path_on_real_tokens() -> None:
 
 
 def test_gemm_rows_report_both_precisions_and_onednn_for_fp32(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(paths, "GEMM_SHAPES", ((8, 16, 32),))
+    monkeypatch.setattr(paths, "GEMM_SHAPES", ((128, 128, 128),))  # 4 MFLOP: > 0.5 GFLOP/s even at 8 ms a call
     rows = paths.gemm_rows(["fp32", "bf16"], budget_s=0.0)
     kernels = [(r[0], r[1]) for r in rows]
     assert ("fp32", "a @ b") in kernels and ("bf16", "a @ b") in kernels
