@@ -278,7 +278,8 @@ class PackingProbe:
         def forward(encoder: Any, embedded: torch.Tensor, lengths: torch.Tensor,
                     need_outputs: bool = True) -> tuple[Optional[torch.Tensor], torch.Tensor]:
             path = encoder.path(lengths, embedded.shape[1], embedded.device)
-            if probe.force and path == "dense":
+            equal_length = path == "dense"  # seqnlp runs a batch dense exactly when its lengths are all equal
+            if probe.force and equal_length:
                 padded = F.pad(embedded, (0, 0, 0, 1))  # [B, T+1, E]
                 outputs, final = original(encoder, padded, lengths, need_outputs)
                 path = "packed"
@@ -287,7 +288,7 @@ class PackingProbe:
                 result = original(encoder, embedded, lengths, need_outputs)
             if encoder.training:
                 probe.batches += 1
-                probe.equal_length += int(bool((lengths == embedded.shape[1]).all()))
+                probe.equal_length += int(equal_length)
                 probe.dense += int(path != "packed")
             return result
 
@@ -892,7 +893,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines += ["## Packing study (SST-2)", "", *packing_table(rows), "",
                   "x default: tokens/s relative to seqnlp's default (pool 50, auto). exact: batches of one "
                   "length wherever possible; a number: shuffled pools of that many batches, sorted by length. "
-                  "packed: every batch packed; auto: seqnlp's choice (equal lengths dense, others masked or packed by `model.recurrence: auto`).", ""]
+                  "packed: every batch packed; auto: seqnlp's choice (equal lengths dense, others masked or packed "
+                  "by `model.recurrence: auto`).", ""]
     if any(r["study"] == "memory" for r in rows):
         lines += ["## Peak memory as IMDB grows", "", *memory_table(rows), ""]
     startup = report.get("startup") or {}

@@ -1,15 +1,16 @@
 """The classifier's forward pass over padded ids with a mask instead of packed sequences, for export.
 
 ONNX and TorchScript cannot carry a ``PackedSequence``, so this module rebuilds the same computation from
-plain tensor operations that export with dynamic batch and time axes. It is the training model's ``masked``
-path (seqnlp.model, same index helpers) in a form exporters can trace: there the layers are called through
-PyTorch's RNN kernels with the model's own parameters; here they are modules of their own, which the ONNX
-exporter turns into ONNX RNN/LSTM/GRU operators:
+plain tensor operations that export with dynamic batch and time axes. It runs the training model's own masked
+path (``seqnlp.model.masked_recurrence``) with one difference: there each layer is a call into PyTorch's RNN
+kernels with the model's parameters; here it is a module of its own, which exporters can trace and the ONNX
+exporter turns into ONNX RNN/LSTM/GRU operators. In short:
 
 - every layer and direction of the trained ``nn.RNN/LSTM/GRU`` becomes its own one-layer, one-direction module
   with the same weights;
 - the forward direction runs over the padded batch as is: padding sits after each text's last real token, so
-  it can only change states at padded positions, which are zeroed and never pooled;
+  it can only change states at padded positions, which are never read by a real one (the top layer's are
+  zeroed and never pooled);
 - the backward direction runs over each text reversed *within its length* (a gather), so it starts at the
   text's last real token and its padding again comes last; its outputs are gathered back into place;
 - the final state of a direction is its output at the text's last real step (``length - 1``), which is
@@ -24,7 +25,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from seqnlp.model import Pooling, RNNClassifier, gather_steps, step_indices
+from seqnlp.model import Pooling, RNNClassifier, masked_recurrence
 
 _CELL_TYPES: dict[type[nn.RNNBase], str] = {nn.RNN: "rnn", nn.LSTM: "lstm", nn.GRU: "gru"}
 
@@ -51,29 +52,14 @@ class MaskedRNNClassifier(nn.Module):
     def forward(self, input_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """input_ids [B, T] int64, lengths [B] int64 (each in 1..T) -> logits [B, C]."""
         lengths = lengths.clamp(min=1)  # a zero length would index position -1; the tokenizer never makes one
-        mask, reverse_index, last_index = step_indices(lengths, input_ids.shape[1])  # [B, T], [B, T], [B, 1, 1]
         hidden = self.embedding(input_ids)  # [B, T, E]
-        finals: list[torch.Tensor] = []
-        for layer in range(self.num_layers):
-            outputs: list[torch.Tensor] = []
-            finals = []
-            for direction in range(self.num_directions):
-                rnn = self.directions[layer * self.num_directions + direction]
-                if direction == 0:
-                    out, _ = rnn(hidden)  # [B, T, H]
-                    out = out * mask[..., None].to(out.dtype)  # padded positions hold zeros, as when packed
-                    finals.append(out.gather(1, last_index.expand(-1, 1, out.shape[2])).squeeze(1))  # [B, H]
-                else:
-                    flipped = gather_steps(hidden, reverse_index)  # [B, T, F]
-                    out, _ = rnn(flipped)  # [B, T, H], step t = original position length-1-t
-                    out = out * mask[..., None].to(out.dtype)
-                    finals.append(out.gather(1, last_index.expand(-1, 1, out.shape[2])).squeeze(1))  # [B, H]
-                    out = gather_steps(out, reverse_index)  # back to original order (reversal is its own inverse)
-                outputs.append(out)
-            hidden = torch.cat(outputs, dim=2)  # [B, T, D*H]
-        final = torch.cat(finals, dim=1)  # [B, D*H]
-        pooled = self.pooling(hidden, final, lengths)  # [B, D*H]
+        outputs, final = masked_recurrence(hidden, lengths, self._run_layer, self.num_layers, self.num_directions)
+        pooled = self.pooling(outputs, final, lengths)  # [B, D*H]
         return self.head(pooled)  # [B, C]
+
+    def _run_layer(self, layer: int, reverse: bool, inputs: torch.Tensor) -> torch.Tensor:
+        """inputs [B, T, F] -> outputs [B, T, H] of one layer and direction's own module."""
+        return self.directions[layer * self.num_directions + int(reverse)](inputs)[0]
 
 
 def _single_direction(rnn: nn.RNNBase, layer: int, reverse: bool) -> nn.RNNBase:

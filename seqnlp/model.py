@@ -16,6 +16,8 @@ So a text gets the same logits alone and inside any padded batch, on any path (u
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import _VF, nn
 from torch.nn import functional as F
@@ -100,25 +102,48 @@ class RecurrentEncoder(nn.Module):
     def _forward_masked(self, embedded: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The masked path (see the module docstring), with this RNN's own parameters; shapes as ``forward``."""
         rnn = self.rnn
-        mask, reverse_index, last_index = step_indices(lengths, embedded.shape[1])
-        hidden = embedded  # [B, T, F]
-        finals: list[torch.Tensor] = []
-        for layer in range(rnn.num_layers):
-            if layer > 0:
-                hidden = F.dropout(hidden, rnn.dropout, self.training)  # what nn.RNNBase does between layers
-            outputs, finals = [], []
-            for direction in range(self.num_directions):
-                reverse = direction == 1
-                inputs = gather_steps(hidden, reverse_index) if reverse else hidden
-                out = _single_layer(rnn, layer, reverse, inputs, self.training)  # [B, T, H]
-                finals.append(out.gather(1, last_index.expand(-1, 1, out.shape[2])).squeeze(1))  # [B, H]
-                outputs.append(gather_steps(out, reverse_index) if reverse else out)
-            hidden = torch.cat(outputs, dim=2)  # [B, T, D*H]
-        outputs_top = hidden * mask[..., None].to(hidden.dtype)  # padded positions hold zeros, as when packed
-        return outputs_top, torch.cat(finals, dim=1)  # [B, T, D*H], [B, D*H]
+
+        def run_layer(layer: int, reverse: bool, inputs: torch.Tensor) -> torch.Tensor:
+            return _single_layer(rnn, layer, reverse, inputs, self.training)
+
+        dropout = rnn.dropout if self.training else 0.0  # what nn.RNNBase does between layers
+        return masked_recurrence(embedded, lengths, run_layer, rnn.num_layers, self.num_directions, dropout)
 
 
-def step_indices(lengths: torch.Tensor, width: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def masked_recurrence(
+    embedded: torch.Tensor,
+    lengths: torch.Tensor,
+    run_layer: Callable[[int, bool, torch.Tensor], torch.Tensor],
+    num_layers: int,
+    num_directions: int,
+    dropout: float = 0.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """embedded [B, T, E], lengths [B] (on embedded's device, each in 1..T) -> outputs [B, T, D*H] (zeros past
+    each length), final [B, D*H], the same as the packed RNN's.
+
+    ``run_layer(layer, reverse, inputs [B, T, F])`` runs one layer and direction densely -> [B, T, H]: the
+    training model calls PyTorch's RNN kernels with its own parameters, the export (seqnlp.masked) modules that
+    exporters can trace. ``dropout`` is applied between layers (pass 0 outside training)."""
+    mask, reverse_index, last_index = _step_indices(lengths, embedded.shape[1])
+    hidden = embedded  # [B, T, F]
+    finals: list[torch.Tensor] = []
+    for layer in range(num_layers):
+        if layer > 0 and dropout > 0:
+            hidden = F.dropout(hidden, dropout, training=True)
+        outputs, finals = [], []
+        for direction in range(num_directions):
+            reverse = direction == 1
+            # Padding never reaches a real step: it comes after each text's last token in both directions.
+            inputs = _gather_steps(hidden, reverse_index) if reverse else hidden
+            out = run_layer(layer, reverse, inputs)  # [B, T, H]; reversed: step t = position length-1-t
+            finals.append(out.gather(1, last_index.expand(-1, 1, out.shape[2])).squeeze(1))  # [B, H]
+            outputs.append(_gather_steps(out, reverse_index) if reverse else out)  # the map is its own inverse
+        hidden = torch.cat(outputs, dim=2)  # [B, T, D*H]
+    outputs_top = hidden * mask[..., None].to(hidden.dtype)  # padded positions hold zeros, as when packed
+    return outputs_top, torch.cat(finals, dim=1)  # [B, T, D*H], [B, D*H]
+
+
+def _step_indices(lengths: torch.Tensor, width: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """lengths [B] (each in 1..width) -> mask [B, T] of real steps; reverse_index [B, T]: the position each step
     of a text reversed within its length reads (padding stays last; the map is its own inverse); last_index
     [B, 1, 1]: each text's last real step."""
@@ -128,7 +153,7 @@ def step_indices(lengths: torch.Tensor, width: int) -> tuple[torch.Tensor, torch
     return mask, reverse_index, (lengths - 1)[:, None, None]
 
 
-def gather_steps(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+def _gather_steps(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """values [B, T, F], index [B, T] -> values[b, index[b, t]] as [B, T, F]."""
     return values.gather(1, index[..., None].expand(-1, -1, values.shape[2]))
 

@@ -157,7 +157,6 @@ def run_server(app: Starlette, host: str = "127.0.0.1", port: int = 8000, log_le
         raise SeqnlpError(f"the server did not start on {host}:{port}; the log above says why")
 
 
-
 class _Api:
     """The endpoints, sharing one classifier and the single thread it runs on."""
 
