@@ -456,3 +456,10 @@ def test_readme_config_reference_names_every_key() -> None:
     table = readme[readme.index("## Config reference"):readme.index("## Run directory")]
     missing = [key for key in _dotted_keys(Config()) if key.split(".")[-1] not in table]
     assert not missing, f"README's config reference lacks {missing}"
+
+
+@pytest.mark.parametrize("name", ["sst2.yaml", "sst2-glove.yaml", "imdb.yaml"])
+def test_shipped_recipes_load_and_validate(name: str) -> None:
+    """A recipe with a misspelt key or a bad value fails here, not ten minutes into someone's run."""
+    config = load_config(Path(__file__).resolve().parents[1] / "configs" / name)
+    assert config.data.data_files and config.output_dir
