@@ -439,8 +439,6 @@ def _dotted_keys(section: object, prefix: str = "") -> list[str]:
 
 def test_quickstart_config_spells_out_the_defaults() -> None:
     """configs/quickstart.yaml documents every key with its default value: loading it changes nothing."""
-    from pathlib import Path
-
     repo = Path(__file__).resolve().parents[1]
     raw = yaml.safe_load((repo / "configs" / "quickstart.yaml").read_text(encoding="utf-8"))
     assert config_from_dict(raw) == Config()
@@ -450,8 +448,6 @@ def test_quickstart_config_spells_out_the_defaults() -> None:
 
 
 def test_readme_config_reference_names_every_key() -> None:
-    from pathlib import Path
-
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
     table = readme[readme.index("## Config reference"):readme.index("## Run directory")]
     missing = [key for key in _dotted_keys(Config()) if key.split(".")[-1] not in table]
