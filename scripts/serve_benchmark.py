@@ -32,7 +32,7 @@ from typing import Optional
 
 import click
 
-SMS = Path(__file__).resolve().parents[1] / "seqnlp" / "datasets" / "sms_spam" / "SMSSpamCollection"
+SMS = Path(__file__).resolve().parents[1] / "seqnlp" / "data" / "sms_spam" / "SMSSpamCollection"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 MAX_REQUESTS = 1_000_000  # per setting: a bound on the loop besides time
 

@@ -409,7 +409,7 @@ def diagnose(ctx: click.Context, run_dirs: tuple[str, ...], weights: str, config
       seqnlp diagnose --dataset "synthetic:marker?distance=50" --set model.pooling=last \\
                       --set model.bidirectional=false
     """
-    from seqnlp import diagnose as diagnostics
+    from seqnlp.compare import diagnose as diagnostics
 
     from_config = bool(config_file or overrides or cells or dataset or data_files or text_columns or label_column)
     _quiet_datasets(ctx)
@@ -594,7 +594,7 @@ def read_texts(stream: TextIO, input_format: str, columns: list[str], separator:
 
 
 def _jsonl_texts(stream: TextIO, name: str, columns: list[str], separator: str) -> Iterator[str]:
-    from seqnlp.data import iter_jsonl
+    from seqnlp.data.files import iter_jsonl
 
     for number, record in iter_jsonl(stream, name):
         if any(c not in record for c in columns):

@@ -374,7 +374,7 @@ def _validate_vectors(cfg: ModelConfig) -> None:
         return
     if not source.strip():
         raise ConfigError("model.pretrained_vectors: give a vectors file or a named source, or null for none")
-    from seqnlp.vectors import NAMED_SOURCES  # only for configs that ask for vectors
+    from seqnlp.training.vectors import NAMED_SOURCES  # only for configs that ask for vectors
 
     named = NAMED_SOURCES.get(source)
     if named is not None and named.dim != cfg.embedding_dim:
@@ -386,7 +386,7 @@ def _validate_vectors(cfg: ModelConfig) -> None:
 
 def _validate_synthetic(config: Config) -> None:
     """A synthetic task's spec must parse, and its texts must fit: truncation would change the task."""
-    from seqnlp import synthetic  # imports datasets: only for configs that name a synthetic task
+    from seqnlp.data import synthetic  # imports datasets: only for configs that name a synthetic task
 
     spec = config.data.dataset
     assert spec is not None

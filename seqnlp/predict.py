@@ -78,7 +78,7 @@ class Classifier:
             log.warning("%s has no thresholds.json (training did not finish): every label's threshold is %.1f",
                         run_dir, DEFAULT_THRESHOLD)
         if quantize:
-            from seqnlp.quantize import quantize_dynamic
+            from seqnlp.export.quantize import quantize_dynamic
 
             model, _ = quantize_dynamic(model)
         return cls(model, tokenizer, labels, config, dev, Path(run_dir), thresholds=thresholds, quantized=quantize)

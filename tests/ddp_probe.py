@@ -65,7 +65,7 @@ def collectives(rank: int, port: int, out: str) -> None:
 def sharded_metrics(rank: int) -> tuple[dict[str, Any], dict[str, Any]]:
     """Multi-label and single-label metrics (AUROC included) from this rank's half of 40 examples, synced; and
     the same metrics of all 40 in this process alone."""
-    from seqnlp.evaluation import Metrics
+    from seqnlp.metrics import Metrics
     from seqnlp.objective import make_objective
 
     generator = torch.Generator().manual_seed(0)
@@ -118,8 +118,8 @@ def probe(training: Any) -> None:
 
 
 if __name__ == "__main__":
-    import seqnlp.training
+    import seqnlp.training.run
     from seqnlp.cli import main
 
-    probe(seqnlp.training)
+    probe(seqnlp.training.run)
     main(prog_name="seqnlp")

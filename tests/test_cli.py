@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 from click.testing import CliRunner, Result
-from conftest import toy_rows, write_csv
+from tests.helpers import toy_rows, write_csv
 
 from seqnlp.cli import main
 

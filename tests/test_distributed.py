@@ -27,7 +27,7 @@ from seqnlp.checkpoint import CHECKPOINT_DIR, LAST_POINTER, METRICS_FILE, RESULT
 from seqnlp.config import Config
 from seqnlp.training import train
 from tests import ddp_probe
-from tests.conftest import tiny_config, toy_rows, write_csv
+from tests.helpers import tiny_config, toy_rows, write_csv
 
 REPO = Path(__file__).resolve().parents[1]
 PROBE = REPO / "tests" / "ddp_probe.py"

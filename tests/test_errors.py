@@ -26,7 +26,7 @@ from typing import Any, Iterator
 
 import pytest
 from click.testing import CliRunner, Result
-from conftest import toy_rows, write_csv
+from tests.helpers import toy_rows, write_csv
 
 from seqnlp.cli import main
 

@@ -15,13 +15,14 @@ from seqnlp.checkpoint import RESULTS_FILE
 from seqnlp.config import Config, DataConfig
 from seqnlp.data import load_splits
 from seqnlp.errors import DataError
-from seqnlp.evaluation import Metrics, build_metrics, evaluate, evaluate_model, summarize
+from seqnlp.evaluation import evaluate, evaluate_model
+from seqnlp.metrics import Metrics, build_metrics, summarize
 from seqnlp.objective import MultiLabelObjective, Objective
 from seqnlp.predict import Classifier
 from seqnlp.tokenizer import encode_dataset
 from seqnlp.training import train
 
-from conftest import toy_rows, write_csv
+from tests.helpers import toy_rows, write_csv
 
 NAMES = ["a", "b", "c"]
 # Rows are true labels, columns predictions:  a  b  c

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from seqnlp.config import DataConfig, load_config
-from seqnlp.data import infer_label_names, load_raw, load_splits
+from seqnlp.data import load_raw, load_splits
+from seqnlp.data.labels import infer_label_names
 
 DATA_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 SST2 = DATA_ROOT / "sst2"

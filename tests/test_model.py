@@ -283,7 +283,7 @@ def test_auto_recurrence_picks_the_path_by_padding_width_and_device() -> None:
 
 def test_int8_quantized_encoder_runs_mixed_batches_packed() -> None:
     """torch's dynamic int8 LSTM has no per-layer weights to call the masked kernels with: it packs instead."""
-    from seqnlp.quantize import quantize_dynamic
+    from seqnlp.export.quantize import quantize_dynamic
 
     model = build("lstm", num_layers=2).eval()
     quantized, _ = quantize_dynamic(copy.deepcopy(model))

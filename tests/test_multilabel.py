@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 from click.testing import CliRunner
-from conftest import CUES, multilabel_rows, tiny_config, write_jsonl
+from tests.helpers import CUES, multilabel_rows, tiny_config, write_jsonl
 
 from seqnlp.checkpoint import RESULTS_FILE, THRESHOLDS_FILE
 from seqnlp.cli import main

@@ -10,18 +10,8 @@ import torch.nn.functional as F
 
 from seqnlp.config import TrainConfig
 from seqnlp.errors import ConfigError
-from seqnlp.objective import (
-    DEFAULT_THRESHOLD,
-    MultiLabelObjective,
-    Objective,
-    class_weights,
-    label_counts,
-    make_objective,
-    plan_labels,
-    resolve_monitor,
-    sample_weights,
-    tune_thresholds,
-)
+from seqnlp.objective import DEFAULT_THRESHOLD, MultiLabelObjective, Objective, make_objective, tune_thresholds
+from seqnlp.training.plan import class_weights, label_counts, plan_labels, resolve_monitor, sample_weights
 
 NAMES = ["ham", "spam"]
 

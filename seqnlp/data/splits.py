@@ -1,0 +1,212 @@
+"""Loaded data -> prepared splits: one ``text`` column and a ``label`` column, and the splits a run needs.
+
+Whatever the source, ``load_splits`` returns the same shape of data: splits with ``text`` (str) and ``label``
+(ClassLabel, or multi-hot rows) columns, plus the label names in index order. A validation (and test) split is
+carved from train, seeded and stratified, when the data has none. ``load_stream`` does the same for a training
+split read as a stream.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Optional
+
+import datasets
+import pyarrow as pa
+from datasets import ClassLabel, Dataset, DatasetDict, IterableDataset, IterableDatasetDict
+
+from seqnlp.config import DataConfig
+from seqnlp.data.files import find_bad_line
+from seqnlp.data.labels import check_columns, infer_label_names, label_converter
+from seqnlp.data.sources import describe_source, first_line, load_raw, local_files
+from seqnlp.errors import DataError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Splits:
+    """Prepared splits (``text`` str, ``label`` ClassLabel) and the label names in index order.
+
+    With ``data.streaming``, the training split is ``stream`` (read lazily, never stored) instead of an entry of
+    ``data``, ``sample`` holds its first ``data.streaming_sample`` examples, for the tokenizer, and
+    ``stream_size`` is its number of examples when that is known.
+    """
+
+    data: DatasetDict
+    label_names: list[str]
+    stream: Optional[IterableDataset] = None
+    sample: Optional[Dataset] = None
+    stream_size: Optional[int] = None
+
+    def split(self, name: Optional[str]) -> Optional[Dataset]:
+        return self.data[name] if name is not None and name in self.data else None
+
+
+def load_splits(cfg: DataConfig, seed: int, label_names: Optional[list[str]] = None) -> Splits:
+    """Load, normalize and split a dataset as ``cfg`` describes.
+
+    ``label_names`` fixes the label order (a trained model's labels); otherwise it is derived from the
+    training split. A validation (and test) split is carved from train, seeded and stratified, when
+    the data has none.
+    """
+    raw = load_raw(cfg)
+    if cfg.train_split not in raw and label_names is None:
+        raise _no_train_split(cfg, raw)
+    if label_names is None:
+        label_names = infer_label_names(raw[cfg.train_split], cfg)
+    try:
+        prepared = DatasetDict(
+            {name: prepare_split(split, cfg, label_names, split_name=name) for name, split in raw.items()}
+        )
+    except UnicodeDecodeError:  # pyarrow reads some invalid UTF-8 without complaint; it surfaces here
+        where = find_bad_line(local_files(cfg), "", cfg.load_kwargs)
+        raise DataError(f"cannot load {describe_source(cfg)}: {where or 'its text is not UTF-8'}") from None
+    if cfg.train_split in prepared:
+        prepared = _carve_missing_splits(prepared, cfg, seed)
+        if cfg.max_train_samples is not None and cfg.max_train_samples < len(prepared[cfg.train_split]):
+            train = prepared[cfg.train_split].shuffle(seed=seed).select(range(cfg.max_train_samples))
+            prepared[cfg.train_split] = train.flatten_indices()
+    for name, split in prepared.items():
+        log.info("split %s: %d examples", name, len(split))
+    return Splits(prepared, list(label_names))
+
+
+def load_stream(cfg: DataConfig, seed: int, label_names: Optional[list[str]] = None) -> Splits:
+    """``load_splits`` for ``data.streaming``: the training split is a stream, read as training goes.
+
+    Validation (and test) are finite: the data's own splits, read into memory as Arrow, or, when there is no
+    validation split, the first ``data.streaming_validation_size`` training examples, which training skips.
+    The next ``data.streaming_sample`` training examples are read into memory too: they train the tokenizer
+    and, unless a ClassLabel or ``data.label_names`` names the labels, give their sorted set of values
+    (a label first seen later in the stream is then an error naming it). ``seed`` is unused: a stream is
+    shuffled as it is read (``StreamLoader``), not split.
+    """
+    raw = load_raw(cfg, streaming=True)
+    if cfg.train_split not in raw:
+        raise _no_train_split(cfg, raw)
+    stream = raw[cfg.train_split]
+    size = cfg.streaming_size or _stated_size(stream, cfg.train_split)
+    finite = {name: _read_all(split, name) for name, split in raw.items() if name != cfg.train_split}
+    if cfg.validation_split is not None and cfg.validation_split not in finite:
+        finite[cfg.validation_split] = _read_head(stream, cfg.streaming_validation_size, cfg.train_split)
+        stream = stream.skip(cfg.streaming_validation_size)
+        if cfg.streaming_size is None and size is not None:
+            size = max(1, size - cfg.streaming_validation_size)
+        log.info("carved %s split: the first %d examples of %s", cfg.validation_split,
+                 len(finite[cfg.validation_split]), cfg.train_split)
+    if cfg.max_train_samples is not None:
+        stream = stream.take(cfg.max_train_samples)
+        size = cfg.max_train_samples if size is None else min(size, cfg.max_train_samples)
+    sample = _read_head(stream, cfg.streaming_sample, cfg.train_split)
+    check_columns(sample, [cfg.label_column], role="label", split_name=cfg.train_split)
+    if label_names is None:
+        label_names = infer_label_names(sample, cfg)
+    prepared_sample = prepare_split(sample, cfg, label_names, split_name=cfg.train_split)
+    convert, features = label_converter(cfg, label_names, cfg.train_split, True, sample.features[cfg.label_column])
+    stream = stream.map(convert, batched=True, with_indices=True, remove_columns=sample.column_names,
+                        features=features)
+    prepared = DatasetDict({name: prepare_split(split, cfg, label_names, split_name=name)
+                            for name, split in finite.items()})
+    for name, split in prepared.items():
+        log.info("split %s: %d examples", name, len(split))
+    log.info("split %s: read as a stream", cfg.train_split)
+    return Splits(prepared, list(label_names), stream=stream, sample=prepared_sample, stream_size=size)
+
+
+def _stated_size(stream: IterableDataset, name: str) -> Optional[int]:
+    """The number of examples a stream's metadata states (Hub datasets usually do; plain files do not)."""
+    splits = stream.info.splits
+    return splits[name].num_examples if splits and name in splits and splits[name].num_examples else None
+
+
+def _read_head(stream: IterableDataset, count: int, name: str) -> Dataset:
+    """The first ``count`` examples of a stream, in memory as Arrow."""
+    table = next(iter(stream.with_format("arrow").iter(batch_size=count)), None)
+    if table is None or table.num_rows == 0:
+        raise DataError(f"split {name!r} is empty")
+    return _arrow_dataset(table, stream)
+
+
+def _read_all(stream: IterableDataset, name: str) -> Dataset:
+    """A finite split of a stream, whole, in memory as Arrow."""
+    tables = list(stream.with_format("arrow").iter(batch_size=10_000))
+    if not tables:
+        raise DataError(f"split {name!r} is empty")
+    return _arrow_dataset(pa.concat_tables(tables), stream)
+
+
+def _arrow_dataset(table: pa.Table, stream: IterableDataset) -> Dataset:
+    features = stream.features  # known for Hub datasets (ClassLabel names included), None for plain files
+    if features is None:
+        return Dataset(table)
+    return Dataset(table.cast(features.arrow_schema), info=datasets.DatasetInfo(features=features))
+
+
+def _no_train_split(cfg: DataConfig, raw: DatasetDict | IterableDatasetDict) -> DataError:
+    return DataError(
+        f"split {cfg.train_split!r} not found in {describe_source(cfg)}; "
+        f"splits that exist: {', '.join(raw) or 'none'} (set data.train_split)"
+    )
+
+
+def prepare_split(split: Dataset, cfg: DataConfig, label_names: list[str], split_name: str) -> Dataset:
+    """Join the text columns into ``text`` and map labels to indices of ``label_names``.
+
+    A split without the label column (unlabeled test data) keeps only ``text``.
+    """
+    check_columns(split, cfg.text_columns, role="text", split_name=split_name)
+    if len(split) == 0:
+        raise DataError(f"split {split_name!r} is empty")
+    # datasets gives every split of a file-based dataset the same columns: an unlabeled test file gets a
+    # label column of nulls, which means "no labels", not "bad labels".
+    has_labels = cfg.label_column in split.column_names and (
+        split.data.column(cfg.label_column).null_count < len(split)
+    )
+    convert, features = label_converter(cfg, label_names, split_name, has_labels, split.features.get(cfg.label_column))
+    try:
+        return split.map(
+            convert,
+            batched=True,
+            with_indices=True,
+            remove_columns=split.column_names,
+            features=features,
+            desc=f"preparing {split_name}",
+        )
+    except (DataError, UnicodeDecodeError):
+        raise
+    except Exception as exc:  # datasets wraps errors raised inside map; unwrap ours
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, (DataError, UnicodeDecodeError)):
+            raise cause from None
+        raise
+
+
+def _carve_missing_splits(data: DatasetDict, cfg: DataConfig, seed: int) -> DatasetDict:
+    """Carve validation (and test) splits from train, seeded, and stratified by label when single-label."""
+    train = data[cfg.train_split]
+    wanted = []
+    if cfg.validation_split is not None and cfg.validation_split not in data:
+        wanted.append((cfg.validation_split, cfg.validation_size))
+    if cfg.test_split is not None and cfg.test_split not in data and cfg.test_size > 0:
+        wanted.append((cfg.test_split, cfg.test_size))
+    total = len(train)
+    for name, fraction in wanted:
+        count = max(1, round(fraction * total))  # rows, from the original size: fractions of a remainder drift
+        part = _split(train, count, seed)
+        log.info("carved %s split (%d examples) from %s", name, len(part["test"]), cfg.train_split)
+        data[name] = part["test"]
+        train = part["train"]
+    data[cfg.train_split] = train
+    return data
+
+
+def _split(split: Dataset, count: int, seed: int) -> DatasetDict:
+    if not isinstance(split.features.get("label"), ClassLabel):  # multi-hot lists: no class to stratify by
+        return split.train_test_split(test_size=count, seed=seed)
+    try:
+        return split.train_test_split(test_size=count, stratify_by_column="label", seed=seed)
+    except ValueError as exc:  # a class too rare to stratify: fall back to a plain seeded split
+        log.warning("stratified split impossible (%s); using a random split", first_line(exc))
+        return split.train_test_split(test_size=count, seed=seed)

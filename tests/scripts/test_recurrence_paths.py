@@ -1,0 +1,52 @@
+"""scripts/recurrence_paths.py: the tables it prints have one row per measurement and sane numbers."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "recurrence_paths.py"
+
+
+def load_script():  # type: ignore[no-untyped-def]
+    spec = importlib.util.spec_from_file_location("seqnlp_recurrence_paths_script", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+paths = load_script()
+
+
+def number(cell: str) -> float:
+    return float(cell.replace(",", "").rstrip("x%"))
+
+
+def test_path_rows_time_each_path_on_real_tokens() -> None:
+    rows = paths.path_rows(["gru"], ["fp32"], budget_s=0.0, length_ranges=((3, 6),))
+    assert len(rows) == 1
+    cell, precision, lengths, padding, packed, masked, dense, ratio = rows[0]
+    assert (cell, precision, lengths) == ("gru", "fp32", "3-6")
+    assert 0 < number(padding) < 100  # lengths 3..6 padded to the longest
+    assert min(number(packed), number(masked), number(dense)) > 0
+    assert abs(number(ratio) - number(masked) / number(packed)) < 0.02
+
+
+def test_gemm_rows_report_both_precisions_and_onednn_for_fp32(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(paths, "GEMM_SHAPES", ((128, 128, 128),))  # 4 MFLOP: > 0.5 GFLOP/s even at 8 ms a call
+    rows = paths.gemm_rows(["fp32", "bf16"], budget_s=0.0)
+    kernels = [(r[0], r[1]) for r in rows]
+    assert ("fp32", "a @ b") in kernels and ("bf16", "a @ b") in kernels
+    assert ("fp32", "oneDNN linear") in kernels or not torch.backends.mkldnn.is_available()
+    assert all(number(r[4]) > 0 for r in rows)
+
+
+def test_table_is_markdown_with_a_row_per_entry() -> None:
+    lines = paths.table(["a", "b"], [["1", "2"], ["3", "4"]])
+    assert lines == ["| a | b |", "| --- | --- |", "| 1 | 2 |", "| 3 | 4 |"]

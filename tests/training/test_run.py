@@ -1,0 +1,253 @@
+"""The training loop: schedules, improvement, the toy task, metrics files, early stopping, seeds, precision."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from seqnlp.checkpoint import CONFIG_FILE, METRICS_FILE, RESULTS_FILE, WEIGHTS_FILE
+from seqnlp.config import Config
+from seqnlp.data import load_splits
+from seqnlp.errors import CheckpointError, ConfigError
+from seqnlp.evaluation import evaluate
+from seqnlp.predict import Classifier
+from seqnlp.tokenizer import encode_dataset
+from seqnlp.training import TrainResult, train
+from seqnlp.training.run import is_improvement, lr_factor
+
+MakeConfig = Callable[..., Config]
+FAST = {"train.num_threads": 1}  # tiny models train fastest on one thread, and the machine is shared
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (run_dir / METRICS_FILE).read_text(encoding="utf-8").splitlines()]
+
+
+def read_results(run_dir: Path) -> dict[str, Any]:
+    return json.loads((run_dir / RESULTS_FILE).read_text(encoding="utf-8"))
+
+
+# --- lr_factor and is_improvement: pure functions ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("schedule", ["constant", "linear", "cosine", "plateau"])
+def test_warm_up_is_a_linear_ramp_to_one(schedule: str) -> None:
+    factors = [lr_factor(step, 100, 10, schedule) for step in range(10)]
+    assert factors == pytest.approx([(s + 1) / 10 for s in range(10)])
+    assert lr_factor(10, 100, 10, schedule) == pytest.approx(1.0)  # the first step after warm-up: full rate
+
+
+def test_linear_decays_to_zero_at_the_end() -> None:
+    assert lr_factor(10, 110, 10, "linear") == pytest.approx(1.0)
+    assert lr_factor(60, 110, 10, "linear") == pytest.approx(0.5)
+    assert lr_factor(85, 110, 10, "linear") == pytest.approx(0.25)
+    assert lr_factor(110, 110, 10, "linear") == pytest.approx(0.0)
+    assert lr_factor(500, 110, 10, "linear") == pytest.approx(0.0)  # never negative past the end
+    factors = [lr_factor(s, 110, 10, "linear") for s in range(10, 111)]
+    assert all(a > b for a, b in zip(factors, factors[1:]))
+
+
+def test_cosine_is_half_way_at_half_time() -> None:
+    assert lr_factor(0, 100, 0, "cosine") == pytest.approx(1.0)
+    assert lr_factor(50, 100, 0, "cosine") == pytest.approx(0.5)
+    assert lr_factor(25, 100, 0, "cosine") == pytest.approx(0.5 * (1 + math.cos(math.pi / 4)))
+    assert lr_factor(100, 100, 0, "cosine") == pytest.approx(0.0, abs=1e-12)
+    assert lr_factor(60, 110, 10, "cosine") == pytest.approx(0.5)  # half-way after warm-up
+    factors = [lr_factor(s, 100, 0, "cosine") for s in range(101)]
+    assert all(a > b for a, b in zip(factors, factors[1:]))
+
+
+@pytest.mark.parametrize("schedule", ["constant", "plateau"])
+def test_constant_and_plateau_hold_the_rate_after_warm_up(schedule: str) -> None:
+    assert [lr_factor(s, 100, 5, schedule) for s in (5, 6, 50, 99, 100, 1000)] == [1.0] * 6
+    assert [lr_factor(s, 100, 0, schedule) for s in (0, 50, 99)] == [1.0] * 3
+
+
+def test_no_warm_up_starts_at_the_full_rate() -> None:
+    assert lr_factor(0, 10, 0, "linear") == pytest.approx(1.0)
+    assert lr_factor(5, 10, 0, "linear") == pytest.approx(0.5)
+
+
+def test_is_improvement_for_loss_is_lower() -> None:
+    assert is_improvement(0.9, None, "loss")
+    assert is_improvement(0.4, 0.5, "loss")
+    assert not is_improvement(0.6, 0.5, "loss")
+    assert not is_improvement(0.5, 0.5, "loss")  # a tie is not an improvement
+
+
+@pytest.mark.parametrize("monitor", ["accuracy", "macro_f1"])
+def test_is_improvement_for_scores_is_higher(monitor: str) -> None:
+    assert is_improvement(0.0, None, monitor)
+    assert is_improvement(0.6, 0.5, monitor)
+    assert not is_improvement(0.4, 0.5, monitor)
+    assert not is_improvement(1.0, 1.0, monitor)
+
+
+# --- train() on the toy task ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_toy_task_is_learned_to_100_percent(make_config: MakeConfig, cell: str) -> None:
+    config = make_config(**{"model.cell": cell, "train.epochs": 3, **FAST})
+    result = train(config, progress=False)
+
+    assert isinstance(result, TrainResult)
+    assert result.run_dir == Path(config.output_dir)  # type: ignore[arg-type]
+    assert result.test is not None
+    assert result.test["accuracy"] == 1.0
+    assert result.test["num_examples"] == 40
+    assert result.validation["accuracy"] == 1.0
+    assert 1 <= result.best_epoch <= 3 and len(result.history) == 3
+
+    # results.json holds the returned numbers; metrics.jsonl holds the history.
+    results = read_results(result.run_dir)
+    assert results == {"best_epoch": result.best_epoch, "num_parameters": result.num_parameters, "skipped_steps": 0,
+                       "monitor": "accuracy", "monitor_reason": "auto: classes balanced within 1.5x (1.00x)",
+                       "label_counts": {"neg": 80, "pos": 80}, "class_weights": None, "sampler": "bucket",
+                       "validation": result.validation, "test": result.test}
+    assert result.monitor == "accuracy" and result.thresholds is None
+    assert result.validation == result.history[result.best_epoch - 1]["validation"]
+    assert read_metrics(result.run_dir) == result.history
+    assert result.num_parameters == sum(t.numel() for t in load_file(str(result.run_dir / WEIGHTS_FILE)).values())
+
+
+def test_metrics_jsonl_has_one_record_per_epoch(toy_run: Path) -> None:
+    records = read_metrics(toy_run)
+    epochs = 8  # conftest's tiny_config
+    steps_per_epoch = 10  # 200 training rows - 20% validation = 160, in batches of 16
+    assert [r["epoch"] for r in records] == list(range(1, epochs + 1))
+    assert [r["step"] for r in records] == [steps_per_epoch * e for e in range(1, epochs + 1)]
+    for record in records:
+        train_stats = record["train"]
+        assert set(train_stats) >= {"loss", "seconds", "examples_per_s", "tokens_per_s", "padding_ratio"}
+        assert train_stats["loss"] > 0 and math.isfinite(train_stats["loss"])
+        assert train_stats["examples_per_s"] > 0 and train_stats["tokens_per_s"] > train_stats["examples_per_s"]
+        assert 0.0 <= train_stats["padding_ratio"] < 1.0
+        val = record["validation"]
+        assert val["num_examples"] == 40
+        assert 0.0 <= val["accuracy"] <= 1.0 and 0.0 <= val["macro_f1"] <= 1.0 and val["loss"] > 0
+        assert sum(map(sum, val["confusion_matrix"])) == 40
+        assert set(val["per_class"]) == {"neg", "pos"}
+        assert 0 < record["lr"] <= 0.01
+        assert isinstance(record["best"], bool)
+    assert records[0]["best"] is True
+    # The linear schedule decays: the last epoch runs at a lower rate than the first.
+    assert records[-1]["lr"] < records[0]["lr"]
+    assert records[-1]["train"]["loss"] < records[0]["train"]["loss"]
+
+    results = read_results(toy_run)
+    best = results["best_epoch"]
+    assert records[best - 1]["best"] is True and not any(r["best"] for r in records[best:])
+    assert results["validation"] == records[best - 1]["validation"]
+
+
+def test_throughput_and_padding_ratio_count_real_tokens(toy_run: Path) -> None:
+    clf = Classifier.load(toy_run, device="cpu")
+    splits = load_splits(clf.config.data, clf.config.seed, label_names=clf.label_names)
+    lengths = np.sort(np.array(encode_dataset(splits.data["train"], clf.tokenizer)["length"]))  # [160]
+    batch_size = clf.config.train.batch_size
+    # All 160 examples fit in one length-sorting pool, so every epoch's batches are runs of sorted lengths.
+    slots = sum(len(chunk) * chunk.max() for chunk in np.split(lengths, range(batch_size, len(lengths), batch_size)))
+    for record in read_metrics(toy_run):
+        stats = record["train"]
+        assert stats["padding_ratio"] == pytest.approx(1 - lengths.sum() / slots)
+        assert stats["examples_per_s"] * stats["seconds"] == pytest.approx(len(lengths))
+        assert stats["tokens_per_s"] * stats["seconds"] == pytest.approx(lengths.sum())
+
+
+def test_early_stopping_stops_when_the_monitor_cannot_improve(make_config: MakeConfig) -> None:
+    patience = 2
+    config = make_config(**{"model.cell": "gru", "train.epochs": 10, "train.monitor": "accuracy",
+                            "train.patience": patience, **FAST})
+    result = train(config, progress=False)
+    accuracies = [r["validation"]["accuracy"] for r in result.history]
+    assert accuracies[result.best_epoch - 1] == 1.0  # accuracy hit its ceiling, so it cannot improve any more
+    assert len(result.history) == result.best_epoch + patience < 10
+    assert len(read_metrics(result.run_dir)) == len(result.history)
+    assert all(not r["best"] for r in result.history[result.best_epoch :])
+
+
+def test_plateau_schedule_lowers_the_rate_after_a_stall(make_config: MakeConfig) -> None:
+    factor = 0.5
+    config = make_config(**{"model.cell": "gru", "train.epochs": 4, "train.schedule": "plateau",
+                            "train.monitor": "accuracy", "train.plateau_patience": 1, "train.plateau_factor": factor,
+                            "train.warmup_ratio": 0.0, **FAST})
+    result = train(config, progress=False)
+    records = read_metrics(result.run_dir)
+    lrs = [r["lr"] for r in records]
+
+    # Expected: the rate an epoch ran at is the base rate scaled once per stalled epoch before it.
+    expected, scale = [], 1.0
+    for record in records:
+        expected.append(0.01 * scale)
+        if not record["best"]:
+            scale *= factor
+    assert lrs == pytest.approx(expected)
+    assert not all(r["best"] for r in records[:-1])  # there was a stall ...
+    assert min(lrs) < lrs[0]  # ... and the rate went down after it
+
+
+def weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(run_dir / WEIGHTS_FILE))
+
+
+def test_same_seed_same_weights_other_seed_other_weights(make_config: MakeConfig, tmp_path: Path) -> None:
+    def run(seed: int, name: str) -> dict[str, torch.Tensor]:
+        config = make_config(**{"model.cell": "gru", "train.epochs": 2, "train.monitor": "loss", "seed": seed,
+                                "output_dir": str(tmp_path / name), **FAST})
+        train(config, progress=False)
+        return weights(tmp_path / name)
+
+    first, again, other = run(7, "a"), run(7, "b"), run(8, "c")
+    assert first.keys() == again.keys() == other.keys()
+    for name, tensor in first.items():
+        assert torch.equal(tensor, again[name]), f"{name} differs between two runs with the same seed"
+    assert not all(torch.equal(tensor, other[name]) for name, tensor in first.items())
+
+
+def test_saved_weights_are_those_of_the_best_epoch(toy_run: Path) -> None:
+    results = read_results(toy_run)
+    records = read_metrics(toy_run)
+    best = results["best_epoch"]
+    assert best < len(records), "the check needs later epochs whose weights must not be the saved ones"
+
+    again = evaluate(Classifier.load(toy_run, device="cpu"), split="validation")
+    assert again["loss"] == pytest.approx(results["validation"]["loss"], rel=1e-5)
+    assert again["accuracy"] == results["validation"]["accuracy"]
+    assert again["confusion_matrix"] == results["validation"]["confusion_matrix"]
+    # The last epoch's weights would score a clearly different loss.
+    assert records[-1]["validation"]["loss"] != pytest.approx(again["loss"], rel=1e-3)
+
+
+def test_bf16_trains_on_the_cpu(make_config: MakeConfig) -> None:
+    config = make_config(**{"model.cell": "gru", "train.epochs": 2, "train.precision": "bf16", **FAST})
+    result = train(config, progress=False)
+    assert all(math.isfinite(r["train"]["loss"]) for r in result.history)
+    assert result.history[-1]["train"]["loss"] < result.history[0]["train"]["loss"]
+    assert result.test is not None and result.test["accuracy"] >= 0.9
+    assert {t.dtype for t in weights(result.run_dir).values()} == {torch.float32}  # autocast, fp32 weights
+
+
+def test_fp16_on_the_cpu_is_a_config_error(make_config: MakeConfig) -> None:
+    config = make_config(**{"train.precision": "fp16"})
+    with pytest.raises(ConfigError, match=r"train\.precision.*fp16.*CUDA"):
+        train(config, progress=False)
+    assert not Path(config.output_dir).exists()  # type: ignore[arg-type]  # refused before anything is written
+
+
+def test_train_refuses_an_output_dir_holding_a_run(make_config: MakeConfig) -> None:
+    config = make_config()
+    run_dir = Path(config.output_dir)  # type: ignore[arg-type]
+    run_dir.mkdir()
+    (run_dir / CONFIG_FILE).write_text("precious: true\n", encoding="utf-8")
+    with pytest.raises(CheckpointError, match="already holds a run"):
+        train(config, progress=False)
+    assert (run_dir / CONFIG_FILE).read_text(encoding="utf-8") == "precious: true\n"
+    assert sorted(p.name for p in run_dir.iterdir()) == [CONFIG_FILE]
