@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -18,7 +18,7 @@ from torch import nn
 
 from seqnlp.checkpoint import atomic_path
 from seqnlp.errors import SeqnlpError
-from seqnlp.export.common import INPUT_NAMES, INSTALL_HINT, OPSET, OUTPUT_NAMES, quiet_exporters
+from seqnlp.export.common import INPUT_NAMES, INSTALL_HINT, OPSET, OUTPUT_NAMES, Runner, quiet_exporters
 from seqnlp.export.masked import MaskedRNNClassifier
 from seqnlp.model import cell_name, layer_weights
 
@@ -141,7 +141,7 @@ def _onnx_int8_ops(path: Path) -> list[str]:
     return sorted({node.op_type for node in graph.node if any(k in node.op_type for k in ("Integer", "uantize"))})
 
 
-def onnx_runner(path: Path) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+def onnx_runner(path: Path) -> Runner:
     import onnxruntime
 
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
