@@ -26,7 +26,9 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from seqnlp.config import ModelConfig
 from seqnlp.errors import ConfigError
 
-_CELLS: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+# The one table of recurrent cells: config name -> PyTorch class (cell_name reads it backwards). Its names are
+# seqnlp.config.CELLS, which validates model.cell without importing torch.
+CELL_CLASSES: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 _ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU}
 
 # recurrence=auto on the CPU takes the masked path when at most this share of a batch is padding, or when the
@@ -37,12 +39,22 @@ MASKED_MAX_PADDING = 0.15
 MASKED_MIN_WIDTH = 64
 
 
+def cell_name(rnn: nn.Module) -> str:
+    """The ``CELL_CLASSES`` name of ``rnn``'s class, so code holding a built RNN (export, diagnostics) need not
+    keep a table of its own; any other class (e.g. torch's int8 LSTM) is a ValueError naming the valid ones."""
+    for name, kind in CELL_CLASSES.items():
+        if type(rnn) is kind:
+            return name
+    valid = ", ".join(kind.__name__ for kind in CELL_CLASSES.values())
+    raise ValueError(f"{type(rnn).__module__}.{type(rnn).__name__} is not one of {valid}")
+
+
 def make_rnn(cfg: ModelConfig, input_size: int) -> nn.RNNBase:
     """The recurrent layer stack named by ``cfg.cell``."""
-    if cfg.cell not in _CELLS:
-        raise ConfigError(f"model.cell: {cfg.cell!r} is not one of {', '.join(_CELLS)}")
+    if cfg.cell not in CELL_CLASSES:
+        raise ConfigError(f"model.cell: {cfg.cell!r} is not one of {', '.join(CELL_CLASSES)}")
     kwargs = {"nonlinearity": cfg.nonlinearity} if cfg.cell == "rnn" else {}
-    return _CELLS[cfg.cell](
+    return CELL_CLASSES[cfg.cell](
         input_size,
         cfg.hidden_size,
         num_layers=cfg.num_layers,
@@ -68,8 +80,8 @@ class RecurrentEncoder(nn.Module):
         """Which equivalent computation a batch of ``lengths`` padded to ``width`` takes: dense | packed | masked."""
         if bool((lengths == width).all()):
             return "dense"  # no padding: packing would change nothing
-        if type(self.rnn) not in _CELLS.values():
-            return "packed"  # e.g. torch's int8 LSTM/GRU (seqnlp.quantize): its own kernels take packed input
+        if type(self.rnn) not in CELL_CLASSES.values():
+            return "packed"  # e.g. torch's int8 LSTM/GRU (seqnlp.export.quantize): its kernels take packed input
         if self.recurrence != "auto":
             return self.recurrence
         if device.type != "cpu":
@@ -122,9 +134,9 @@ def masked_recurrence(
     each length), final [B, D*H], the same as the packed RNN's.
 
     ``run_layer(layer, reverse, inputs [B, T, F])`` runs one layer and direction densely -> [B, T, H]: the
-    training model calls PyTorch's RNN kernels with its own parameters, the export (seqnlp.masked) modules that
-    exporters can trace. ``dropout`` is applied between layers (pass 0 outside training)."""
-    mask, reverse_index, last_index = _step_indices(lengths, embedded.shape[1])
+    training model calls PyTorch's RNN kernels with its own parameters, the export (seqnlp.export.masked) modules
+    that exporters can trace. ``dropout`` is applied between layers (pass 0 outside training)."""
+    mask, reverse_index, last_index = step_indices(lengths, embedded.shape[1])
     hidden = embedded  # [B, T, F]
     finals: list[torch.Tensor] = []
     for layer in range(num_layers):
@@ -134,36 +146,44 @@ def masked_recurrence(
         for direction in range(num_directions):
             reverse = direction == 1
             # Padding never reaches a real step: it comes after each text's last token in both directions.
-            inputs = _gather_steps(hidden, reverse_index) if reverse else hidden
+            inputs = gather_steps(hidden, reverse_index) if reverse else hidden
             out = run_layer(layer, reverse, inputs)  # [B, T, H]; reversed: step t = position length-1-t
             finals.append(out.gather(1, last_index.expand(-1, 1, out.shape[2])).squeeze(1))  # [B, H]
-            outputs.append(_gather_steps(out, reverse_index) if reverse else out)  # the map is its own inverse
+            outputs.append(gather_steps(out, reverse_index) if reverse else out)  # the map is its own inverse
         hidden = torch.cat(outputs, dim=2)  # [B, T, D*H]
     outputs_top = hidden * mask[..., None].to(hidden.dtype)  # padded positions hold zeros, as when packed
     return outputs_top, torch.cat(finals, dim=1)  # [B, T, D*H], [B, D*H]
 
 
-def _step_indices(lengths: torch.Tensor, width: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def step_indices(lengths: torch.Tensor, width: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """lengths [B] (each in 1..width) -> mask [B, T] of real steps; reverse_index [B, T]: the position each step
     of a text reversed within its length reads (padding stays last; the map is its own inverse); last_index
-    [B, 1, 1]: each text's last real step."""
+    [B, 1, 1]: each text's last real step. Shared by every code path that runs a backward direction densely
+    (the masked path, the export, the diagnostics), so they all reverse texts the same way."""
     steps = torch.arange(width, device=lengths.device)[None, :]  # [1, T]
     mask = steps < lengths[:, None]  # [B, T]
     reverse_index = torch.where(mask, lengths[:, None] - 1 - steps, steps)  # [B, T]
     return mask, reverse_index, (lengths - 1)[:, None, None]
 
 
-def _gather_steps(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+def gather_steps(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """values [B, T, F], index [B, T] -> values[b, index[b, t]] as [B, T, F]."""
     return values.gather(1, index[..., None].expand(-1, -1, values.shape[2]))
+
+
+def layer_weights(rnn: nn.RNNBase, layer: int, reverse: bool) -> list[torch.Tensor]:
+    """``rnn``'s own parameters of one layer and direction, in the order PyTorch's RNN kernels take them:
+    weight_ih [G*H, F], weight_hh [G*H, H], then bias_ih [G*H] and bias_hh [G*H] when ``rnn.bias``
+    (G gate blocks: 1 RNN, 3 GRU, 4 LSTM). The one place that knows PyTorch's ``weight_ih_l0_reverse`` names."""
+    suffix = f"_l{layer}" + ("_reverse" if reverse else "")
+    names = ("weight_ih", "weight_hh") + (("bias_ih", "bias_hh") if rnn.bias else ())
+    return [getattr(rnn, name + suffix) for name in names]
 
 
 def _single_layer(rnn: nn.RNNBase, layer: int, reverse: bool, inputs: torch.Tensor, training: bool) -> torch.Tensor:
     """One layer and direction of ``rnn`` over dense ``inputs`` [B, T, F] -> outputs [B, T, H], through the same
     kernels ``nn.RNNBase.forward`` calls and with ``rnn``'s own parameters (so gradients reach them)."""
-    suffix = f"_l{layer}" + ("_reverse" if reverse else "")
-    names = ("weight_ih", "weight_hh") + (("bias_ih", "bias_hh") if rnn.bias else ())
-    weights = [getattr(rnn, name + suffix) for name in names]
+    weights = layer_weights(rnn, layer, reverse)
     h0 = inputs.new_zeros(1, inputs.shape[0], rnn.hidden_size)  # [1, B, H]
     args = (rnn.bias, 1, 0.0, training, False, True)  # bias, layers, dropout, train, bidirectional, batch_first
     if isinstance(rnn, nn.LSTM):
@@ -229,7 +249,8 @@ class RNNClassifier(nn.Module):
 def _head(cfg: ModelConfig, input_dim: int, num_labels: int) -> nn.Sequential:
     layers: list[nn.Module] = [nn.Dropout(cfg.dropout)]
     if cfg.head_hidden_size > 0:
-        layers += [nn.Linear(input_dim, cfg.head_hidden_size), _ACTIVATIONS[cfg.head_activation](), nn.Dropout(cfg.dropout)]
+        activation = _ACTIVATIONS[cfg.head_activation]()
+        layers += [nn.Linear(input_dim, cfg.head_hidden_size), activation, nn.Dropout(cfg.dropout)]
         input_dim = cfg.head_hidden_size
     layers.append(nn.Linear(input_dim, num_labels))
     return nn.Sequential(*layers)

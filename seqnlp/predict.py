@@ -67,7 +67,7 @@ class Classifier:
         """Load a run directory (safetensors weights, JSON/YAML files only: nothing is unpickled).
 
         ``quantize`` makes the LSTM/GRU and linear layers dynamically int8-quantized for faster CPU inference
-        (seqnlp.quantize says what is and is not quantized); it needs the CPU, which ``auto`` then picks.
+        (seqnlp.export.quantize says what is and is not quantized); it needs the CPU, which ``auto`` then picks.
         """
         dev = torch.device("cpu") if quantize and device == "auto" else resolve_device(device)
         if quantize and dev.type != "cpu":

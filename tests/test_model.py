@@ -13,9 +13,20 @@ import torch
 import torch.nn.functional as F
 from torch.testing import assert_close
 
+from seqnlp import config
 from seqnlp.config import ModelConfig
 from seqnlp.errors import ConfigError
-from seqnlp.model import Pooling, RNNClassifier, count_parameters, make_rnn
+from seqnlp.model import (
+    CELL_CLASSES,
+    Pooling,
+    RNNClassifier,
+    cell_name,
+    count_parameters,
+    gather_steps,
+    layer_weights,
+    make_rnn,
+    step_indices,
+)
 
 VOCAB = 30
 EMBED = 8
@@ -134,6 +145,58 @@ def test_unknown_cell_is_a_config_error_naming_the_choices() -> None:
     cfg.cell = "transformer"
     with pytest.raises(ConfigError, match=r"model\.cell.*transformer.*rnn, lstm, gru"):
         make_rnn(cfg, EMBED)
+
+
+# --- the shared plumbing: cell table, per-layer weights, reversal within each length ------------------------
+
+
+def test_the_cell_table_has_the_configs_names_and_round_trips() -> None:
+    assert tuple(CELL_CLASSES) == config.CELLS  # config validates model.cell with these names, without torch
+    for name, kind in CELL_CLASSES.items():
+        rnn = make_rnn(model_config(name), EMBED)
+        assert type(rnn) is kind and cell_name(rnn) == name
+        assert cell_name(kind(3, 2)) == name
+
+
+def test_cell_name_refuses_other_classes_naming_the_valid_ones() -> None:
+    from seqnlp.export.quantize import quantize_dynamic
+
+    quantized, _ = quantize_dynamic(torch.nn.Sequential(make_rnn(model_config("lstm"), EMBED)))
+    for other in (quantized[0], torch.nn.Linear(2, 2)):
+        with pytest.raises(ValueError, match="is not one of RNN, LSTM, GRU"):
+            cell_name(other)
+
+
+@pytest.mark.parametrize("cell, nonlinearity, layers, bidirectional", ENCODERS)
+def test_layer_weights_are_the_rnns_own_parameters_for_every_layer_and_direction(
+        cell: str, nonlinearity: str, layers: int, bidirectional: bool) -> None:
+    rnn = build(cell, nonlinearity, layers, bidirectional).encoder.rnn
+    directions = [False, True] if bidirectional else [False]
+    found = [(layer, reverse, layer_weights(rnn, layer, reverse)) for layer in range(layers) for reverse in directions]
+    gates = GATES[cell]
+    for layer, reverse, (w_ih, w_hh, b_ih, b_hh) in found:
+        input_size = EMBED if layer == 0 else HIDDEN * len(directions)
+        assert w_ih.shape == (gates * HIDDEN, input_size) and w_hh.shape == (gates * HIDDEN, HIDDEN)
+        assert b_ih.shape == b_hh.shape == (gates * HIDDEN,)
+    # The very Parameter objects (not copies), and together every parameter of the RNN exactly once.
+    returned = [id(weight) for *_, weights in found for weight in weights]
+    assert sorted(returned) == sorted(id(p) for p in rnn.parameters())
+    no_bias = torch.nn.GRU(3, 2, num_layers=2, bias=False)
+    assert [id(w) for w in layer_weights(no_bias, 1, False)] == [id(no_bias.weight_ih_l1), id(no_bias.weight_hh_l1)]
+
+
+def test_step_indices_reverse_each_text_within_its_length_and_keep_padding_last() -> None:
+    lengths = torch.tensor([3, 1, 5, 2])
+    mask, reverse, last = step_indices(lengths, 5)
+    assert mask.tolist() == [[True] * n + [False] * (5 - n) for n in lengths.tolist()]
+    assert reverse.tolist() == [[2, 1, 0, 3, 4], [0, 1, 2, 3, 4], [4, 3, 2, 1, 0], [1, 0, 2, 3, 4]]
+    assert last.shape == (4, 1, 1) and last.flatten().tolist() == [2, 0, 4, 1]
+    values = torch.randn(4, 5, 3)  # [B, T, F]
+    flipped = gather_steps(values, reverse)  # [B, T, F]
+    assert torch.equal(gather_steps(flipped, reverse), values)  # the map is its own inverse
+    for row, n in enumerate(lengths.tolist()):
+        assert torch.equal(flipped[row, :n], values[row, :n].flip(0))  # real steps reversed
+        assert torch.equal(flipped[row, n:], values[row, n:])  # padding stays where it was: last
 
 
 # --- gradients ---------------------------------------------------------------------------------------------

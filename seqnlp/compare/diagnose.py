@@ -29,12 +29,12 @@ from tokenizers import Tokenizer
 
 from seqnlp.batching import BatchLoader
 from seqnlp.checkpoint import load_run
+from seqnlp.compare.plots import plot_diagnostics
 from seqnlp.config import Config, load_config
 from seqnlp.data import load_splits
 from seqnlp.errors import DataError
-from seqnlp.model import RNNClassifier
+from seqnlp.model import RNNClassifier, cell_name, gather_steps, layer_weights, step_indices
 from seqnlp.objective import Objective, make_objective
-from seqnlp.compare.plots import plot_diagnostics
 from seqnlp.runtime import resolve_device, seed_everything, set_threads
 from seqnlp.tokenizer import build_tokenizer, encode_dataset, iter_texts, pad_id
 
@@ -68,7 +68,8 @@ class Diagnosis:
     distances: list[int]  # 0 = the last real token of a text
     grad_norms: list[float]  # mean ||dloss/d embedding|| at each distance
     counts: list[int]  # examples long enough to reach each distance
-    saturation: list[dict[str, Any]] = field(default_factory=list)  # per layer, direction and quantity: see saturation_row
+    # per layer, direction and quantity: see saturation_row
+    saturation: list[dict[str, Any]] = field(default_factory=list)
 
 
 def subjects_from_runs(run_dirs: Sequence[str | Path], weights: str = "trained", device: str = "cpu",
@@ -207,32 +208,23 @@ def unroll(model: RNNClassifier, ids: torch.Tensor,
     encoder's) and, per (layer, direction, quantity), that quantity's values at every real token [N, H].
     """
     rnn = model.encoder.rnn
-    cell = model.config.cell
+    cell = cell_name(rnn)
     x = model.embedding(ids)  # [B, T, E]
-    width = ids.shape[1]
-    lengths = lengths.to(ids.device)
-    mask = torch.arange(width, device=ids.device) < lengths[:, None]  # [B, T]
     # Per-text time reversal: position t of a text of length n reads position n-1-t; padding stays in place.
-    positions = torch.arange(width, device=ids.device).expand(len(ids), width)  # [B, T]
-    reverse = torch.where(mask, lengths[:, None] - 1 - positions, positions)  # [B, T]
+    mask, reverse, _ = step_indices(lengths.to(ids.device), ids.shape[1])  # [B, T], [B, T]
     collected: dict[tuple[int, str, str], torch.Tensor] = {}
     for layer in range(rnn.num_layers):
         outputs = []
-        for suffix, direction in (("", "forward"), ("_reverse", "backward"))[: 2 if rnn.bidirectional else 1]:
-            w_ih, w_hh, b_ih, b_hh = (getattr(rnn, f"{name}_l{layer}{suffix}")
-                                      for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
-            inputs = x if direction == "forward" else _reorder(x, reverse)
+        for direction in ("forward", "backward")[: 2 if rnn.bidirectional else 1]:
+            backward = direction == "backward"
+            w_ih, w_hh, b_ih, b_hh = layer_weights(rnn, layer, backward)
+            inputs = gather_steps(x, reverse) if backward else x
             out, acts = _run_cell(cell, model.config.nonlinearity, inputs, mask, w_ih, w_hh, b_ih, b_hh)
-            outputs.append(out if direction == "forward" else _reorder(out, reverse))
+            outputs.append(gather_steps(out, reverse) if backward else out)
             for quantity, values in acts.items():
                 collected[(layer, direction, quantity)] = values
         x = torch.cat(outputs, dim=-1) * mask[..., None]  # [B, T, D*H]: the next layer's input
     return x, collected
-
-
-def _reorder(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """x [B, T, F], index [B, T] -> x[b, index[b, t]] [B, T, F]."""
-    return x.gather(1, index[..., None].expand(-1, -1, x.shape[-1]))
 
 
 def _run_cell(cell: str, nonlinearity: str, x: torch.Tensor, mask: torch.Tensor, w_ih: torch.Tensor,

@@ -17,7 +17,7 @@ stopping) comes from the one base config. Each run is measured:
   attributed to a run, so ``isolate=False`` reports no memory. On CUDA, ``torch.cuda.max_memory_allocated``
   measures the tensors exactly.
 
-``compare()`` runs the grid and has ``seqnlp.report`` write the tables and plots.
+``compare()`` runs the grid and has ``seqnlp.compare.report`` write the tables and plots.
 """
 
 from __future__ import annotations
@@ -106,7 +106,7 @@ def compare(
     """Train every point of ``grid`` (default: the three cells) once per seed and write the report directory.
 
     ``seeds`` default to ``[base.seed]``; ``output_dir`` to ``runs/compare-<date>-<time>``. With ``diagnose``,
-    the first seed's model of every point is also diagnosed (``seqnlp.diagnose``), freshly initialized and
+    the first seed's model of every point is also diagnosed (``seqnlp.compare.diagnose``), freshly initialized and
     trained, into ``REPORT_DIR/diagnostics/``.
     """
     from seqnlp.compare.report import markdown_table, summarize, write_report

@@ -2,7 +2,7 @@
 
 The exported model takes ``input_ids [B, T]`` and ``lengths [B]`` (both int64, texts padded on the right with
 the pad id) and returns ``logits [B, C]``, for any batch size and any T. It runs the masked form of the
-encoder (``seqnlp.masked``), since packed sequences do not export. Beside the model file go what a user needs
+encoder (``seqnlp.export.masked``), since packed sequences do not export. Beside the model file go what a user needs
 without seqnlp::
 
     OUTPUT_DIR/
@@ -13,6 +13,10 @@ without seqnlp::
 
 Every export is checked before it is reported: the exported file is run (by onnxruntime or torch.jit.load) on
 random texts of mixed lengths, and its logits are compared with the packed model's.
+
+The package's modules: ``common`` (names, opset, paths, the parity check, export.json), ``masked`` (the model
+without packing), ``onnx`` and ``torchscript`` (one format each, loaded only by ``export_run``, so that
+``seqnlp.export.quantize``, which ``Classifier.load(quantize=True)`` uses, does not register the ONNX op).
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ import shutil
 from pathlib import Path
 from typing import Optional
 
+import torch
+
 from seqnlp.checkpoint import LABELS_FILE, TOKENIZER_FILE, load_run, write_json
 from seqnlp.errors import ConfigError, SeqnlpError
 from seqnlp.export.common import (
@@ -29,14 +35,13 @@ from seqnlp.export.common import (
     FP32_TOLERANCE,
     METADATA_FILE,
     ExportResult,
+    Runner,
     example_inputs,
     metadata,
     model_path,
     parity_check,
 )
 from seqnlp.export.masked import MaskedRNNClassifier
-from seqnlp.export.onnx import onnx_runner, require_onnx, write_onnx
-from seqnlp.export.torchscript import torchscript_runner, write_torchscript
 from seqnlp.tokenizer import pad_id
 
 __all__ = ["FORMATS", "ExportResult", "export_run"]
@@ -54,19 +59,15 @@ def export_run(run_dir: str | Path, format: str = "onnx", output: Optional[str |
     if format not in FORMATS:
         raise ConfigError(f"format: {format!r} is not one of {', '.join(FORMATS)}")
     if format == "onnx":
-        require_onnx()
+        from seqnlp.export.onnx import require_onnx
+
+        require_onnx()  # before any work: a missing package is the user's first error, not the last
     config, tokenizer, labels, model = load_run(run_dir, "cpu")
     run_dir = Path(run_dir)
     model_file = model_path(run_dir, output, format, quantize)
     model_file.parent.mkdir(parents=True, exist_ok=True)
-    masked = MaskedRNNClassifier(model)
-    example = example_inputs(pad_id(tokenizer))
-    if format == "onnx":
-        int8 = write_onnx(masked, example, model_file, quantize)
-        run_exported = onnx_runner(model_file)
-    else:
-        int8 = write_torchscript(masked, example, model_file, quantize)
-        run_exported = torchscript_runner(model_file)
+    int8, run_exported = _write(format, MaskedRNNClassifier(model), example_inputs(pad_id(tokenizer)), model_file,
+                                quantize)
     max_abs_diff, scale = parity_check(model, run_exported, tokenizer.get_vocab_size(), pad_id(tokenizer),
                                         config.tokenizer.max_length)
     if not quantize and max_abs_diff > FP32_TOLERANCE * max(1.0, scale):
@@ -84,3 +85,17 @@ def export_run(run_dir: str | Path, format: str = "onnx", output: Optional[str |
     log.info("exported %s (%s%s), max |logit difference| %.2e on the check texts", model_file, format,
              ", int8" if quantize else "", max_abs_diff)
     return ExportResult(model_file, format, quantize, int8, max_abs_diff, files, meta)
+
+
+def _write(format: str, masked: MaskedRNNClassifier, example: tuple[torch.Tensor, torch.Tensor], model_file: Path,
+           quantize: bool) -> tuple[list[str], Runner]:
+    """Write ``model_file`` in ``format``: what is int8, and a function that runs the written file.
+
+    The format modules are imported here, not with the package: the ONNX one registers a custom torch op."""
+    if format == "onnx":
+        from seqnlp.export.onnx import onnx_runner, write_onnx
+
+        return write_onnx(masked, example, model_file, quantize), onnx_runner(model_file)
+    from seqnlp.export.torchscript import torchscript_runner, write_torchscript
+
+    return write_torchscript(masked, example, model_file, quantize), torchscript_runner(model_file)

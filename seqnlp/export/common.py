@@ -28,6 +28,8 @@ OUTPUT_NAMES = ["logits"]
 FP32_TOLERANCE = 1e-4  # the largest logit difference an fp32 export may show, relative to logits above 1
 INSTALL_HINT = "pip install 'seqnlp[export]'"
 
+Runner = Callable[[np.ndarray, np.ndarray], np.ndarray]  # runs an exported file: ids [B, T], lengths [B] -> [B, C]
+
 
 @dataclass
 class ExportResult:
@@ -43,6 +45,8 @@ class ExportResult:
 
 
 def model_path(run_dir: Path, output: Optional[str | Path], format: str, quantize: bool) -> Path:
+    """The model file to write: ``output`` itself when it names a file, else ``model[.int8].onnx|.pt`` inside it
+    (default ``RUN_DIR/export/``), so an int8 export never overwrites the fp32 one beside it."""
     name = ("model.int8" if quantize else "model") + MODEL_SUFFIXES[format]
     if output is None:
         return run_dir / "export" / name
@@ -62,9 +66,8 @@ def example_inputs(pad: int) -> tuple[torch.Tensor, torch.Tensor]:
     return ids, lengths
 
 
-
-def parity_check(model: nn.Module, run_exported: Callable[[np.ndarray, np.ndarray], np.ndarray], vocab_size: int,
-                  pad: int, max_length: int, batch: int = 8, seed: int = 0) -> tuple[float, float]:
+def parity_check(model: nn.Module, run_exported: Runner, vocab_size: int, pad: int, max_length: int, batch: int = 8,
+                 seed: int = 0) -> tuple[float, float]:
     """Max |logit difference| between the exported file and the packed model on random ids of mixed lengths,
     in a batch shape unlike the one traced; and the largest |logit|, the scale that difference is read on."""
     generator = torch.Generator().manual_seed(seed)
@@ -80,6 +83,7 @@ def parity_check(model: nn.Module, run_exported: Callable[[np.ndarray, np.ndarra
 
 def metadata(config: Any, tokenizer: Any, labels: list[str], model_file: Path, format: str, quantize: bool,
               int8: list[str], max_abs_diff: float, run_dir: Path) -> dict[str, Any]:
+    """export.json: what a user without seqnlp needs to feed the model and read its logits, and where it came from."""
     from seqnlp import __version__
 
     return {

@@ -25,9 +25,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from seqnlp.model import Pooling, RNNClassifier, masked_recurrence
-
-_CELL_TYPES: dict[type[nn.RNNBase], str] = {nn.RNN: "rnn", nn.LSTM: "lstm", nn.GRU: "gru"}
+from seqnlp.model import CELL_CLASSES, Pooling, RNNClassifier, cell_name, layer_weights, masked_recurrence
 
 
 class MaskedRNNClassifier(nn.Module):
@@ -64,12 +62,12 @@ class MaskedRNNClassifier(nn.Module):
 
 def _single_direction(rnn: nn.RNNBase, layer: int, reverse: bool) -> nn.RNNBase:
     """A one-layer, one-direction copy of one layer and direction of ``rnn`` (batch first, same weights)."""
-    kind = _CELL_TYPES[type(rnn)]
+    kind = cell_name(rnn)
     input_size = rnn.input_size if layer == 0 else rnn.hidden_size * (2 if rnn.bidirectional else 1)
     kwargs = {"nonlinearity": rnn.nonlinearity} if kind == "rnn" else {}
-    single = type(rnn)(input_size, rnn.hidden_size, num_layers=1, bias=rnn.bias, batch_first=True, **kwargs)
-    suffix = f"_l{layer}" + ("_reverse" if reverse else "")
+    single = CELL_CLASSES[kind](input_size, rnn.hidden_size, num_layers=1, bias=rnn.bias, batch_first=True,
+                                **kwargs)
     with torch.no_grad():
-        for name in ("weight_ih", "weight_hh") + (("bias_ih", "bias_hh") if rnn.bias else ()):
-            getattr(single, f"{name}_l0").copy_(getattr(rnn, f"{name}{suffix}"))
+        for target, source in zip(layer_weights(single, 0, False), layer_weights(rnn, layer, reverse), strict=True):
+            target.copy_(source)
     return single.to(next(rnn.parameters()).device)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -18,8 +18,9 @@ from torch import nn
 
 from seqnlp.checkpoint import atomic_path
 from seqnlp.errors import SeqnlpError
-from seqnlp.export.common import INPUT_NAMES, INSTALL_HINT, OPSET, OUTPUT_NAMES, quiet_exporters
+from seqnlp.export.common import INPUT_NAMES, INSTALL_HINT, OPSET, OUTPUT_NAMES, Runner, quiet_exporters
 from seqnlp.export.masked import MaskedRNNClassifier
+from seqnlp.model import cell_name, layer_weights
 
 # ONNX orders gate blocks differently: torch LSTM i,f,g,o -> ONNX i,o,f,c; torch GRU r,z,n -> ONNX z,r,h.
 _ONNX_GATES = {"lstm": [0, 3, 1, 2], "gru": [1, 0, 2], "rnn_tanh": [0], "rnn_relu": [0]}
@@ -66,15 +67,17 @@ class _RecurrentOp(nn.Module):
 
     def __init__(self, rnn: nn.RNNBase) -> None:
         super().__init__()
-        self.cell = {nn.LSTM: "lstm", nn.GRU: "gru"}.get(type(rnn), f"rnn_{getattr(rnn, 'nonlinearity', 'tanh')}")
+        name = cell_name(rnn)
+        self.cell = f"rnn_{rnn.nonlinearity}" if name == "rnn" else name
         gates, hidden = _ONNX_GATES[self.cell], rnn.hidden_size
 
         def onnx_layout(t: torch.Tensor) -> torch.Tensor:
             return torch.cat([t[g * hidden:(g + 1) * hidden] for g in gates]).detach()
 
-        self.register_buffer("w", onnx_layout(rnn.weight_ih_l0)[None])  # [1, G*H, F]
-        self.register_buffer("r", onnx_layout(rnn.weight_hh_l0)[None])  # [1, G*H, H]
-        self.register_buffer("b", torch.cat([onnx_layout(rnn.bias_ih_l0), onnx_layout(rnn.bias_hh_l0)])[None])
+        w_ih, w_hh, b_ih, b_hh = layer_weights(rnn, 0, False)
+        self.register_buffer("w", onnx_layout(w_ih)[None])  # [1, G*H, F]
+        self.register_buffer("r", onnx_layout(w_hh)[None])  # [1, G*H, H]
+        self.register_buffer("b", torch.cat([onnx_layout(b_ih), onnx_layout(b_hh)])[None])  # [1, 2*G*H]
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, None]:
         return recurrent_layer(x, self.w, self.r, self.b, self.cell), None  # [B, T, H]
@@ -138,7 +141,7 @@ def _onnx_int8_ops(path: Path) -> list[str]:
     return sorted({node.op_type for node in graph.node if any(k in node.op_type for k in ("Integer", "uantize"))})
 
 
-def onnx_runner(path: Path) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+def onnx_runner(path: Path) -> Runner:
     import onnxruntime
 
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])

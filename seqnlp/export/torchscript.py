@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 from torch import nn
 
 from seqnlp.checkpoint import atomic_path
-from seqnlp.export.common import quiet_exporters
+from seqnlp.export.common import Runner, quiet_exporters
 from seqnlp.export.masked import MaskedRNNClassifier
 from seqnlp.export.quantize import quantize_dynamic
 
@@ -29,7 +28,7 @@ def write_torchscript(masked: MaskedRNNClassifier, example: tuple[torch.Tensor, 
     return int8
 
 
-def torchscript_runner(path: Path) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+def torchscript_runner(path: Path) -> Runner:
     with quiet_exporters():
         loaded = torch.jit.load(str(path), map_location="cpu")
 

@@ -7,6 +7,8 @@ import builtins
 import itertools
 import json
 import shutil
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 from typing import Any, Callable
@@ -21,7 +23,8 @@ from seqnlp.checkpoint import load_run, save_weights
 from seqnlp.cli import main
 from seqnlp.config import Config, config_from_dict, read_config_file
 from seqnlp.errors import ConfigError, SeqnlpError
-from seqnlp.export import METADATA_FILE, export_run
+from seqnlp.export import export_run
+from seqnlp.export.common import METADATA_FILE
 from seqnlp.export.masked import MaskedRNNClassifier
 from seqnlp.model import RNNClassifier
 from seqnlp.predict import Classifier
@@ -274,6 +277,17 @@ def test_quantize_needs_the_cpu(toy_run: Path, monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setattr("seqnlp.predict.resolve_device", lambda name: torch.device("cuda"))
     with pytest.raises(ConfigError, match="CPU"):
         Classifier.load(toy_run, device="cuda", quantize=True)
+
+
+def test_quantize_alone_loads_no_export_format() -> None:
+    """Classifier.load(quantize=True) imports seqnlp.export.quantize; that must not register the ONNX op or load
+    the exporters: export_run imports the format it writes."""
+    code = ("import sys, seqnlp.export.quantize, seqnlp.predict; "
+            "print(' '.join(sorted(m for m in sys.modules if m.startswith('seqnlp.export'))))")
+    root = Path(__file__).resolve().parents[2]  # this checkout's seqnlp, not an installed one
+    loaded = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)
+    assert loaded.stdout.split() == ["seqnlp.export", "seqnlp.export.common", "seqnlp.export.masked",
+                                     "seqnlp.export.quantize"]
 
 
 # --- CLI and errors -----------------------------------------------------------------------------------------------
