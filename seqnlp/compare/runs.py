@@ -277,8 +277,11 @@ def _inference_speed(config: Config, run_dir: Path) -> tuple[int, float]:
     from seqnlp.runtime import set_threads
     from seqnlp.tokenizer import encode_texts
 
-    clf = Classifier.load(run_dir, device=config.train.device)
-    texts = load_splits(config.data, config.seed, label_names=clf.label_names).data[config.data.validation_split]["text"]
+    # Measured as the run evaluated itself: its eval batch size and precision.
+    clf = Classifier.load(run_dir, device=config.train.device, batch_size=config.train.eval_batch_size,
+                          precision=config.train.precision)
+    name = config.data.validation_split
+    texts = load_splits(config.data, config.seed, label_names=clf.label_names, only=[name]).data[name]["text"]
     tokens = sum(len(ids) for ids in encode_texts(clf.tokenizer, texts))
     threads = torch.get_num_threads()
     set_threads(config.train.num_threads)
