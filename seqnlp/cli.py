@@ -1,46 +1,32 @@
-"""The ``seqnlp`` command: train, evaluate, predict, compare, diagnose and serve, each a thin call into the library.
+"""The ``seqnlp`` command: each command parses its options, makes one call into the library, and echoes.
 
-Heavy imports (torch, datasets) happen inside the commands, so ``seqnlp --help`` answers at once.
+    seqnlp train      train a classifier into a run directory, or --resume one  (seqnlp.train)
+    seqnlp evaluate   metrics of a run on a split of its own data or of other data  (seqnlp.evaluate)
+    seqnlp predict    one JSON object per text, from arguments or a file  (seqnlp.load(...).predict)
+    seqnlp compare    cells and settings trained on the same data, budget and seeds  (seqnlp.compare.compare)
+    seqnlp diagnose   gradient flow and saturation of trained or fresh models  (seqnlp.compare.diagnose)
+    seqnlp serve      an HTTP JSON API over a run  (seqnlp.serve.create_app)
+    seqnlp export     a run as one ONNX or TorchScript file  (seqnlp.export_run)
+
+compare and diagnose are defined in ``seqnlp.cli_compare``, the options and error handling every command shares in
+``seqnlp.cli_options``. Heavy imports (torch, datasets) happen inside the commands, so ``seqnlp --help`` answers at
+once.
 """
 
 from __future__ import annotations
 
-import copy
-import csv
 import json
 import logging
-import os
 import sys
-from functools import wraps
-from pathlib import Path
-from typing import Any, Callable, Iterator, Optional, TextIO
+from typing import Any, Optional, TextIO
 
 import click
 
-from seqnlp.config import CELLS, load_config
-from seqnlp.errors import ConfigError, DataError, SeqnlpError
-
-PREDICT_CHUNK = 1024  # input lines read, predicted and written at a time: memory stays bounded
-
-
-def _handle_errors(command: Callable) -> Callable:
-    """Expected errors print one line and exit non-zero; --debug shows the traceback instead."""
-
-    @wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        ctx = click.get_current_context()
-        try:
-            return command(*args, **kwargs)
-        except SeqnlpError as exc:
-            if ctx.find_root().params.get("debug"):
-                raise
-            click.echo(f"Error: {exc}", err=True)
-            ctx.exit(exc.exit_code)
-        except KeyboardInterrupt:
-            click.echo("Interrupted.", err=True)
-            ctx.exit(130)
-
-    return wrapper
+from seqnlp.cli_compare import compare, diagnose
+from seqnlp.cli_options import (data_options, data_updates, handle_errors, inference_options, parse_data_files,
+                                quiet_datasets, rank)
+from seqnlp.config import CELLS, PRECISIONS, load_config
+from seqnlp.errors import ConfigError
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -63,7 +49,7 @@ def main(ctx: click.Context, verbose: bool, quiet: bool, debug: bool) -> None:
       seqnlp serve runs/sst2-gru --port 8000
       seqnlp export runs/sst2-gru --format onnx
     """
-    if _rank() > 0:  # under torchrun, rank 0 speaks for the run: the others log warnings and errors only
+    if rank() > 0:  # under torchrun, rank 0 speaks for the run: the others log warnings and errors only
         quiet, verbose = True, False
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
     logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr, force=True)
@@ -72,59 +58,8 @@ def main(ctx: click.Context, verbose: bool, quiet: bool, debug: bool) -> None:
     ctx.obj = {"quiet": quiet}
 
 
-def _rank() -> int:
-    """This process's rank when torchrun started it (torchrun sets RANK), else 0; read without importing torch."""
-    try:
-        return int(os.environ.get("RANK", "0"))
-    except ValueError:
-        return 0
-
-
-def _quiet_datasets(ctx: click.Context) -> None:
-    """-q also silences datasets' own bars (generating, preparing, encoding); called by commands, not by --help."""
-    if ctx.obj["quiet"]:
-        import datasets
-
-        datasets.disable_progress_bars()
-
-
-def _data_files(values: tuple[str, ...]) -> dict[str, list[str]]:
-    files: dict[str, list[str]] = {}
-    for item in values:
-        split, sep, path = item.partition("=")
-        if not sep or not split or not path:
-            raise ConfigError(f"--data-files {item!r} is not of the form SPLIT=PATH (e.g. train=data/train.csv)")
-        files.setdefault(split, []).append(path)
-    return files
-
-
-def _data_updates(dataset: Optional[str], data_files: tuple[str, ...], text_columns: tuple[str, ...],
-                  label_column: Optional[str]) -> dict[str, Any]:
-    updates: dict[str, Any] = {}
-    if dataset is not None:
-        updates["data.dataset"] = dataset
-    if data_files:
-        updates["data.data_files"] = _data_files(data_files)
-    if text_columns:
-        updates["data.text_columns"] = list(text_columns)
-    if label_column is not None:
-        updates["data.label_column"] = label_column
-    return updates
-
-
-def _data_options(command: Callable) -> Callable:
-    options = [
-        click.option("--dataset", metavar="NAME_OR_PATH",
-                     help="Hub name, local directory, saved dataset, data file, or a format (csv, json, parquet)."),
-        click.option("--data-files", multiple=True, metavar="SPLIT=PATH",
-                     help="A local file for a split; repeat for each split."),
-        click.option("--text-column", "text_columns", multiple=True, metavar="COL",
-                     help="Text column; repeat to join several."),
-        click.option("--label-column", metavar="COL", help="Label column."),
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command
+main.add_command(compare)
+main.add_command(diagnose)
 
 
 @main.command()
@@ -133,7 +68,7 @@ def _data_options(command: Callable) -> Callable:
               help="Override a dotted config key, e.g. model.hidden_size=256; repeatable.")
 @click.option("-o", "--output-dir", type=click.Path(file_okay=False), help="Run directory [default: runs/<cell>-<time>].")
 @click.option("--overwrite", is_flag=True, help="Replace a run already in --output-dir.")
-@_data_options
+@data_options
 @click.option("--cell", type=click.Choice(CELLS), help="Recurrent cell.")
 @click.option("--layers", type=click.IntRange(min=1), help="Stacked recurrent layers.")
 @click.option("--bidirectional/--unidirectional", default=None, help="Read the text in both directions.")
@@ -142,7 +77,7 @@ def _data_options(command: Callable) -> Callable:
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Peak learning rate.")
 @click.option("--seed", type=int, help="Random seed (data split, initialization, batch order).")
 @click.option("--device", help="auto, cpu, cuda or cuda:N.")
-@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), help="Training precision.")
+@click.option("--precision", type=click.Choice(PRECISIONS), help="Training precision.")
 @click.option("--streaming", is_flag=True, default=None,
               help="Read the training split as a stream, never materialized (data.streaming).")
 @click.option("--multi-label", is_flag=True, default=None,
@@ -153,7 +88,7 @@ def _data_options(command: Callable) -> Callable:
 @click.option("--resume", "resume_dir", type=click.Path(file_okay=False), metavar="RUN_DIR",
               help="Continue an interrupted run from its last checkpoint, with its saved config.")
 @click.pass_context
-@_handle_errors
+@handle_errors
 def train(ctx: click.Context, config_file: Optional[str], overrides: tuple[str, ...], output_dir: Optional[str],
           overwrite: bool, dataset: Optional[str], data_files: tuple[str, ...], text_columns: tuple[str, ...],
           label_column: Optional[str], cell: Optional[str], layers: Optional[int], bidirectional: Optional[bool],
@@ -189,10 +124,10 @@ def train(ctx: click.Context, config_file: Optional[str], overrides: tuple[str, 
             raise click.UsageError(f"--resume continues with the run's saved config; drop {flag}")
         from seqnlp.training import resume
 
-        _quiet_datasets(ctx)
+        quiet_datasets(ctx)
         _echo_result(resume(resume_dir, progress=not ctx.obj["quiet"]))
         return
-    updates = _data_updates(dataset, data_files, text_columns, label_column)
+    updates = data_updates(dataset, data_files, text_columns, label_column)
     flags = {"output_dir": output_dir, "model.cell": cell, "model.num_layers": layers,
              "model.bidirectional": bidirectional, "train.epochs": epochs, "train.batch_size": batch_size,
              "train.lr": lr, "seed": seed, "train.device": device, "train.precision": precision,
@@ -208,7 +143,7 @@ def train(ctx: click.Context, config_file: Optional[str], overrides: tuple[str, 
 
     from seqnlp.training import train as run_training
 
-    _quiet_datasets(ctx)
+    quiet_datasets(ctx)
     _echo_result(run_training(config, overwrite=overwrite, progress=not ctx.obj["quiet"]))
 
 
@@ -224,7 +159,7 @@ def _class_weights(value: Optional[str]) -> Any:
 
 
 def _echo_result(result: Any) -> None:
-    if _rank() > 0:
+    if rank() > 0:
         return
     click.echo(f"Run directory: {result.run_dir}")
     click.echo(f"Best epoch {result.best_epoch} (by validation {result.monitor}): "
@@ -235,198 +170,46 @@ def _echo_result(result: Any) -> None:
 
 
 def _headline(metrics: dict[str, Any]) -> str:
-    accuracy = "exact match" if "exact_match" in metrics else "accuracy"
+    # "accuracy" is the exact match of a multi-label run; a record from before "task" was kept (a resumed run's
+    # history) names it accuracy.
+    accuracy = "exact match" if metrics.get("task") == "multi_label" else "accuracy"
     auroc = "n/a" if metrics.get("auroc") is None else f"{metrics['auroc']:.4f}"
     return f"{accuracy} {metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f}, AUROC {auroc}"
 
 
 @main.command()
 @click.argument("run_dir", type=click.Path(file_okay=False))
-@_data_options
+@data_options
 @click.option("--split", help="Split to evaluate [default: test, else validation].")
+@inference_options
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
 @click.pass_context
-@_handle_errors
+@handle_errors
 def evaluate(ctx: click.Context, run_dir: str, dataset: Optional[str], data_files: tuple[str, ...],
-             text_columns: tuple[str, ...], label_column: Optional[str], split: Optional[str], as_json: bool) -> None:
+             text_columns: tuple[str, ...], label_column: Optional[str], split: Optional[str], batch_size: int,
+             precision: str, as_json: bool) -> None:
     """Evaluate a trained run: accuracy, macro-F1, AUROC, per-class report and confusion matrix.
 
     A multi-label run reports exact match, Hamming loss, micro/macro-F1 and AUROC, and per label its
     precision, recall, F1, AUROC and the threshold it was decided with (the run's thresholds.json).
 
-    With no data given, the run's own data is used (its test split, else validation).
+    With no data given, the run's own data is used (its test split, else validation). Other data is read with
+    the run's text and label columns unless --text-column/--label-column say otherwise.
 
     \b
     Examples:
       seqnlp evaluate runs/sms
       seqnlp evaluate runs/sst2 --data-files validation=data/dev.tsv --split validation --json
+      seqnlp evaluate runs/imdb --batch-size 1024 --precision bf16
     """
-    from seqnlp.config import DataConfig
     from seqnlp.evaluation import evaluate as run_evaluation
-    from seqnlp.predict import Classifier
+    from seqnlp.evaluation import format_report
 
-    _quiet_datasets(ctx)
-    clf = Classifier.load(run_dir)
-    data = None
-    updates = _data_updates(dataset, data_files, text_columns, label_column)
-    if updates:
-        base = copy.deepcopy(clf.config)
-        if dataset is not None or data_files:  # other data: keep only how the run read its columns
-            run_data = clf.config.data
-            base.data = DataConfig(text_columns=run_data.text_columns, text_separator=run_data.text_separator,
-                                   label_column=run_data.label_column, label_names=run_data.label_names,
-                                   multi_label=run_data.multi_label)
-        data = load_config(base=base, updates=updates).data
-    result = run_evaluation(clf, data=data, split=split)
-    if as_json:
-        click.echo(json.dumps(result))
-        return
-    click.echo(format_report(result, clf.label_names))
-
-
-def format_report(result: dict[str, Any], label_names: list[str]) -> str:
-    """Metrics, per-class report and confusion matrix (multi-label: per-label thresholds) as aligned tables."""
-    multi = "exact_match" in result
-    lines = [f"Split: {result['split']} ({result['num_examples']:,} examples)", ""]
-    headline = ((("exact_match", "exact match"), ("hamming_loss", "Hamming loss"), ("micro_f1", "micro-F1"))
-                if multi else (("accuracy", "accuracy"),))
-    for key, name in headline + (("macro_f1", "macro-F1"), ("macro_precision", "macro-precision"),
-                                 ("macro_recall", "macro-recall"), ("auroc", "AUROC"), ("loss", "loss")):
-        lines.append(f"  {name:<16}" + ("n/a" if result[key] is None else f"{result[key]:.4f}"))
-    width = max(9, *(len(n) for n in label_names)) + 2
-    extra = ("predicted", "threshold") if multi else ()
-    lines += ["", f"  {'label':<{width}}{'precision':>10}{'recall':>10}{'f1':>10}{'auroc':>10}{'support':>10}"
-              + "".join(f"{e:>10}" for e in extra)]
-    for name, row in result["per_class"].items():
-        auroc = "n/a" if row["auroc"] is None else f"{row['auroc']:.4f}"
-        lines.append(f"  {name:<{width}}{row['precision']:>10.4f}{row['recall']:>10.4f}{row['f1']:>10.4f}"
-                     f"{auroc:>10}{row['support']:>10,}"
-                     + (f"{row['predicted']:>10,}{row.get('threshold', 0.5):>10.3f}" if multi else ""))
-    if multi:
-        return "\n".join(lines)
-    cell = max(7, *(len(n) for n in label_names)) + 2
-    lines += ["", "  Confusion matrix (rows: true label, columns: predicted)",
-              "  " + " " * width + "".join(f"{n:>{cell}}" for n in label_names)]
-    for name, row in zip(label_names, result["confusion_matrix"]):
-        lines.append(f"  {name:<{width}}" + "".join(f"{v:>{cell},}" for v in row))
-    return "\n".join(lines)
-
-
-@main.command()
-@click.option("-c", "--config", "config_file", type=click.Path(dir_okay=False), help="YAML or JSON config file.")
-@click.option("-s", "--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="Override a dotted config key for every run; repeatable.")
-@click.option("-o", "--output-dir", type=click.Path(file_okay=False),
-              help="Report directory [default: runs/compare-<time>].")
-@click.option("--overwrite", is_flag=True, help="Replace runs already in --output-dir.")
-@_data_options
-@click.option("--cell", "cells", multiple=True, type=click.Choice(CELLS),
-              help="A cell to compare; repeat for several [default: rnn, lstm and gru].")
-@click.option("-g", "--grid", multiple=True, metavar="KEY=V1,V2",
-              help="Also vary a dotted config key, e.g. model.bidirectional=true,false; repeatable.")
-@click.option("--seeds", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Seeds per setting: the config's seed and the ones after it.")
-@click.option("--epochs", type=click.IntRange(min=1), help="Maximum epochs of every run.")
-@click.option("--diagnose", "with_diagnostics", is_flag=True,
-              help="Also measure gradient flow and saturation of each setting (first seed), at init and trained.")
-@click.option("--diagnose-examples", type=click.IntRange(min=1), default=256, show_default=True,
-              help="Validation examples the diagnostics average over.")
-@click.option("--in-process", is_flag=True,
-              help="Train every run in this process: quicker to start, but peak memory is not measured.")
-@click.pass_context
-@_handle_errors
-def compare(ctx: click.Context, config_file: Optional[str], overrides: tuple[str, ...], output_dir: Optional[str],
-            overwrite: bool, dataset: Optional[str], data_files: tuple[str, ...], text_columns: tuple[str, ...],
-            label_column: Optional[str], cells: tuple[str, ...], grid: tuple[str, ...], seeds: int,
-            epochs: Optional[int], with_diagnostics: bool, diagnose_examples: int, in_process: bool) -> None:
-    """Train RNN, LSTM and GRU (and any other grid) on the same data, budget and seeds, and report.
-
-    Every setting is trained once per seed by the ordinary training code, each into its own run directory
-    under OUTPUT_DIR/runs/. The report (report.md, results.csv/.json, runs.csv, curves.csv and, with
-    matplotlib, validation_curves.png) gives accuracy, macro-F1, parameters, time per epoch, training and
-    inference tokens/s, peak memory and epochs to the best epoch: mean ± standard deviation over seeds.
-
-    \b
-    Examples:
-      seqnlp compare --config configs/sst2.yaml --set data.max_train_samples=5000 --epochs 3 --seeds 3
-      seqnlp compare --dataset "synthetic:marker?distance=50" --set model.pooling=last \\
-                     --set model.bidirectional=false --diagnose
-      seqnlp compare --cell lstm --cell gru --grid model.hidden_size=64,256 --grid model.num_layers=1,2
-    """
-    from seqnlp.compare import compare as run_compare
-    from seqnlp.compare import parse_grid
-
-    updates = _data_updates(dataset, data_files, text_columns, label_column)
-    if epochs is not None:
-        updates["train.epochs"] = epochs
-    base = load_config(config_file, overrides, updates)
-    varied = parse_grid(grid, base)
-    if "model.cell" in varied and cells:
-        raise click.UsageError("give the cells with --cell or with --grid model.cell=..., not both")
-    # The cells come first unless --grid names model.cell, whose place then follows the --grid order.
-    full_grid = varied if "model.cell" in varied else {"model.cell": list(cells or CELLS), **varied}
-    _quiet_datasets(ctx)
-    result = run_compare(base, full_grid, seeds=[base.seed + i for i in range(seeds)], output_dir=output_dir,
-                         overwrite=overwrite, isolate=not in_process, progress=not ctx.obj["quiet"],
-                         diagnose=with_diagnostics, diagnose_examples=diagnose_examples)
-    click.echo(result.table)
-    click.echo(f"Report: {result.report_dir}  ({', '.join(sorted(result.files))})")
-
-
-@main.command()
-@click.argument("run_dirs", nargs=-1, type=click.Path(file_okay=False))
-@click.option("--weights", type=click.Choice(["trained", "init", "both"]), default="trained", show_default=True,
-              help="Diagnose the runs' trained weights, a fresh initialization, or both.")
-@click.option("-c", "--config", "config_file", type=click.Path(dir_okay=False),
-              help="Without run directories: fresh models of this config.")
-@click.option("-s", "--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="Without run directories: override a dotted config key; repeatable.")
-@_data_options
-@click.option("--cell", "cells", multiple=True, type=click.Choice(CELLS),
-              help="Without run directories: a cell to initialize; repeat [default: rnn, lstm and gru].")
-@click.option("-n", "--examples", type=click.IntRange(min=1), default=256, show_default=True,
-              help="Examples to average over.")
-@click.option("--split", help="Split the examples come from [default: validation].")
-@click.option("-o", "--output-dir", type=click.Path(file_okay=False),
-              help="Where the CSV, Markdown and PNG files go [default: runs/diagnose-<time>].")
-@click.pass_context
-@_handle_errors
-def diagnose(ctx: click.Context, run_dirs: tuple[str, ...], weights: str, config_file: Optional[str],
-             overrides: tuple[str, ...], dataset: Optional[str], data_files: tuple[str, ...],
-             text_columns: tuple[str, ...], label_column: Optional[str], cells: tuple[str, ...], examples: int,
-             split: Optional[str], output_dir: Optional[str]) -> None:
-    """Gradient flow and saturation: where the vanishing gradient becomes visible.
-
-    For each model: the norm of the loss gradient with respect to each token's embedding against the token's
-    distance from the end of the text, averaged over real examples; and how saturated its tanh units and
-    gates are. Give trained run directories, or (with no run directory) a config whose cells are freshly
-    initialized. Writes gradient_profile.csv, saturation.csv, diagnostics.md and, with matplotlib, one
-    figure per weights state.
-
-    \b
-    Examples:
-      seqnlp diagnose runs/sst2-rnn runs/sst2-lstm runs/sst2-gru --weights both
-      seqnlp diagnose --dataset "synthetic:marker?distance=50" --set model.pooling=last \\
-                      --set model.bidirectional=false
-    """
-    from seqnlp.compare import diagnose as diagnostics
-
-    from_config = bool(config_file or overrides or cells or dataset or data_files or text_columns or label_column)
-    _quiet_datasets(ctx)
-    if run_dirs:
-        if from_config:
-            raise click.UsageError("give run directories or a config to initialize, not both")
-        states = ["init", "trained"] if weights == "both" else [weights]
-        subjects = [s for state in states for s in diagnostics.subjects_from_runs(run_dirs, state)]
-    else:
-        if weights != "init" and ctx.get_parameter_source("weights") != click.core.ParameterSource.DEFAULT:
-            raise click.UsageError(f"--weights {weights} needs run directories; a config gives fresh models only")
-        config = load_config(config_file, overrides, _data_updates(dataset, data_files, text_columns, label_column))
-        subjects = diagnostics.subjects_from_config(config, list(cells or CELLS))
-    found = diagnostics.diagnose(subjects, examples=examples, split=split)
-    files = diagnostics.write_diagnostics(found, output_dir)
-    click.echo(diagnostics.summary_markdown(found))
-    click.echo(f"Diagnostics: {next(iter(files.values())).parent}  ({', '.join(files)})")
+    quiet_datasets(ctx)
+    result = run_evaluation(run_dir, split=split, dataset=dataset, data_files=parse_data_files(data_files),
+                            text_columns=text_columns, label_column=label_column, batch_size=batch_size,
+                            precision=precision)
+    click.echo(json.dumps(result) if as_json else format_report(result))
 
 
 @main.command()
@@ -441,10 +224,12 @@ def diagnose(ctx: click.Context, run_dirs: tuple[str, ...], weights: str, config
 @click.option("-k", "--top-k", type=click.IntRange(min=1), help="Also list the K most probable labels.")
 @click.option("--quantize", is_flag=True,
               help="Run int8 dynamic quantization of the LSTM/GRU and linear layers on the CPU: faster, nearly equal.")
+@inference_options
 @click.pass_context
-@_handle_errors
+@handle_errors
 def predict(ctx: click.Context, run_dir: str, texts: tuple[str, ...], input_file: Optional[TextIO],
-            input_format: str, text_columns: tuple[str, ...], top_k: Optional[int], quantize: bool) -> None:
+            input_format: str, text_columns: tuple[str, ...], top_k: Optional[int], quantize: bool, batch_size: int,
+            precision: str) -> None:
     """Predict labels: one JSON object per input text on stdout.
 
     {"label", "score"} per text; a multi-label run gives {"labels": [every label at or above its threshold],
@@ -459,28 +244,22 @@ def predict(ctx: click.Context, run_dir: str, texts: tuple[str, ...], input_file
       cat reviews.jsonl | seqnlp predict runs/imdb -i - --format jsonl --text-column review
       seqnlp predict runs/imdb --input reviews.txt --quantize
     """
+    from seqnlp.data.files import read_texts
     from seqnlp.predict import Classifier
 
     if texts and input_file is not None:
         raise click.UsageError("give texts as arguments or with --input, not both")
     if not texts and input_file is None:
         raise click.UsageError("no texts: give them as arguments or with --input FILE (- for stdin)")
-    clf = Classifier.load(run_dir, quantize=quantize)
+    clf = Classifier.load(run_dir, quantize=quantize, batch_size=batch_size, precision=precision)
     if top_k is not None and top_k > len(clf.label_names):
         raise click.BadParameter(f"{top_k} is more than the {len(clf.label_names)} labels", param_hint="--top-k")
     columns = list(text_columns) or clf.config.data.text_columns
-    source = iter([list(texts)]) if texts else read_texts(input_file, input_format, columns,  # type: ignore[arg-type]
-                                                          clf.config.data.text_separator)
-    count = 0
-    try:
-        for chunk in source:
-            for result in clf.predict(chunk, top_k=top_k):
-                click.echo(json.dumps(result, ensure_ascii=False))
-            count += len(chunk)
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{getattr(input_file, 'name', 'the input')} is not UTF-8 text (byte {exc.start})") from None
-    if count == 0:
-        raise DataError(f"no texts in {getattr(input_file, 'name', 'the input')}")
+    chunks = [list(texts)] if texts else read_texts(input_file, input_format, columns,  # type: ignore[arg-type]
+                                                    clf.config.data.text_separator)
+    for chunk in chunks:
+        for result in clf.predict(chunk, top_k=top_k):
+            click.echo(json.dumps(result, ensure_ascii=False))
 
 
 @main.command()
@@ -498,17 +277,19 @@ def predict(ctx: click.Context, run_dir: str, texts: tuple[str, ...], input_file
 @click.option("--threads", type=click.IntRange(min=1),
               help="Torch threads for inference [default: the usable cores less one, at least 1].")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@inference_options
 @click.option("--no-access-log", is_flag=True, help="Do not log one line per request.")
 @click.pass_context
-@_handle_errors
+@handle_errors
 def serve(ctx: click.Context, run_dir: str, host: str, port: int, max_batch: int, max_text_chars: int,
-          max_body_bytes: int, threads: Optional[int], device: str, no_access_log: bool) -> None:
+          max_body_bytes: int, threads: Optional[int], device: str, batch_size: int, precision: str,
+          no_access_log: bool) -> None:
     """Serve a trained run over HTTP: a JSON API for predictions (needs pip install 'seqnlp[serve]').
 
     \b
     Endpoints:
       GET  /health       the model is loaded: labels, cell, version
-      GET  /v1/model     labels, config summary, parameter count, limits
+      GET  /v1/model     labels, config summary, parameter count, limits, batch size, precision
       POST /v1/predict   {"texts": ["...", ...]} or {"text": "..."}; options "top_k": K,
                          "return_probabilities": true
 
@@ -524,7 +305,8 @@ def serve(ctx: click.Context, run_dir: str, host: str, port: int, max_batch: int
     from seqnlp.serve import create_app, default_threads, run_server
 
     app = create_app(run_dir, max_batch=max_batch, max_text_chars=max_text_chars, max_body_bytes=max_body_bytes,
-                     device=device, num_threads=threads or default_threads())
+                     device=device, num_threads=threads or default_threads(), batch_size=batch_size,
+                     precision=precision)
     level = logging.getLogger().getEffectiveLevel()
     run_server(app, host=host, port=port, log_level=logging.getLevelName(level).lower(), access_log=not no_access_log)
 
@@ -537,7 +319,7 @@ def serve(ctx: click.Context, run_dir: str, host: str, port: int, max_batch: int
               help="The model file, or a directory for it [default: RUN_DIR/export/].")
 @click.option("--quantize", is_flag=True, help="Store the LSTM/GRU and linear layers as int8 (dynamic quantization).")
 @click.pass_context
-@_handle_errors
+@handle_errors
 def export(ctx: click.Context, run_dir: str, export_format: str, output: Optional[str], quantize: bool) -> None:
     """Export a trained run as one model file that runs without seqnlp.
 
@@ -563,43 +345,6 @@ def export(ctx: click.Context, run_dir: str, export_format: str, output: Optiona
     click.echo(f"Beside it: {', '.join(p.name for p in result.files[1:])}")
     click.echo(f"Check: max |logit difference| from the trained model {result.max_abs_diff:.2e} "
                "on random texts of mixed lengths")
-
-
-def read_texts(stream: TextIO, input_format: str, columns: list[str], separator: str) -> Iterator[list[str]]:
-    """Yield texts in chunks from plain-text lines, JSONL or CSV/TSV; errors name the line."""
-    name = getattr(stream, "name", "<input>")
-    fmt = input_format
-    if fmt == "auto":
-        suffix = Path(str(name)).suffix.lower()
-        fmt = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv", ".tsv": "tsv"}.get(suffix, "text")
-    if fmt in ("csv", "tsv"):
-        # TSV is read without quoting, as the data layer reads .tsv files.
-        reader = csv.DictReader(stream, delimiter="\t", quoting=csv.QUOTE_NONE) if fmt == "tsv" else csv.DictReader(stream)
-        missing = [c for c in columns if c not in (reader.fieldnames or [])]
-        if missing:
-            raise DataError(f"{name}: column {missing[0]!r} not found; columns: {', '.join(reader.fieldnames or [])}")
-        rows: Iterator[str] = (separator.join(row[c] or "" for c in columns) for row in reader)
-    elif fmt == "jsonl":
-        rows = _jsonl_texts(stream, name, columns, separator)
-    else:
-        rows = (line.rstrip("\r\n") for line in stream)
-    chunk: list[str] = []
-    for text in rows:
-        chunk.append(text)
-        if len(chunk) == PREDICT_CHUNK:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
-
-
-def _jsonl_texts(stream: TextIO, name: str, columns: list[str], separator: str) -> Iterator[str]:
-    from seqnlp.data.files import iter_jsonl
-
-    for number, record in iter_jsonl(stream, name):
-        if any(c not in record for c in columns):
-            raise DataError(f"{name}, line {number}: needs field(s) {', '.join(columns)}; found {', '.join(record)}")
-        yield separator.join("" if record[c] is None else str(record[c]) for c in columns)
 
 
 if __name__ == "__main__":  # pragma: no cover

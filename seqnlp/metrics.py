@@ -11,6 +11,9 @@ exact match (reported as ``accuracy`` too, as scikit-learn's accuracy_score does
 macro F1, macro precision/recall, per-label precision/recall/F1/support, and macro AUROC over the labels.
 AUROC averages only the labels that have both positive and negative examples in the split (it is undefined for
 the others, and reported per label as null).
+
+Every summary says which task it measures in ``task`` (``single_label`` or ``multi_label``), so a reader of
+results.json or of ``evaluate --json`` never infers it from which keys are present.
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ from torchmetrics.classification import (
 
 from seqnlp.objective import Objective
 
+SINGLE_LABEL = "single_label"  # the ``task`` of a summary: one class per text
+MULTI_LABEL = "multi_label"  # a set of labels per text
 
 def build_metrics(num_labels: int, sync: bool = False) -> MetricCollection:
     """Accuracy, macro and per-class precision/recall/F1, and the confusion matrix.
@@ -64,6 +69,7 @@ def summarize(values: dict[str, torch.Tensor], label_names: list[str]) -> dict[s
     confusion = values["confusion_matrix"].long()  # [C, C]: rows are true labels, columns predictions
     support = confusion.sum(dim=1)
     return {
+        "task": SINGLE_LABEL,
         "accuracy": float(values["accuracy"]),
         "macro_f1": float(values["macro_f1"]),
         "macro_precision": float(values["macro_precision"]),
@@ -96,6 +102,7 @@ def summarize_multilabel(values: dict[str, torch.Tensor], label_names: list[str]
     """Computed multi-label metric tensors -> plain numbers; ``accuracy`` is the exact match (subset accuracy)."""
     stats = values["stats"].long()  # [C, 5]
     return {
+        "task": MULTI_LABEL,
         "accuracy": float(values["exact_match"]),
         "exact_match": float(values["exact_match"]),
         "hamming_loss": float(values["hamming_loss"]),

@@ -1,19 +1,25 @@
-"""A trained classifier loaded from its run directory: texts in, labels and probabilities out."""
+"""Inference: the one loop every forward pass without gradients goes through, and the Classifier built on it.
+
+``forward_batches`` serves training's evaluation (``seqnlp.evaluation``), ``seqnlp evaluate`` and the Classifier
+alike, so eval mode, inference mode and autocast are decided in one place. A Classifier is a trained run loaded
+from its directory: texts in, labels and probabilities out. How it runs (batch size, precision, device,
+int8 quantization) is an inference setting given when it is loaded, not read from the run's training config.
+"""
 
 from __future__ import annotations
 
 import itertools
 import logging
 from pathlib import Path
-from typing import Any, Iterator, Optional, Sequence
+from typing import Any, Iterable, Iterator, Optional, Sequence
 
 import numpy as np
 import torch
 from tokenizers import Tokenizer
 
-from seqnlp.batching import pad_flat
+from seqnlp.batching import Batch, pad_flat
 from seqnlp.checkpoint import load_run, load_thresholds
-from seqnlp.config import Config
+from seqnlp.config import PRECISIONS, Config
 from seqnlp.errors import ConfigError, DataError
 from seqnlp.model import RNNClassifier
 from seqnlp.objective import DEFAULT_THRESHOLD, make_objective
@@ -21,6 +27,40 @@ from seqnlp.runtime import autocast, resolve_device
 from seqnlp.tokenizer import encode_texts, pad_id
 
 log = logging.getLogger(__name__)
+
+DEFAULT_BATCH_SIZE = 256  # texts per forward pass: memory, not results, depends on it
+DEFAULT_PRECISION = "fp32"
+
+
+def forward_batches(model: torch.nn.Module, batches: Iterable[Batch], device: torch.device,
+                    precision: str = DEFAULT_PRECISION) -> Iterator[tuple[Batch, torch.Tensor]]:
+    """(batch on ``device``, logits [B, C]) for each batch: eval mode, no autograd, autocast to ``precision``.
+
+    The model's training mode is restored once the batches are done (or the loop is left early).
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        for batch in batches:
+            batch = batch.to(device)
+            with torch.inference_mode(), autocast(device, precision):
+                logits = model(batch.input_ids, batch.lengths)  # [B, C]
+            yield batch, logits
+    finally:
+        model.train(was_training)
+
+
+def check_inference_settings(batch_size: int, precision: str, device: torch.device, quantized: bool = False) -> None:
+    """A ConfigError naming the setting for a batch size that is not a positive integer, an unknown precision,
+    fp16 off CUDA (autocast to fp16 needs a GPU), or an int8 model asked to run in anything but fp32."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"batch_size must be a positive integer, not {batch_size!r}")
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision: {precision!r} is not one of {', '.join(PRECISIONS)}")
+    if precision == "fp16" and device.type != "cuda":
+        raise ConfigError(f"precision: fp16 needs a CUDA device, not {device}; on the CPU use bf16 or fp32")
+    if quantized and precision != "fp32":
+        raise ConfigError(f"precision: an int8-quantized model runs in fp32, not {precision}")
 
 
 class Classifier:
@@ -47,9 +87,14 @@ class Classifier:
         run_dir: Optional[Path] = None,
         thresholds: Optional[Sequence[float]] = None,
         quantized: bool = False,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        precision: str = DEFAULT_PRECISION,
     ) -> None:
+        check_inference_settings(batch_size, precision, device, quantized)
         self.model = model.eval()
-        self.quantized = quantized  # int8 weights (CPU only): runs in fp32 activations, whatever the run's precision
+        self.quantized = quantized  # int8 weights (CPU only), fp32 activations
+        self.batch_size = batch_size  # texts per forward pass
+        self.precision = precision  # fp32, or bf16/fp16 autocast
         self.tokenizer = tokenizer
         self.label_names = list(label_names)
         self.config = config
@@ -63,15 +108,19 @@ class Classifier:
             self.thresholds = [DEFAULT_THRESHOLD] * len(self.label_names) if thresholds is None else list(thresholds)
 
     @classmethod
-    def load(cls, run_dir: str | Path, device: str = "auto", quantize: bool = False) -> "Classifier":
+    def load(cls, run_dir: str | Path, device: str = "auto", quantize: bool = False,
+             batch_size: int = DEFAULT_BATCH_SIZE, precision: str = DEFAULT_PRECISION) -> "Classifier":
         """Load a run directory (safetensors weights, JSON/YAML files only: nothing is unpickled).
 
         ``quantize`` makes the LSTM/GRU and linear layers dynamically int8-quantized for faster CPU inference
-        (seqnlp.export.quantize says what is and is not quantized); it needs the CPU, which ``auto`` then picks.
+        (seqnlp.export.quantize says what is and is not quantized); it needs the CPU, which ``auto`` then picks, and fp32.
+        ``batch_size`` texts run per forward pass, autocast to ``precision`` (fp32, bf16, or fp16 on CUDA),
+        whatever the run was trained with: the defaults give the numbers of an fp32 run's own evaluation.
         """
         dev = torch.device("cpu") if quantize and device == "auto" else resolve_device(device)
         if quantize and dev.type != "cpu":
             raise ConfigError(f"quantize: int8 dynamic quantization runs on the CPU, not on {dev}; use device cpu")
+        check_inference_settings(batch_size, precision, dev, quantize)  # before the run is read: fail fast
         config, tokenizer, labels, model = load_run(run_dir, dev)
         thresholds = load_thresholds(Path(run_dir), labels) if config.data.multi_label else None
         if config.data.multi_label and thresholds is None:
@@ -81,15 +130,12 @@ class Classifier:
             from seqnlp.export.quantize import quantize_dynamic
 
             model, _ = quantize_dynamic(model)
-        return cls(model, tokenizer, labels, config, dev, Path(run_dir), thresholds=thresholds, quantized=quantize)
+        return cls(model, tokenizer, labels, config, dev, Path(run_dir), thresholds=thresholds, quantized=quantize,
+                   batch_size=batch_size, precision=precision)
 
     @property
     def multi_label(self) -> bool:
         return self.objective.multi_label
-
-    @property
-    def batch_size(self) -> int:
-        return self.config.train.eval_batch_size
 
     def predict(self, texts: Sequence[str], top_k: Optional[int] = None,
                 probabilities: bool = False) -> list[dict[str, Any]]:
@@ -136,15 +182,13 @@ class Classifier:
             if not isinstance(text, str):
                 raise DataError(f"text {i} is a {type(text).__name__}, not a string")
         out = torch.empty(len(texts), len(self.label_names))  # [N, C]
-        if not texts:
-            return out
-        for indices, ids, lengths in self._batches(encode_texts(self.tokenizer, texts)):
-            with autocast(self.device, "fp32" if self.quantized else self.config.train.precision):
-                logits = self.model(ids.to(self.device), lengths)  # [B, C]
-            out[torch.from_numpy(indices)] = logits.float().cpu()
+        batches = self._batches(encode_texts(self.tokenizer, texts))
+        for batch, logits in forward_batches(self.model, batches, self.device, self.precision):
+            out[torch.from_numpy(batch.indices)] = logits.float().cpu()
         return out
 
-    def _batches(self, sequences: list[list[int]]) -> Iterator[tuple[np.ndarray, torch.Tensor, torch.Tensor]]:
+    def _batches(self, sequences: list[list[int]]) -> Iterator[Batch]:
+        """Unlabeled batches of the sequences sorted by length; ``indices`` put the outputs back in order."""
         lengths = np.fromiter((len(s) for s in sequences), dtype=np.int64, count=len(sequences))  # [N]
         order = np.argsort(lengths, kind="stable")
         for start in range(0, len(order), self.batch_size):
@@ -154,9 +198,10 @@ class Classifier:
                 itertools.chain.from_iterable(sequences[i] for i in indices), dtype=np.int64, count=int(batch_lengths.sum())
             )
             ids = pad_flat(flat, batch_lengths, self.pad_id)  # [B, T]
-            yield indices, torch.from_numpy(ids), torch.from_numpy(batch_lengths)
+            yield Batch(torch.from_numpy(ids), torch.from_numpy(batch_lengths), None, indices)
 
 
-def load(run_dir: str | Path, device: str = "auto", quantize: bool = False) -> Classifier:
+def load(run_dir: str | Path, device: str = "auto", quantize: bool = False, batch_size: int = DEFAULT_BATCH_SIZE,
+         precision: str = DEFAULT_PRECISION) -> Classifier:
     """Load a trained run for prediction: ``seqnlp.load("runs/x").predict(["some text"])``."""
-    return Classifier.load(run_dir, device=device, quantize=quantize)
+    return Classifier.load(run_dir, device=device, quantize=quantize, batch_size=batch_size, precision=precision)

@@ -1,7 +1,8 @@
 """An HTTP JSON API over a loaded Classifier, an optional extra (``pip install 'seqnlp[serve]'``).
 
     GET  /health        liveness and readiness: the model is loaded; its labels, cell and the seqnlp version
-    GET  /v1/model      metadata: labels, a summary of the config, parameter count, the request limits
+    GET  /v1/model      metadata: labels, a summary of the config, parameter count, the request limits, and the
+                        inference settings (batch size, precision)
     POST /v1/predict    {"texts": [...]} or {"text": "..."}, optional "top_k" and "return_probabilities"
 
 ``create_app`` returns a Starlette (ASGI) app that can be mounted in a larger one; ``run_server`` serves it with
@@ -51,7 +52,7 @@ import torch
 
 from seqnlp import __version__
 from seqnlp.model import count_parameters
-from seqnlp.predict import Classifier
+from seqnlp.predict import DEFAULT_BATCH_SIZE, DEFAULT_PRECISION, Classifier
 
 log = logging.getLogger(__name__)
 
@@ -96,16 +97,21 @@ def create_app(
     max_body_bytes: int = Limits.max_body_bytes,
     device: str = "auto",
     num_threads: Optional[int] = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    precision: str = DEFAULT_PRECISION,
 ) -> Starlette:
     """The ASGI app serving ``model`` (a Classifier, or a run directory to load).
 
-    ``num_threads`` sets torch's intra-op threads in the inference thread (None keeps torch's setting).
-    Mount the result anywhere (``Mount("/sentiment", app=create_app(...))``), or serve it with ``run_server``.
+    ``device``, ``batch_size`` and ``precision`` are how a run directory is loaded (``Classifier.load``); a
+    Classifier brings its own. ``num_threads`` sets torch's intra-op threads in the inference thread (None keeps
+    torch's setting). Mount the result anywhere (``Mount("/sentiment", app=create_app(...))``), or serve it with
+    ``run_server``.
     """
     limits = Limits(max_batch, max_text_chars, max_body_bytes)
     if num_threads is not None and num_threads < 1:
         raise ConfigError(f"num_threads must be a positive integer, not {num_threads!r}")
-    clf = model if isinstance(model, Classifier) else Classifier.load(model, device=device)
+    clf = model if isinstance(model, Classifier) else Classifier.load(model, device=device, batch_size=batch_size,
+                                                                       precision=precision)
     api = _Api(clf, limits, num_threads)
 
     @contextlib.asynccontextmanager
@@ -208,6 +214,8 @@ class _Api:
             "config": self.summary,
             "parameters": count_parameters(self.clf.model),
             "device": str(self.clf.device),
+            "batch_size": self.clf.batch_size,
+            "precision": self.clf.precision,
             "limits": asdict(self.limits),
             "version": __version__,
         })

@@ -90,14 +90,22 @@ def run_dir(cli_train: tuple[Path, Result]) -> Path:
 # --- help ---------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("command", [[], ["train"], ["evaluate"], ["predict"], ["compare"], ["diagnose"], ["serve"]],
-                         ids=["main", "train", "evaluate", "predict", "compare", "diagnose", "serve"])
+@pytest.mark.parametrize("command", [[], ["train"], ["evaluate"], ["predict"], ["compare"], ["diagnose"], ["serve"],
+                                     ["export"]],
+                         ids=["main", "train", "evaluate", "predict", "compare", "diagnose", "serve", "export"])
 def test_help_exits_0_and_shows_examples(command: list[str]) -> None:
     result = invoke(*command, "--help")
     assert result.exit_code == 0, result.output
     assert "Usage:" in result.stdout
     assert "Examples:" in result.stdout
     assert "seqnlp " + (command[0] if command else "train") in result.stdout  # the examples are real commands
+
+
+def test_the_module_docstring_lists_every_command() -> None:
+    import seqnlp.cli
+
+    for name in main.commands:
+        assert f"seqnlp {name} " in (seqnlp.cli.__doc__ or ""), name
 
 
 def test_short_help_option() -> None:
@@ -278,6 +286,56 @@ def test_predict_tsv_input_is_read_without_quoting(run_dir: Path, tmp_path: Path
     result = invoke("predict", str(run_dir), "--input", str(path))
     assert result.exit_code == 0, result.output
     assert [p["label"] for p in json_lines(result.stdout)] == ["pos", "neg", "pos"]  # one prediction per row
+
+
+@pytest.mark.parametrize("command", ["predict", "evaluate", "serve"])
+def test_inference_options_default_to_the_library_defaults(command: str) -> None:
+    from seqnlp.predict import DEFAULT_BATCH_SIZE, DEFAULT_PRECISION
+
+    params = {p.name: p.default for p in main.commands[command].params}
+    assert (params["batch_size"], params["precision"]) == (DEFAULT_BATCH_SIZE, DEFAULT_PRECISION)
+    assert "--precision" in invoke(command, "--help").stdout
+
+
+def test_predict_batch_size_changes_nothing_but_the_batching(run_dir: Path) -> None:
+    texts = [row["text"] for row in toy_rows(9, seed=12)]
+    default = invoke("predict", str(run_dir), "--top-k", "2", *texts)
+    one_by_one = invoke("predict", str(run_dir), "--top-k", "2", "--batch-size", "1", *texts)
+    assert default.exit_code == one_by_one.exit_code == 0, one_by_one.output
+    for a, b in zip(json_lines(default.stdout), json_lines(one_by_one.stdout), strict=True):
+        assert a["label"] == b["label"] and a["score"] == pytest.approx(b["score"], abs=1e-6)
+
+
+def test_predict_and_evaluate_in_bf16(run_dir: Path) -> None:
+    fp32 = json_lines(invoke("predict", str(run_dir), "great film", "awful film").stdout)
+    result = invoke("predict", str(run_dir), "--precision", "bf16", "great film", "awful film")
+    assert result.exit_code == 0, result.output
+    bf16 = json_lines(result.stdout)
+    assert [p["label"] for p in bf16] == [p["label"] for p in fp32] == ["pos", "neg"]
+    assert [p["score"] for p in bf16] == pytest.approx([p["score"] for p in fp32], abs=2e-2)
+    report = invoke("evaluate", str(run_dir), "--precision", "bf16", "--batch-size", "7", "--json")
+    assert report.exit_code == 0, report.output
+    assert json.loads(report.stdout)["accuracy"] == 1.0
+
+
+def test_evaluate_json_names_the_task(run_dir: Path) -> None:
+    assert json.loads(invoke("evaluate", str(run_dir), "--json").stdout)["task"] == "single_label"
+
+
+@pytest.mark.parametrize("command", ["predict", "evaluate"])
+def test_fp16_off_cuda_is_a_one_line_config_error(run_dir: Path, command: str) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("fp16 runs on a GPU")
+    extra = ["great"] if command == "predict" else []
+    assert_one_line_error(invoke(command, str(run_dir), "--precision", "fp16", *extra), 2, "fp16 needs a CUDA device")
+
+
+def test_an_unknown_precision_lists_the_choices(run_dir: Path) -> None:
+    result = invoke("predict", str(run_dir), "--precision", "fp8", "great")
+    assert result.exit_code == 2 and "fp32" in result.stderr and "bf16" in result.stderr
+    assert invoke("evaluate", str(run_dir), "--batch-size", "0").exit_code == 2
 
 
 # --- flags map onto the config ----------------------------------------------------------------------------------

@@ -116,6 +116,7 @@ def test_the_toy_task_is_learned_and_thresholds_are_saved(ml_run: Path) -> None:
     test = results["test"]
     assert test["num_examples"] == 60
     assert test["exact_match"] >= 0.9 and test["macro_f1"] >= 0.95 and test["auroc"] >= 0.98
+    assert test["task"] == results["validation"]["task"] == "multi_label"  # results.json says which task it measured
     thresholds = json.loads((ml_run / THRESHOLDS_FILE).read_text())
     assert list(thresholds) == LABELS and all(0 < t < 1 for t in thresholds.values())
     assert {name: row["threshold"] for name, row in test["per_class"].items()} == pytest.approx(thresholds)
@@ -197,6 +198,7 @@ def test_cli_train_evaluate_predict(tmp_path: Path, ml_files: dict[str, Path]) -
     assert any(line[:2] == ["exact", "match"] for line in lines) and any(line[:1] == ["AUROC"] for line in lines)
     as_json = json.loads(runner.invoke(main, ["-q", "evaluate", str(run), "--json"]).stdout)
     assert as_json["exact_match"] >= 0.9 and set(as_json["per_class"]) == set(LABELS)
+    assert as_json["task"] == "multi_label"
 
     predicted = runner.invoke(main, ["-q", "predict", str(run), "goal and rain", "a movie"])
     assert predicted.exit_code == 0, predicted.output

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import copy
+import re
 import shutil
 from pathlib import Path
 
@@ -11,8 +11,8 @@ import pytest
 import torch
 import yaml
 
-from seqnlp.errors import DataError
-from seqnlp.predict import Classifier, load
+from seqnlp.errors import ConfigError, DataError
+from seqnlp.predict import DEFAULT_BATCH_SIZE, Classifier, forward_batches, load
 
 TEXTS = [
     "this film was great",
@@ -33,9 +33,8 @@ def clf(toy_run: Path) -> Classifier:
 
 def with_batch_size(clf: Classifier, batch_size: int) -> Classifier:
     """The same model, batching ``batch_size`` texts at a time."""
-    config = copy.deepcopy(clf.config)
-    config.train.eval_batch_size = batch_size
-    return Classifier(clf.model, clf.tokenizer, clf.label_names, config, clf.device, clf.run_dir)
+    return Classifier(clf.model, clf.tokenizer, clf.label_names, clf.config, clf.device, clf.run_dir,
+                      batch_size=batch_size)
 
 
 def test_load_gives_a_classifier_on_the_cpu(toy_run: Path) -> None:
@@ -175,3 +174,50 @@ def test_a_run_trained_in_fp16_predicts_on_the_cpu(toy_run: Path, tmp_path: Path
     cpu = Classifier.load(run, device="cpu")
     assert [cpu.predict([t])[0]["label"] for t in texts] == ["pos", "neg", "pos", "neg"]  # one text: dense path
     np.testing.assert_allclose(cpu.predict_proba(texts), clf.predict_proba(texts), atol=1e-2)
+
+
+# --- inference settings and the one inference loop ----------------------------------------------------------------
+
+
+def test_inference_settings_are_not_read_from_the_training_config(toy_run: Path, tmp_path: Path,
+                                                                   clf: Classifier) -> None:
+    run = Path(shutil.copytree(toy_run, tmp_path / "bf16"))
+    raw = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8"))
+    raw["train"].update(precision="bf16", eval_batch_size=1)  # how the run trained and evaluated itself
+    (run / "config.yaml").write_text(yaml.safe_dump(raw), encoding="utf-8")
+    loaded = Classifier.load(run, device="cpu")
+    assert (loaded.batch_size, loaded.precision) == (DEFAULT_BATCH_SIZE, "fp32") == (256, "fp32")
+    torch.testing.assert_close(loaded.logits(TEXTS), clf.logits(TEXTS), rtol=0, atol=0)
+
+
+def test_load_takes_the_batch_size_and_precision(toy_run: Path, clf: Classifier) -> None:
+    small = load(toy_run, device="cpu", batch_size=3, precision="bf16")
+    assert (small.batch_size, small.precision) == (3, "bf16")
+    np.testing.assert_allclose(small.predict_proba(TEXTS), clf.predict_proba(TEXTS), atol=2e-2)  # bf16 autocast
+    assert [r["label"] for r in small.predict(TEXTS[:2])] == [r["label"] for r in clf.predict(TEXTS[:2])]
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"batch_size": 0}, "batch_size must be a positive integer, not 0"),
+    ({"batch_size": True}, "batch_size must be a positive integer, not True"),
+    ({"batch_size": 2.5}, "batch_size must be a positive integer, not 2.5"),
+    ({"precision": "fp8"}, "precision: 'fp8' is not one of fp32, bf16, fp16"),
+    ({"precision": "fp16"}, "precision: fp16 needs a CUDA device, not cpu; on the CPU use bf16 or fp32"),
+    ({"precision": "bf16", "quantize": True}, "an int8-quantized model runs in fp32, not bf16"),
+], ids=["zero", "bool", "float", "unknown-precision", "fp16-on-cpu", "quantized-bf16"])
+def test_bad_inference_settings_are_config_errors(toy_run: Path, settings: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        Classifier.load(toy_run, device="cpu", **settings)
+
+
+def test_forward_batches_runs_without_autograd_and_restores_the_mode(clf: Classifier) -> None:
+    batches = list(clf._batches([clf.tokenizer.encode(t).ids or [clf.pad_id] for t in ["great film", "awful", "a"]]))
+    clf.model.train()
+    try:
+        loop = forward_batches(clf.model, batches, clf.device)
+        batch, logits = next(loop)
+        assert not clf.model.training and not logits.requires_grad and logits.shape == (len(batch.indices), 2)
+        loop.close()  # left early: the mode still comes back
+        assert clf.model.training
+    finally:
+        clf.model.eval()

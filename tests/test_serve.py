@@ -101,6 +101,7 @@ def test_model_metadata(base_url: str, clf: Classifier, toy_run: Path) -> None:
     assert body["parameters"] == count_parameters(clf.model)
     assert body["limits"] == LIMITS
     assert body["device"] == "cpu" and body["version"] == __version__
+    assert (body["batch_size"], body["precision"]) == (clf.batch_size, clf.precision) == (256, "fp32")
     config = body["config"]
     assert config["cell"] == clf.config.model.cell and config["hidden_size"] == clf.config.model.hidden_size
     assert config["vocab_size"] == clf.tokenizer.get_vocab_size()
@@ -318,6 +319,27 @@ def test_create_app_loads_a_run_directory(toy_run: Path, clf: Classifier) -> Non
     app = create_app(toy_run, device="cpu", max_batch=3)
     assert app.state.limits == Limits(max_batch=3)
     assert app.state.classifier.label_names == clf.label_names
+    tuned = create_app(toy_run, device="cpu", batch_size=7, precision="bf16").state.classifier
+    assert (tuned.batch_size, tuned.precision) == (7, "bf16")
+
+
+def test_serve_options_reach_the_classifier(toy_run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import seqnlp.serve
+
+    served: list[Any] = []
+    monkeypatch.setattr(seqnlp.serve, "run_server", lambda app, **options: served.append((app, options)))
+    result = CliRunner().invoke(main, ["serve", str(toy_run), "--device", "cpu", "--threads", "1", "--batch-size", "5",
+                                       "--precision", "bf16", "--port", "0"])
+    assert result.exit_code == 0, result.output
+    ((app, options),) = served
+    assert (app.state.classifier.batch_size, app.state.classifier.precision) == (5, "bf16")
+    assert options["port"] == 0 and options["host"] == "127.0.0.1"
+
+
+def test_serve_fp16_on_the_cpu_is_a_one_line_error(toy_run: Path) -> None:
+    result = CliRunner().invoke(main, ["serve", str(toy_run), "--device", "cpu", "--precision", "fp16"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert result.stderr.startswith("Error: precision: fp16 needs a CUDA device")
 
 
 # --- the command --------------------------------------------------------------------------------------------

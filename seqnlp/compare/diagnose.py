@@ -164,11 +164,11 @@ def _diagnose_one(subject: Subject, examples: int, split: Optional[str], batch_s
 def _batches(subject: Subject, examples: int, split: Optional[str],
              batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     config = subject.config
-    splits = load_splits(config.data, config.seed, label_names=subject.label_names)
     name = split or config.data.validation_split
+    splits = load_splits(config.data, config.seed, label_names=subject.label_names, only=[name])
     data = splits.split(name)
     if data is None:
-        raise DataError(f"split {name!r} not found; splits that exist: {', '.join(splits.data)}")
+        raise DataError(f"split {name!r} not found; splits that exist: {', '.join(splits.available)}")
     if "label" not in data.column_names:
         raise DataError(f"split {name!r} has no labels; the gradient of the loss needs them")
     data = data.shuffle(seed=config.seed).select(range(min(examples, len(data))))

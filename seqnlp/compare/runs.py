@@ -277,8 +277,11 @@ def _inference_speed(config: Config, run_dir: Path) -> tuple[int, float]:
     from seqnlp.runtime import set_threads
     from seqnlp.tokenizer import encode_texts
 
-    clf = Classifier.load(run_dir, device=config.train.device)
-    texts = load_splits(config.data, config.seed, label_names=clf.label_names).data[config.data.validation_split]["text"]
+    # Measured as the run evaluated itself: its eval batch size and precision.
+    clf = Classifier.load(run_dir, device=config.train.device, batch_size=config.train.eval_batch_size,
+                          precision=config.train.precision)
+    name = config.data.validation_split
+    texts = load_splits(config.data, config.seed, label_names=clf.label_names, only=[name]).data[name]["text"]
     tokens = sum(len(ids) for ids in encode_texts(clf.tokenizer, texts))
     threads = torch.get_num_threads()
     set_threads(config.train.num_threads)
@@ -314,9 +317,23 @@ def _measure_isolated(config: Config, overwrite: bool, progress: bool) -> dict[s
         raise SeqnlpError(f"the run for {config.output_dir} failed (exit code {completed.returncode}); "
                           "its error is printed above")
     if "error" in outcome:
-        error_type = getattr(errors, outcome["error_type"], SeqnlpError)
-        raise error_type(outcome["error"])
+        raise child_error(outcome)
     return outcome
+
+
+def child_error(outcome: Mapping[str, Any]) -> SeqnlpError:
+    """The error an isolated run reported, rebuilt in this process with its message and exit code: as its own
+    class when that takes just a message, else as a SeqnlpError (TrainingInterrupted takes a signal and a run)."""
+    error_type = getattr(errors, str(outcome.get("error_type")), None)
+    if not (isinstance(error_type, type) and issubclass(error_type, SeqnlpError)):
+        error_type = SeqnlpError
+    try:
+        error = error_type(outcome["error"])
+    except TypeError:
+        error = SeqnlpError(outcome["error"])
+    if isinstance(outcome.get("exit_code"), int):
+        error.exit_code = outcome["exit_code"]
+    return error
 
 
 def isolated_run(config_path: str, result_path: str, overwrite: bool, progress: bool, level: int) -> None:
@@ -332,6 +349,6 @@ def isolated_run(config_path: str, result_path: str, overwrite: bool, progress: 
         outcome = measure_run(config_from_dict(read_config_file(config_path)), overwrite, progress,
                               track_memory=True)
     except SeqnlpError as exc:
-        outcome = {"error": str(exc), "error_type": type(exc).__name__}
+        outcome = {"error": str(exc), "error_type": type(exc).__name__, "exit_code": exc.exit_code}
     Path(result_path).write_text(json.dumps(outcome), encoding="utf-8")
 

@@ -8,9 +8,61 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Optional
+from typing import Any, Iterable, Iterator, Optional, TextIO
 
 from seqnlp.errors import DataError
+
+PREDICT_CHUNK = 1024  # input lines read, predicted and written at a time: memory stays bounded
+_FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv", ".tsv": "tsv"}  # suffix -> input format (auto)
+
+
+def read_texts(stream: TextIO, input_format: str, columns: list[str], separator: str = " ",
+               chunk_size: int = PREDICT_CHUNK) -> Iterator[list[str]]:
+    """Yield the texts of an open file in chunks of ``chunk_size``: plain-text lines, JSONL or CSV/TSV.
+
+    ``input_format`` is ``text``, ``jsonl``, ``csv``, ``tsv`` or ``auto`` (by the file's suffix; text without
+    one). JSONL and CSV/TSV join ``columns`` with ``separator``, as training joins text columns. Errors name the
+    file and the line; bytes that are not UTF-8, and a file without a single text, are DataErrors too.
+    """
+    name = getattr(stream, "name", "<input>")
+    count = 0
+    try:
+        chunk: list[str] = []
+        for text in _rows(stream, str(name), input_format, columns, separator):
+            chunk.append(text)
+            if len(chunk) == chunk_size:
+                count += len(chunk)
+                yield chunk
+                chunk = []
+        if chunk:
+            count += len(chunk)
+            yield chunk
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{getattr(stream, 'name', 'the input')} is not UTF-8 text (byte {exc.start})") from None
+    if count == 0:
+        raise DataError(f"no texts in {getattr(stream, 'name', 'the input')}")
+
+
+def _rows(stream: TextIO, name: str, input_format: str, columns: list[str], separator: str) -> Iterator[str]:
+    fmt = _FORMATS.get(Path(name).suffix.lower(), "text") if input_format == "auto" else input_format
+    if fmt in ("csv", "tsv"):
+        # TSV is read without quoting, as the data layer reads .tsv files.
+        reader = (csv.DictReader(stream, delimiter="\t", quoting=csv.QUOTE_NONE) if fmt == "tsv"
+                  else csv.DictReader(stream))
+        missing = [c for c in columns if c not in (reader.fieldnames or [])]
+        if missing:
+            raise DataError(f"{name}: column {missing[0]!r} not found; columns: {', '.join(reader.fieldnames or [])}")
+        return (separator.join(row[c] or "" for c in columns) for row in reader)
+    if fmt == "jsonl":
+        return _jsonl_texts(stream, name, columns, separator)
+    return (line.rstrip("\r\n") for line in stream)
+
+
+def _jsonl_texts(stream: TextIO, name: str, columns: list[str], separator: str) -> Iterator[str]:
+    for number, record in iter_jsonl(stream, name):
+        if any(c not in record for c in columns):
+            raise DataError(f"{name}, line {number}: needs field(s) {', '.join(columns)}; found {', '.join(record)}")
+        yield separator.join("" if record[c] is None else str(record[c]) for c in columns)
 
 
 def find_bad_line(files: dict[str, list[str]], builder: str, kwargs: dict[str, Any]) -> Optional[str]:

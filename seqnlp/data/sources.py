@@ -9,9 +9,11 @@ Load failures become one line; ``seqnlp.data.files`` names the bad file and line
 from __future__ import annotations
 
 import csv
+import dataclasses
+import json
 import logging
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Collection, Optional
 
 import datasets
 from datasets import DatasetDict, IterableDatasetDict
@@ -46,8 +48,47 @@ def describe_source(cfg: DataConfig) -> str:
     return f"dataset {cfg.dataset!r}"
 
 
-def load_raw(cfg: DataConfig, streaming: bool = False) -> DatasetDict | IterableDatasetDict:
-    """Load the dataset as the user named it, without touching its columns; as streams with ``streaming``."""
+def load_raw(cfg: DataConfig, streaming: bool = False,
+             splits: Optional[Collection[str]] = None) -> DatasetDict | IterableDatasetDict:
+    """Load the dataset as the user named it, without touching its columns; as streams with ``streaming``.
+
+    ``splits`` keeps only those of the data's splits; local files of the other splits are not even read.
+    """
+    if splits is None:
+        return _load_raw(cfg, streaming)
+    files = local_files(cfg)
+    if files and not any(name in splits for name in files):
+        return IterableDatasetDict() if streaming else DatasetDict()
+    if cfg.data_files:
+        cfg = dataclasses.replace(cfg, data_files={k: v for k, v in cfg.data_files.items() if k in splits})
+    raw = _load_raw(cfg, streaming)
+    return type(raw)({name: split for name, split in raw.items() if name in splits})
+
+
+def own_split_names(cfg: DataConfig) -> Optional[list[str]]:
+    """The splits the data itself has (none carved), when the config tells them without reading the data: files,
+    the embedded data, a synthetic task, a saved dataset. None for a Hub dataset or a directory: loading tells."""
+    if cfg.dataset is None and not cfg.data_files:
+        return ["train"]
+    if synthetic.is_synthetic(cfg.dataset):
+        return list(synthetic.SPLITS)
+    files = local_files(cfg)
+    if files:
+        return list(files)
+    assert cfg.dataset is not None
+    path = Path(cfg.dataset).expanduser()
+    if (path / "dataset_dict.json").is_file():
+        try:
+            names = json.loads((path / "dataset_dict.json").read_text(encoding="utf-8"))["splits"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None  # damaged: loading it reports the problem
+        return [str(name) for name in names] if isinstance(names, list) else None
+    if (path / "state.json").is_file():
+        return [cfg.train_split]
+    return None
+
+
+def _load_raw(cfg: DataConfig, streaming: bool) -> DatasetDict | IterableDatasetDict:
     if cfg.dataset is None and not cfg.data_files:
         return _load(
             "csv",

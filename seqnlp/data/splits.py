@@ -3,14 +3,15 @@
 Whatever the source, ``load_splits`` returns the same shape of data: splits with ``text`` (str) and ``label``
 (ClassLabel, or multi-hot rows) columns, plus the label names in index order. A validation (and test) split is
 carved from train, seeded and stratified, when the data has none. ``load_stream`` does the same for a training
-split read as a stream.
+split read as a stream. Inference on one split (``only``) prepares just that split, or, when it is carved, train
+and the carving exactly as training did it.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from typing import Optional
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
 
 import datasets
 import pyarrow as pa
@@ -19,7 +20,7 @@ from datasets import ClassLabel, Dataset, DatasetDict, IterableDataset, Iterable
 from seqnlp.config import DataConfig
 from seqnlp.data.files import find_bad_line
 from seqnlp.data.labels import check_columns, infer_label_names, label_converter
-from seqnlp.data.sources import describe_source, first_line, load_raw, local_files
+from seqnlp.data.sources import describe_source, first_line, load_raw, local_files, own_split_names
 from seqnlp.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -31,7 +32,8 @@ class Splits:
 
     With ``data.streaming``, the training split is ``stream`` (read lazily, never stored) instead of an entry of
     ``data``, ``sample`` holds its first ``data.streaming_sample`` examples, for the tokenizer, and
-    ``stream_size`` is its number of examples when that is known.
+    ``stream_size`` is its number of examples when that is known. ``available`` names every split the data has
+    or gets by carving, including those ``load_splits(only=...)`` left out of ``data``.
     """
 
     data: DatasetDict
@@ -39,23 +41,35 @@ class Splits:
     stream: Optional[IterableDataset] = None
     sample: Optional[Dataset] = None
     stream_size: Optional[int] = None
+    available: list[str] = field(default_factory=list)
 
     def split(self, name: Optional[str]) -> Optional[Dataset]:
         return self.data[name] if name is not None and name in self.data else None
 
 
-def load_splits(cfg: DataConfig, seed: int, label_names: Optional[list[str]] = None) -> Splits:
+def load_splits(cfg: DataConfig, seed: int, label_names: Optional[list[str]] = None,
+                only: Optional[Sequence[str]] = None) -> Splits:
     """Load, normalize and split a dataset as ``cfg`` describes.
 
     ``label_names`` fixes the label order (a trained model's labels); otherwise it is derived from the
     training split. A validation (and test) split is carved from train, seeded and stratified, when
     the data has none.
+
+    ``only`` prepares just the named splits, for inference on one of them: ``data`` then holds those the data has
+    (``available`` names them all). A split of the data's own is prepared alone (of local files, only its files
+    are read); a carved one is carved from train as training carved it (same seed, validation first, then
+    test), so it holds the very same examples.
     """
-    raw = load_raw(cfg)
+    known = own_split_names(cfg) if only is not None else None
+    raw = load_raw(cfg, splits=None if known is None else _to_read(cfg, known, only, label_names))
+    own = known if known is not None else list(raw)
     if cfg.train_split not in raw and label_names is None:
-        raise _no_train_split(cfg, raw)
+        raise _no_train_split(cfg, own)
     if label_names is None:
         label_names = infer_label_names(raw[cfg.train_split], cfg)
+    if only is not None:  # train was read for its label names alone, unless it is wanted or carved from
+        keep = _to_read(cfg, own, only, label_names=label_names)
+        raw = DatasetDict({name: split for name, split in raw.items() if name in keep})
     try:
         prepared = DatasetDict(
             {name: prepare_split(split, cfg, label_names, split_name=name) for name, split in raw.items()}
@@ -64,13 +78,46 @@ def load_splits(cfg: DataConfig, seed: int, label_names: Optional[list[str]] = N
         where = find_bad_line(local_files(cfg), "", cfg.load_kwargs)
         raise DataError(f"cannot load {describe_source(cfg)}: {where or 'its text is not UTF-8'}") from None
     if cfg.train_split in prepared:
-        prepared = _carve_missing_splits(prepared, cfg, seed)
-        if cfg.max_train_samples is not None and cfg.max_train_samples < len(prepared[cfg.train_split]):
+        prepared = _carve_missing_splits(prepared, cfg, seed, own)
+        subset = only is None or cfg.train_split in only
+        if subset and cfg.max_train_samples is not None and cfg.max_train_samples < len(prepared[cfg.train_split]):
             train = prepared[cfg.train_split].shuffle(seed=seed).select(range(cfg.max_train_samples))
             prepared[cfg.train_split] = train.flatten_indices()
+    if only is not None:
+        prepared = DatasetDict({name: prepared[name] for name in dict.fromkeys(only) if name in prepared})
     for name, split in prepared.items():
         log.info("split %s: %d examples", name, len(split))
-    return Splits(prepared, list(label_names))
+    return Splits(prepared, list(label_names), available=own + carved_split_names(cfg, own))
+
+
+def split_names(cfg: DataConfig) -> list[str]:
+    """Every split the data has, then those carved from train (validation, then test), without preparing any.
+
+    Local files, the embedded data, synthetic tasks and saved datasets are not read; a Hub dataset is loaded.
+    """
+    own = own_split_names(cfg)
+    own = own if own is not None else list(load_raw(cfg))
+    return own + carved_split_names(cfg, own)
+
+
+def carved_split_names(cfg: DataConfig, own: Sequence[str]) -> list[str]:
+    """The splits carved from train when the data has only ``own``, in the order they are carved."""
+    if cfg.train_split not in own:
+        return []
+    names = []
+    if cfg.validation_split is not None and cfg.validation_split not in own:
+        names.append(cfg.validation_split)
+    if cfg.test_split is not None and cfg.test_split not in own and cfg.test_size > 0:
+        names.append(cfg.test_split)
+    return names
+
+
+def _to_read(cfg: DataConfig, own: Sequence[str], only: Optional[Sequence[str]],
+             label_names: Optional[list[str]]) -> list[str]:
+    """The data's own splits that preparing ``only`` needs: those named, and train to carve from or name labels."""
+    wanted = set(only or ())
+    needs_train = label_names is None or bool(wanted & set(carved_split_names(cfg, own)))
+    return [name for name in own if name in wanted or (needs_train and name == cfg.train_split)]
 
 
 def load_stream(cfg: DataConfig, seed: int, label_names: Optional[list[str]] = None) -> Splits:
@@ -144,10 +191,10 @@ def _arrow_dataset(table: pa.Table, stream: IterableDataset) -> Dataset:
     return Dataset(table.cast(features.arrow_schema), info=datasets.DatasetInfo(features=features))
 
 
-def _no_train_split(cfg: DataConfig, raw: DatasetDict | IterableDatasetDict) -> DataError:
+def _no_train_split(cfg: DataConfig, names: Sequence[str] | DatasetDict | IterableDatasetDict) -> DataError:
     return DataError(
         f"split {cfg.train_split!r} not found in {describe_source(cfg)}; "
-        f"splits that exist: {', '.join(raw) or 'none'} (set data.train_split)"
+        f"splits that exist: {', '.join(names) or 'none'} (set data.train_split)"
     )
 
 
@@ -183,17 +230,14 @@ def prepare_split(split: Dataset, cfg: DataConfig, label_names: list[str], split
         raise
 
 
-def _carve_missing_splits(data: DatasetDict, cfg: DataConfig, seed: int) -> DatasetDict:
-    """Carve validation (and test) splits from train, seeded, and stratified by label when single-label."""
+def _carve_missing_splits(data: DatasetDict, cfg: DataConfig, seed: int, own: Sequence[str]) -> DatasetDict:
+    """Carve the splits the data lacks (validation, then test) from train, seeded, and stratified by label when
+    single-label. ``own`` names the data's own splits, even those not loaded: what is carved depends on them."""
     train = data[cfg.train_split]
-    wanted = []
-    if cfg.validation_split is not None and cfg.validation_split not in data:
-        wanted.append((cfg.validation_split, cfg.validation_size))
-    if cfg.test_split is not None and cfg.test_split not in data and cfg.test_size > 0:
-        wanted.append((cfg.test_split, cfg.test_size))
+    fractions = {cfg.validation_split: cfg.validation_size, cfg.test_split: cfg.test_size}
     total = len(train)
-    for name, fraction in wanted:
-        count = max(1, round(fraction * total))  # rows, from the original size: fractions of a remainder drift
+    for name in carved_split_names(cfg, own):
+        count = max(1, round(fractions[name] * total))  # rows, from the original size: fractions of a remainder drift
         part = _split(train, count, seed)
         log.info("carved %s split (%d examples) from %s", name, len(part["test"]), cfg.train_split)
         data[name] = part["test"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import importlib.util
 import json
+import signal
 import statistics
 import subprocess
 from pathlib import Path
@@ -17,9 +18,9 @@ import torch
 from seqnlp.compare import runs as compare_module
 from seqnlp.checkpoint import REQUIRED_FILES, RESULTS_FILE
 from seqnlp.compare import CompareResult, compare, parse_grid
-from seqnlp.compare.runs import expand_grid, isolated_run, run_configs
+from seqnlp.compare.runs import child_error, expand_grid, isolated_run, run_configs
 from seqnlp.config import CELLS, Config, load_config
-from seqnlp.errors import CheckpointError, ConfigError, DataError
+from seqnlp.errors import CheckpointError, ConfigError, DataError, SeqnlpError, TrainingInterrupted
 from seqnlp.tokenizer import load_tokenizer
 
 GATES = {"rnn": 1, "gru": 3, "lstm": 4}  # weight blocks per layer and direction, as PyTorch stacks them
@@ -272,3 +273,34 @@ def test_a_child_that_dies_without_json_is_an_error(tmp_path: Path, monkeypatch:
                         lambda command, check: subprocess.CompletedProcess(command, -9))
     with pytest.raises(Exception, match=r"failed \(exit code -9\)"):
         compare(short_task_config(), grid={"model.cell": ["rnn"]}, output_dir=tmp_path / "report", progress=False)
+
+
+def test_a_childs_error_that_takes_more_than_a_message_comes_back_with_its_exit_code(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """TrainingInterrupted takes a signal and a run directory, not a message: it comes back as a SeqnlpError with
+    the child's message and exit code (130 for SIGINT), which the CLI exits with."""
+    def interrupted(config: Config, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        raise TrainingInterrupted(signal.SIGINT, config.output_dir)
+
+    def fake_run(command: list[str], check: bool) -> subprocess.CompletedProcess:
+        exec(command[2], {})  # noqa: S102 - the code string compare built; measure_run is patched below
+        return subprocess.CompletedProcess(command, 0)
+
+    monkeypatch.setattr(compare_module, "measure_run", interrupted)
+    monkeypatch.setattr(compare_module.subprocess, "run", fake_run)
+    with pytest.raises(SeqnlpError) as info:
+        compare(short_task_config(), grid={"model.cell": ["rnn"]}, output_dir=tmp_path / "report", progress=False)
+    assert info.value.exit_code == 130
+    assert str(info.value).startswith("interrupted by SIGINT; checkpoint saved, continue with: seqnlp train --resume")
+
+
+@pytest.mark.parametrize("outcome, kind, exit_code", [
+    ({"error": "bad key", "error_type": "ConfigError", "exit_code": 2}, ConfigError, 2),
+    ({"error": "no such file", "error_type": "DataError"}, DataError, 1),  # written before exit codes were
+    ({"error": "stopped", "error_type": "TrainingInterrupted", "exit_code": 143}, SeqnlpError, 143),
+    ({"error": "odd", "error_type": "ValueError", "exit_code": 1}, SeqnlpError, 1),  # not a seqnlp error class
+])
+def test_child_errors_keep_their_class_when_they_can_and_their_message_and_exit_code(
+        outcome: dict[str, Any], kind: type, exit_code: int) -> None:
+    error = child_error(outcome)
+    assert type(error) is kind and str(error) == outcome["error"] and error.exit_code == exit_code
