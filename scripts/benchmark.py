@@ -418,7 +418,7 @@ def run_seqnlp(job: dict[str, Any]) -> dict[str, Any]:
     }
     if job["measure_inference"]:
         eval_texts, _ = read_jsonl(job["eval_file"])
-        classifier = seqnlp.load(run_dir, device="cpu")
+        classifier = seqnlp.load(run_dir, device="cpu", batch_size=job["infer_batch"], precision=job["precision"])
         classifier.logits(eval_texts[:16])  # warm-up
         start = time.perf_counter()
         classifier.logits(eval_texts)
