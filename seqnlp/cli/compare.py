@@ -9,7 +9,7 @@ from typing import Optional
 
 import click
 
-from seqnlp.cli_options import data_options, data_updates, handle_errors, quiet_datasets
+from seqnlp.cli.options import data_options, data_updates, handle_errors, quiet_datasets
 from seqnlp.config import CELLS, load_config
 
 
