@@ -227,7 +227,8 @@ def _umask() -> int:
 #       state.json            counters, best score, RNG states, optimizer hyper-parameters, scaler, history
 #
 # A checkpoint directory is complete before last.json names it, and older ones are deleted only after, so a crash
-# at any moment leaves one loadable checkpoint.
+# at any moment leaves one loadable checkpoint. state.json is the JSON of ``training.state.TrainingState``
+# (``to_json``/``from_json``) plus the optimizer's hyper-parameters; this module only writes and reads it.
 
 
 def save_training_state(
@@ -238,7 +239,10 @@ def save_training_state(
     state: dict[str, Any],
     tokenizer: Tokenizer | None = None,
 ) -> Path:
-    """Write a complete checkpoint for ``step`` and point ``last.json`` at it; returns its directory."""
+    """Write a complete checkpoint for ``step`` and point ``last.json`` at it; returns its directory.
+
+    ``state`` is the JSON of the training state (``TrainingState.to_json()``); it goes to state.json as it is.
+    """
     root = run_dir / CHECKPOINT_DIR
     root.mkdir(exist_ok=True)
     name = f"step-{step:08d}"
@@ -265,7 +269,8 @@ def save_training_state(
 
 
 def load_training_state(run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
-    """Restore model and optimizer from the last checkpoint in place; return the JSON state."""
+    """Restore model and optimizer from the last checkpoint in place; return the JSON state, for
+    ``TrainingState.from_json`` to read (and check)."""
     root = run_dir / CHECKPOINT_DIR
     pointer = root / LAST_POINTER
     if not pointer.is_file():

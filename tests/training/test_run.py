@@ -1,4 +1,4 @@
-"""The training loop: schedules, improvement, the toy task, metrics files, early stopping, seeds, precision."""
+"""train() end to end: the toy task, metrics files, early stopping, plateau, seeds, precision, the run directory."""
 
 from __future__ import annotations
 
@@ -20,7 +20,6 @@ from seqnlp.evaluation import evaluate
 from seqnlp.predict import Classifier
 from seqnlp.tokenizer import encode_dataset
 from seqnlp.training import TrainResult, train
-from seqnlp.training.run import is_improvement, lr_factor
 
 MakeConfig = Callable[..., Config]
 FAST = {"train.num_threads": 1}  # tiny models train fastest on one thread, and the machine is shared
@@ -32,62 +31,6 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
 
 def read_results(run_dir: Path) -> dict[str, Any]:
     return json.loads((run_dir / RESULTS_FILE).read_text(encoding="utf-8"))
-
-
-# --- lr_factor and is_improvement: pure functions ---------------------------------------------------------
-
-
-@pytest.mark.parametrize("schedule", ["constant", "linear", "cosine", "plateau"])
-def test_warm_up_is_a_linear_ramp_to_one(schedule: str) -> None:
-    factors = [lr_factor(step, 100, 10, schedule) for step in range(10)]
-    assert factors == pytest.approx([(s + 1) / 10 for s in range(10)])
-    assert lr_factor(10, 100, 10, schedule) == pytest.approx(1.0)  # the first step after warm-up: full rate
-
-
-def test_linear_decays_to_zero_at_the_end() -> None:
-    assert lr_factor(10, 110, 10, "linear") == pytest.approx(1.0)
-    assert lr_factor(60, 110, 10, "linear") == pytest.approx(0.5)
-    assert lr_factor(85, 110, 10, "linear") == pytest.approx(0.25)
-    assert lr_factor(110, 110, 10, "linear") == pytest.approx(0.0)
-    assert lr_factor(500, 110, 10, "linear") == pytest.approx(0.0)  # never negative past the end
-    factors = [lr_factor(s, 110, 10, "linear") for s in range(10, 111)]
-    assert all(a > b for a, b in zip(factors, factors[1:]))
-
-
-def test_cosine_is_half_way_at_half_time() -> None:
-    assert lr_factor(0, 100, 0, "cosine") == pytest.approx(1.0)
-    assert lr_factor(50, 100, 0, "cosine") == pytest.approx(0.5)
-    assert lr_factor(25, 100, 0, "cosine") == pytest.approx(0.5 * (1 + math.cos(math.pi / 4)))
-    assert lr_factor(100, 100, 0, "cosine") == pytest.approx(0.0, abs=1e-12)
-    assert lr_factor(60, 110, 10, "cosine") == pytest.approx(0.5)  # half-way after warm-up
-    factors = [lr_factor(s, 100, 0, "cosine") for s in range(101)]
-    assert all(a > b for a, b in zip(factors, factors[1:]))
-
-
-@pytest.mark.parametrize("schedule", ["constant", "plateau"])
-def test_constant_and_plateau_hold_the_rate_after_warm_up(schedule: str) -> None:
-    assert [lr_factor(s, 100, 5, schedule) for s in (5, 6, 50, 99, 100, 1000)] == [1.0] * 6
-    assert [lr_factor(s, 100, 0, schedule) for s in (0, 50, 99)] == [1.0] * 3
-
-
-def test_no_warm_up_starts_at_the_full_rate() -> None:
-    assert lr_factor(0, 10, 0, "linear") == pytest.approx(1.0)
-    assert lr_factor(5, 10, 0, "linear") == pytest.approx(0.5)
-
-
-def test_is_improvement_for_loss_is_lower() -> None:
-    assert is_improvement(0.9, None, "loss")
-    assert is_improvement(0.4, 0.5, "loss")
-    assert not is_improvement(0.6, 0.5, "loss")
-    assert not is_improvement(0.5, 0.5, "loss")  # a tie is not an improvement
-
-
-@pytest.mark.parametrize("monitor", ["accuracy", "macro_f1"])
-def test_is_improvement_for_scores_is_higher(monitor: str) -> None:
-    assert is_improvement(0.0, None, monitor)
-    assert is_improvement(0.6, 0.5, monitor)
-    assert not is_improvement(0.4, 0.5, monitor)
-    assert not is_improvement(1.0, 1.0, monitor)
 
 
 # --- train() on the toy task ------------------------------------------------------------------------------
@@ -251,3 +194,17 @@ def test_train_refuses_an_output_dir_holding_a_run(make_config: MakeConfig) -> N
         train(config, progress=False)
     assert (run_dir / CONFIG_FILE).read_text(encoding="utf-8") == "precious: true\n"
     assert sorted(p.name for p in run_dir.iterdir()) == [CONFIG_FILE]
+
+
+# --- train() and the caller's config ------------------------------------------------------------------------
+
+
+def test_train_leaves_the_callers_config_alone(make_config: MakeConfig, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    config = make_config(**{"output_dir": None, "train.epochs": 1})
+    before = config.to_dict()
+    result = train(config, progress=False)
+    assert config.to_dict() == before and config.output_dir is None
+    assert result.run_dir.parent == Path("runs") and result.run_dir.name.startswith("lstm-")
+    assert (tmp_path / result.run_dir / CONFIG_FILE).is_file()

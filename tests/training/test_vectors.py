@@ -87,7 +87,7 @@ def test_words_holding_a_space_are_skipped_and_counted(tmp_path: Path, caplog: p
     """glove.840B has a few such lines; no whitespace pre-tokenizer makes such a word, so they cannot match."""
     path = tmp_path / "spaces.txt"
     path.write_text("the 1 2\nat home 3 4\nmovie 5 6\n", encoding="utf-8")
-    with caplog.at_level(logging.INFO, logger="seqnlp.vectors"):
+    with caplog.at_level(logging.INFO, logger="seqnlp.training.vectors"):
         aligned = align(str(path), {"the": 0, "movie": 1, "home": 2})
     assert aligned.found.tolist() == [True, True, False]
     assert aligned.skipped_lines == 1 and "skipped 1 lines" in caplog.text
@@ -96,7 +96,7 @@ def test_words_holding_a_space_are_skipped_and_counted(tmp_path: Path, caplog: p
 def test_header_that_miscounts_the_words_is_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     path = tmp_path / "short.vec"
     path.write_text("5 2\nthe 1 2\n", encoding="utf-8")
-    with caplog.at_level(logging.WARNING, logger="seqnlp.vectors"):
+    with caplog.at_level(logging.WARNING, logger="seqnlp.training.vectors"):
         align(str(path), {"the": 0})
     assert "announces 5 words, the file has 1" in caplog.text
 
@@ -367,7 +367,7 @@ def test_freezing_is_refused_under_torchrun_before_any_data_loads(
     from seqnlp.training import run as training
 
     loads: list[object] = []
-    monkeypatch.setattr(training.distributed, "world_size", lambda: 2)  # as if launched by torchrun with 2 processes
+    monkeypatch.setenv("WORLD_SIZE", "2")  # as if launched by torchrun with 2 processes
     monkeypatch.setattr(training, "load_splits", lambda *args, **kwargs: loads.append(args))
     config = load_config(updates={"model.freeze_embeddings": freeze, "output_dir": str(tmp_path / "run")})
     with pytest.raises(ConfigError, match="model.freeze_embeddings is not supported under torchrun"):
