@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 from seqnlp.checkpoint import CONFIG_FILE, METRICS_FILE, RESULTS_FILE, WEIGHTS_FILE
-from seqnlp.config import Config
+from seqnlp.config import Config, load_config
 from seqnlp.data import load_splits
 from seqnlp.errors import CheckpointError, ConfigError
 from seqnlp.evaluation import evaluate
@@ -196,7 +196,9 @@ def test_train_refuses_an_output_dir_holding_a_run(make_config: MakeConfig) -> N
     assert sorted(p.name for p in run_dir.iterdir()) == [CONFIG_FILE]
 
 
-# --- train() and the caller's config ------------------------------------------------------------------------
+# --- train() and preflight: the caller's config, each check once, compare ------------------------------------
+
+MARKER = "synthetic:marker?distance=2&prefix=2&vocab=4&train=60&validation=20&test=20"
 
 
 def test_train_leaves_the_callers_config_alone(make_config: MakeConfig, tmp_path: Path,
@@ -208,3 +210,42 @@ def test_train_leaves_the_callers_config_alone(make_config: MakeConfig, tmp_path
     assert config.to_dict() == before and config.output_dir is None
     assert result.run_dir.parent == Path("runs") and result.run_dir.name.startswith("lstm-")
     assert (tmp_path / result.run_dir / CONFIG_FILE).is_file()
+
+
+def test_preflight_runs_each_check_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from collections import Counter
+
+    from seqnlp.data import synthetic
+    from seqnlp.training import run
+
+    calls: Counter[str] = Counter()
+
+    def counted(name: str, original: Callable[..., Any]) -> Callable[..., Any]:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            calls[name] += 1
+            return original(*args, **kwargs)
+        return call
+
+    for name in ("validate", "check_dim", "check_tensorboard", "check_synthetic"):
+        monkeypatch.setattr(run, name, counted(name, getattr(run, name)))
+    monkeypatch.setattr(synthetic, "max_tokens", counted("max_tokens", synthetic.max_tokens))
+    vectors = tmp_path / "v.txt"
+    vectors.write_text("".join(f"{w} 0.1 0.2 0.3 {i}\n" for i, w in enumerate(["d0", "d1", "d2", "x0", "x1"])))
+    config = load_config(updates={"data.dataset": MARKER, "model.pretrained_vectors": str(vectors),
+                                  "model.embedding_dim": 4, "model.hidden_size": 4, "train.epochs": 1,
+                                  "train.device": "cpu", "train.num_threads": 1, "tokenizer.min_frequency": 1,
+                                  "output_dir": str(tmp_path / "run")})
+    train(config, progress=False)
+    assert calls == {"validate": 1, "check_dim": 1, "check_tensorboard": 1, "check_synthetic": 1, "max_tokens": 1}
+
+
+def test_compare_preflights_every_config_before_the_first_run_trains(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from seqnlp.compare import runs
+
+    trained: list[object] = []
+    monkeypatch.setattr(runs, "measure_run", lambda *args, **kwargs: trained.append(args))
+    base = load_config(updates={"data.dataset": "synthetic:marker?distance=10&prefix=2"})
+    with pytest.raises(ConfigError, match="up to 13 tokens, more than tokenizer.max_length=8"):
+        runs.run_grid(base, {"tokenizer.max_length": [64, 8]}, [1], tmp_path, isolate=False, progress=False)
+    assert trained == [] and not (tmp_path / "runs").exists()

@@ -238,7 +238,6 @@ def test_freeze_key_parses_as_bool_or_int() -> None:
         ("model.freeze_embeddings=-1", "model.freeze_embeddings: -1 must be true, false or a number of epochs"),
         ("model.freeze_embeddings=some", "model.freeze_embeddings: expected true or false or an integer"),
         ("model.freeze_embeddings=1.5", "model.freeze_embeddings: expected true or false or an integer"),
-        ("model.pretrained_vectors=glove-6b-50d", "model.embedding_dim=128 does not match glove-6b-50d's 50-dim"),
         ("model.pretrained_vectors=' '", "model.pretrained_vectors: give a vectors file or a named source"),
     ],
 )
@@ -246,6 +245,18 @@ def test_bad_vector_settings_name_the_key(override: str, message: str) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(overrides=[override])
     assert message in str(info.value)
+
+
+def test_a_named_source_of_another_dimension_fails_in_preflight() -> None:
+    """The named source's dimension is known without its package or file; config loading does not check it,
+    training's preflight does (once, before any data loads)."""
+    from seqnlp.training import preflight
+
+    config = load_config(overrides=["model.pretrained_vectors=glove-6b-50d"])  # embedding_dim 128
+    with pytest.raises(ConfigError, match="model.embedding_dim=128 does not match the 50-dimensional vectors in "
+                                          "glove-6b-50d; set model.embedding_dim=50"):
+        preflight(config)
+    preflight(load_config(overrides=["model.pretrained_vectors=glove-6b-50d", "model.embedding_dim=50"]))
 
 
 def test_config_round_trips_the_new_keys(tmp_path: Path) -> None:
