@@ -249,3 +249,17 @@ def test_compare_preflights_every_config_before_the_first_run_trains(tmp_path: P
     with pytest.raises(ConfigError, match="up to 13 tokens, more than tokenizer.max_length=8"):
         runs.run_grid(base, {"tokenizer.max_length": [64, 8]}, [1], tmp_path, isolate=False, progress=False)
     assert trained == [] and not (tmp_path / "runs").exists()
+
+
+def test_the_public_api_names_train_resume_and_the_errors() -> None:
+    import seqnlp
+    from seqnlp import errors
+    from seqnlp.compare import compare
+    from seqnlp.training import run
+
+    assert seqnlp.train is run.train and seqnlp.resume is run.resume and seqnlp.TrainResult is run.TrainResult
+    for name in ("SeqnlpError", "ConfigError", "DataError", "CheckpointError", "TrainingError", "TrainingInterrupted",
+                 "DistributedError"):
+        assert getattr(seqnlp, name) is getattr(errors, name) and name in seqnlp.__all__
+    assert "resume" in seqnlp.__all__ and callable(seqnlp.load_config) and callable(compare)
+    assert callable(seqnlp.evaluate) and callable(seqnlp.load) and callable(seqnlp.export_run)
