@@ -21,6 +21,7 @@ import signal
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Sequence
 
 import torch
@@ -114,13 +115,17 @@ def train_step(model: torch.nn.Module, batch: Batch, device: torch.device, optim
                      time.perf_counter() - start)
 
 
-def count_step(state: TrainingState, stats: StepStats, on_nonfinite: str = "stop", run_dir: object = "the run") -> None:
-    """Add a step to ``state``; a non-finite one stops training (``on_nonfinite: stop``) or is counted as skipped."""
+def count_step(state: TrainingState, stats: StepStats, on_nonfinite: str = "stop",
+               run_dir: Optional[Path] = None) -> None:
+    """Add a step to ``state``; a non-finite one stops training (``on_nonfinite: stop``) or is counted as skipped.
+
+    ``run_dir`` only names the directory whose last checkpoint the error says is intact.
+    """
     if not stats.finite:
         where = f"step {state.step + 1} (epoch {state.epoch}, batch {state.batch + 1})"
         if on_nonfinite == "stop":
             raise TrainingError(f"non-finite {stats.nonfinite} at {where}; training stopped, the last checkpoint in "
-                                f"{run_dir} is intact (set train.on_nonfinite=skip to skip such steps)")
+                                f"{run_dir or 'the run directory'} is intact (set train.on_nonfinite=skip to skip such steps)")
         state.skipped_steps += 1
         log.warning("non-finite %s at %s: step skipped", stats.nonfinite, where)
     state.step += 1

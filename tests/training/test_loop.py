@@ -99,7 +99,7 @@ def test_count_step_stops_or_skips_a_non_finite_step(setup: Setup) -> None:
     stats = step(setup, first_batch(setup), model=NaNLogits(setup.model))
     state = TrainingState(epoch=2, batch=3, step=13)
     with pytest.raises(TrainingError, match=r"non-finite loss at step 14 \(epoch 2, batch 4\); .* in runs/x is intact"):
-        count_step(state, stats, "stop", "runs/x")
+        count_step(state, stats, "stop", Path("runs/x"))
     assert state.step == 13  # nothing counted
     count_step(state, stats, "skip")
     assert (state.step, state.batch, state.skipped_steps, state.examples, state.loss_sum) == (14, 4, 1, 0, 0.0)
