@@ -2,7 +2,7 @@
 
     import seqnlp
     config = seqnlp.load_config("configs/quickstart.yaml", overrides=["model.cell=gru"])
-    result = seqnlp.train(config)
+    result = seqnlp.train(config)      # stopped by Ctrl-C, SIGTERM or a crash? seqnlp.resume(run_dir) continues
     seqnlp.load(result.run_dir).predict(["free entry in a weekly competition"])
     seqnlp.evaluate(result.run_dir)
     seqnlp.export_run(result.run_dir, format="onnx", quantize=True)   # -> runs/.../export/model.int8.onnx
@@ -16,18 +16,27 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from seqnlp.config import Config, DataConfig, ModelConfig, TokenizerConfig, TrainConfig, load_config
-from seqnlp.errors import CheckpointError, ConfigError, DataError, SeqnlpError
+from seqnlp.errors import (
+    CheckpointError,
+    ConfigError,
+    DataError,
+    DistributedError,
+    SeqnlpError,
+    TrainingError,
+    TrainingInterrupted,
+)
 
 if TYPE_CHECKING:
     from seqnlp.evaluation import evaluate
     from seqnlp.export import ExportResult, export_run
     from seqnlp.predict import Classifier, load
-    from seqnlp.training import TrainResult, train
+    from seqnlp.training import TrainResult, resume, train
 
 __version__ = "0.1.0"
 
 _LAZY = {
     "train": "seqnlp.training",
+    "resume": "seqnlp.training",
     "TrainResult": "seqnlp.training",
     "evaluate": "seqnlp.evaluation",
     "load": "seqnlp.predict",
@@ -38,8 +47,9 @@ _LAZY = {
 
 __all__ = [
     "Config", "DataConfig", "TokenizerConfig", "ModelConfig", "TrainConfig", "load_config",
-    "train", "TrainResult", "evaluate", "load", "Classifier", "export_run", "ExportResult",
-    "SeqnlpError", "ConfigError", "DataError", "CheckpointError", "__version__",
+    "train", "resume", "TrainResult", "evaluate", "load", "Classifier", "export_run", "ExportResult",
+    "SeqnlpError", "ConfigError", "DataError", "CheckpointError", "TrainingError", "TrainingInterrupted",
+    "DistributedError", "__version__",
 ]
 
 

@@ -12,9 +12,11 @@
       thresholds.json    multi-label runs: {label: threshold}, tuned on the validation split
       vectors.json       with model.pretrained_vectors: how much of the vocabulary the vectors covered
       tensorboard/       with train.tensorboard: event files of the same scalars (tensorboard --logdir)
+      checkpoints/       the last resumable training state (see "resumable training state" below)
 
-Files are written to a temporary name in the same directory and renamed, so a crash leaves the previous
-file whole.
+Every file but metrics.jsonl is written to a temporary name in the same directory and renamed, so a crash
+leaves the previous file whole. metrics.jsonl grows by one appended line per epoch (``append_jsonl``): a
+crash can cut its last line short, and a resume rewrites it whole from the checkpoint's history.
 """
 
 from __future__ import annotations
@@ -48,6 +50,10 @@ VECTORS_FILE = "vectors.json"  # coverage of model.pretrained_vectors, when set
 TENSORBOARD_DIR = "tensorboard"  # event files, when train.tensorboard is on
 VOCAB_KEY = "vocab_sha256"  # safetensors metadata: the vocabulary the weights were trained with
 REQUIRED_FILES = (CONFIG_FILE, LABELS_FILE, TOKENIZER_FILE, WEIGHTS_FILE)
+CHECKPOINT_DIR = "checkpoints"  # resumable training state (see below)
+LAST_POINTER = "last.json"
+STATE_FILE = "state.json"
+OPTIMIZER_FILE = "optimizer.safetensors"
 
 
 def prepare_run_dir(path: str | Path, overwrite: bool = False) -> Path:
@@ -154,6 +160,7 @@ def load_thresholds(run_dir: Path, label_names: list[str]) -> list[float] | None
 
 
 def append_jsonl(path: Path, record: dict[str, Any]) -> None:
+    """Append one JSON line in place (not atomic: a crash can cut the line short; see the module docstring)."""
     with path.open("a", encoding="utf-8") as f:
         f.write(json.dumps(record) + "\n")
 
@@ -220,12 +227,8 @@ def _umask() -> int:
 #       state.json            counters, best score, RNG states, optimizer hyper-parameters, scaler, history
 #
 # A checkpoint directory is complete before last.json names it, and older ones are deleted only after, so a crash
-# at any moment leaves one loadable checkpoint.
-
-CHECKPOINT_DIR = "checkpoints"
-LAST_POINTER = "last.json"
-STATE_FILE = "state.json"
-OPTIMIZER_FILE = "optimizer.safetensors"
+# at any moment leaves one loadable checkpoint. state.json is the JSON of ``training.state.TrainingState``
+# (``to_json``/``from_json``) plus the optimizer's hyper-parameters; this module only writes and reads it.
 
 
 def save_training_state(
@@ -236,7 +239,10 @@ def save_training_state(
     state: dict[str, Any],
     tokenizer: Tokenizer | None = None,
 ) -> Path:
-    """Write a complete checkpoint for ``step`` and point ``last.json`` at it; returns its directory."""
+    """Write a complete checkpoint for ``step`` and point ``last.json`` at it; returns its directory.
+
+    ``state`` is the JSON of the training state (``TrainingState.to_json()``); it goes to state.json as it is.
+    """
     root = run_dir / CHECKPOINT_DIR
     root.mkdir(exist_ok=True)
     name = f"step-{step:08d}"
@@ -263,22 +269,34 @@ def save_training_state(
 
 
 def load_training_state(run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
-    """Restore model and optimizer from the last checkpoint in place; return the JSON state."""
+    """Restore model and optimizer from the last checkpoint in place; return the JSON state, for
+    ``TrainingState.from_json`` to read (and check)."""
     root = run_dir / CHECKPOINT_DIR
     pointer = root / LAST_POINTER
     if not pointer.is_file():
         raise CheckpointError(f"{run_dir} has no checkpoint to resume from ({CHECKPOINT_DIR}/{LAST_POINTER} is missing)")
-    name = read_json(pointer).get("dir")
+    last = read_json(pointer)
+    name = last.get("dir") if isinstance(last, dict) else None
     if not isinstance(name, str) or "/" in name or not (root / name).is_dir():
         raise CheckpointError(f"{pointer} names no checkpoint directory")
     directory = root / name
+    if not (directory / STATE_FILE).is_file():
+        raise CheckpointError(f"{directory / STATE_FILE} is missing")
     state = read_json(directory / STATE_FILE)
+    groups = state.pop("optimizer_param_groups", None) if isinstance(state, dict) else None
+    if not isinstance(groups, list):
+        raise CheckpointError(f"{directory / STATE_FILE} has no optimizer_param_groups list; it is not a seqnlp "
+                              "checkpoint")
     load_weights(model, directory / WEIGHTS_FILE)
     try:
         tensors = load_file(str(directory / OPTIMIZER_FILE))
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"{directory / OPTIMIZER_FILE} is corrupt or missing: {str(exc).splitlines()[0]}") from None
-    optimizer.load_state_dict(_unflatten_optimizer(tensors, state.pop("optimizer_param_groups")))
+    try:
+        optimizer.load_state_dict(_unflatten_optimizer(tensors, groups))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"{directory / OPTIMIZER_FILE} does not fit the optimizer: "
+                              f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
     return state
 
 

@@ -18,7 +18,7 @@ from datasets import Dataset, IterableDataset
 from datasets.fingerprint import Hasher
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
-from seqnlp.config import TokenizerConfig
+from seqnlp.config import TOKENIZER_KINDS, TokenizerConfig
 from seqnlp.errors import CheckpointError, ConfigError
 
 log = logging.getLogger(__name__)
@@ -91,7 +91,7 @@ def train_tokenizer(cfg: TokenizerConfig, texts: Iterable[str]) -> Tokenizer:
             f"tokenizer.vocab_size={cfg.vocab_size} is smaller than the {kind} tokenizer's alphabet "
             f"({tokenizer.get_vocab_size()} tokens); raise it"
         )
-    _check_specials(tokenizer, "the trained tokenizer")
+    _check_specials(tokenizer, cfg)
     log.info("trained a %s tokenizer: %d tokens", kind, tokenizer.get_vocab_size())
     return tokenizer
 
@@ -209,7 +209,11 @@ def _normalizer(cfg: TokenizerConfig) -> normalizers.Normalizer:
     return normalizers.Sequence(steps)
 
 
-def _check_specials(tokenizer: Tokenizer, what: str) -> None:
+def _check_specials(tokenizer: Tokenizer, cfg: TokenizerConfig) -> None:
+    """A freshly trained tokenizer must put [PAD] at 0 and [UNK] at 1; the settings, not a file, are at fault."""
     for expected_id, token in enumerate(SPECIAL_TOKENS):
         if tokenizer.token_to_id(token) != expected_id:
-            raise CheckpointError(f"{what} maps {token} to {tokenizer.token_to_id(token)}, expected {expected_id}")
+            raise ConfigError(
+                f"tokenizer.kind={cfg.kind} with tokenizer.vocab_size={cfg.vocab_size} trained a tokenizer that maps "
+                f"{token} to {tokenizer.token_to_id(token)}, not {expected_id}; raise tokenizer.vocab_size or choose "
+                f"another tokenizer.kind ({', '.join(TOKENIZER_KINDS)})")

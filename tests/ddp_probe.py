@@ -2,9 +2,8 @@
 
 * ``collectives``: a process spawned by the test, exercising every helper of ``seqnlp.distributed``.
 * As a script, ``python -m seqnlp`` with probes: torchrun starts it in place of ``-m seqnlp``, and every
-  training step and every file write of the training module is appended as a JSON line to
-  ``$SEQNLP_PROBE_DIR/rank-<RANK>.jsonl``. The probes wrap the library from outside, so the library itself
-  carries no test hooks.
+  training step (seen through ``fit``'s public ``Hook``) and every file write of the training modules is
+  appended as a JSON line to ``$SEQNLP_PROBE_DIR/rank-<RANK>.jsonl``.
 """
 
 from __future__ import annotations
@@ -18,7 +17,10 @@ from typing import Any
 import torch
 
 from seqnlp import distributed
+from seqnlp.batching import Batch
 from seqnlp.errors import CheckpointError, DataError
+from seqnlp.training import Hook, StepStats
+from seqnlp.training.state import TrainingState
 
 WRITERS = ("prepare_run_dir", "save_run_files", "save_weights", "save_training_state", "append_jsonl",
            "write_jsonl", "write_json")
@@ -98,28 +100,39 @@ def record(**fields: Any) -> None:
         f.write(json.dumps(fields) + "\n")
 
 
-def probe(training: Any) -> None:
-    """Log every training step (epoch and example indices) and every file the training module writes."""
-    step = training._Loop._step
+class StepProbe(Hook):
+    """Logs every training step: its epoch and the example indices of this rank's share of the batch."""
 
-    def probed_step(self: Any, batch: Any, *args: Any) -> bool:
-        record(event="step", epoch=self.state.epoch, indices=batch.indices.tolist())
-        return step(self, batch, *args)
+    def on_step(self, state: TrainingState, batch: Batch, stats: StepStats) -> None:
+        record(event="step", epoch=state.epoch, indices=batch.indices.tolist())
 
-    training._Loop._step = probed_step
-    for name in WRITERS:
-        original = getattr(training, name)
 
-        def probed(*args: Any, _original: Any = original, _name: str = name, **kwargs: Any) -> Any:
-            record(event="write", what=_name)
-            return _original(*args, **kwargs)
+def probe() -> None:
+    """Give ``train`` and ``resume`` the step probe, and log every file the training modules write."""
+    import seqnlp.training
+    from seqnlp.training import loop, run
 
-        setattr(training, name, probed)
+    for name in ("train", "resume"):
+        original = getattr(seqnlp.training, name)
+
+        def probed_run(*args: Any, _original: Any = original, **kwargs: Any) -> Any:
+            return _original(*args, hooks=[StepProbe()], **kwargs)
+
+        setattr(seqnlp.training, name, probed_run)  # the CLI imports them from seqnlp.training when it runs
+    for module in (run, loop):
+        for name in WRITERS:
+            if not hasattr(module, name):
+                continue
+
+            def probed(*args: Any, _original: Any = getattr(module, name), _name: str = name, **kwargs: Any) -> Any:
+                record(event="write", what=_name)
+                return _original(*args, **kwargs)
+
+            setattr(module, name, probed)
 
 
 if __name__ == "__main__":
-    import seqnlp.training.run
     from seqnlp.cli import main
 
-    probe(seqnlp.training.run)
+    probe()
     main(prog_name="seqnlp")

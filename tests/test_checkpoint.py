@@ -343,3 +343,67 @@ def test_toy_run_files_are_readable_by_group_and_others(toy_run: Path) -> None:
         pytest.skip(f"the session's umask {mask:o} forbids group/other reads")
     for path in toy_run.iterdir():
         assert stat.S_IMODE(path.stat().st_mode) & 0o044 == 0o044, path.name
+
+
+# --- resumable training state ----------------------------------------------------------------------------------
+
+
+def _state_file(run_dir: Path) -> Path:
+    from seqnlp.checkpoint import CHECKPOINT_DIR, LAST_POINTER, STATE_FILE
+
+    name = json.loads((run_dir / CHECKPOINT_DIR / LAST_POINTER).read_text(encoding="utf-8"))["dir"]
+    return run_dir / CHECKPOINT_DIR / name / STATE_FILE
+
+
+def test_state_json_is_the_training_state_plus_the_optimizer_groups(toy_run: Path) -> None:
+    from seqnlp.training.state import TrainingState
+
+    data = json.loads(_state_file(toy_run).read_text(encoding="utf-8"))
+    groups = data.pop("optimizer_param_groups")
+    assert [g["weight_decay"] for g in groups] == [0.01, 0.0]
+    state = TrainingState.from_json(data)
+    assert state.world_size == 1 and len(state.rng_by_rank) == 1 and state.epoch == len(state.history) + 1
+
+
+def _resume_error(run_dir: Path) -> str:
+    from seqnlp.training import resume
+
+    with pytest.raises(CheckpointError) as info:
+        resume(run_dir, progress=False)
+    assert "\n" not in str(info.value)
+    return str(info.value)
+
+
+def test_a_checkpoint_of_the_old_layout_is_a_one_line_error(run_copy: Path) -> None:
+    """state.json as seqnlp wrote it before TrainingState (no version, monitor inside "loop") cannot resume."""
+    path = _state_file(run_copy)
+    data = json.loads(path.read_text(encoding="utf-8"))
+    old = {"loop": {**data["loop"], **data["monitor"], "history": data["history"]}, "rng": data["rng_by_rank"][0],
+           "world_size": 1, "scaler": {}, "optimizer_param_groups": data["optimizer_param_groups"]}
+    path.write_text(json.dumps(old), encoding="utf-8")
+    assert "another seqnlp version (1, this one reads 2); train the run again" in _resume_error(run_copy)
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ("[1, 2]", "has no optimizer_param_groups list"),
+    ("{not json", "is not valid JSON"),
+])
+def test_a_damaged_state_json_is_a_one_line_error(run_copy: Path, content: str, message: str) -> None:
+    _state_file(run_copy).write_text(content, encoding="utf-8")
+    assert message in _resume_error(run_copy)
+
+
+def test_a_state_json_missing_a_key_names_it(run_copy: Path) -> None:
+    path = _state_file(run_copy)
+    data = json.loads(path.read_text(encoding="utf-8"))
+    del data["loop"]["step"]
+    path.write_text(json.dumps(data), encoding="utf-8")
+    assert "key 'loop.step' is missing" in _resume_error(run_copy)
+
+
+def test_overwrite_clears_the_old_checkpoints(run_copy: Path) -> None:
+    from seqnlp.checkpoint import CHECKPOINT_DIR
+
+    assert (run_copy / CHECKPOINT_DIR).is_dir()
+    prepare_run_dir(run_copy, overwrite=True)
+    assert not (run_copy / CHECKPOINT_DIR).exists()

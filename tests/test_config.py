@@ -300,6 +300,60 @@ def test_choice_keys_are_real_keys_and_every_choice_validates(key: str, choices:
         load_config(updates={key: "definitely-not-a-choice"})
 
 
+def test_choices_are_read_from_the_literal_types() -> None:
+    import typing
+
+    from seqnlp import config as config_module
+
+    assert config_module.CELLS == ("rnn", "lstm", "gru") and CHOICES["model.cell"] == config_module.CELLS
+    for section, cls in {**SECTIONS, "tokenizer": type(Config().tokenizer)}.items():
+        for name, tp in typing.get_type_hints(cls).items():
+            if typing.get_origin(tp) is typing.Literal:
+                assert CHOICES[f"{section}.{name}"] == typing.get_args(tp)
+
+
+def test_a_bad_choice_in_a_file_can_be_overridden(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("model:\n  cell: transformer\n")
+    with pytest.raises(ConfigError, match="model.cell: 'transformer' is not one of rnn, lstm, gru"):
+        load_config(path)
+    assert load_config(path, overrides=["model.cell=gru"]).model.cell == "gru"
+
+
+def test_an_override_can_repair_a_file_that_combines_clashing_keys(tmp_path: Path) -> None:
+    """Validation runs once, after the file, the overrides and the updates: --set can fix what the file got wrong."""
+    path = tmp_path / "c.yaml"
+    path.write_text("data:\n  streaming: true\ntrain:\n  sampler: weighted\n")
+    with pytest.raises(ConfigError, match="train.sampler: weighted .* cannot read a stream"):
+        load_config(path)
+    config = load_config(path, overrides=["data.streaming=false"])
+    assert config.data.streaming is False and config.train.sampler == "weighted"
+    assert load_config(path, updates={"train.sampler": "bucket"}).data.streaming is True
+
+
+def test_load_config_validates_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from seqnlp import config as config_module
+
+    calls: list[Config] = []
+    original = config_module.validate
+    monkeypatch.setattr(config_module, "validate", lambda config: calls.append(config) or original(config))
+    path = tmp_path / "c.yaml"
+    path.write_text("model:\n  cell: gru\n")
+    load_config(path, overrides=["train.epochs=2"], updates={"seed": 3})
+    assert len(calls) == 1
+
+
+def test_config_imports_no_other_seqnlp_module() -> None:
+    """Pure config: yaml, the standard library and seqnlp.errors (so loading a config never imports torch)."""
+    import ast
+
+    source = (Path(__file__).resolve().parents[1] / "seqnlp" / "config.py").read_text(encoding="utf-8")
+    imported = {alias.name for node in ast.walk(ast.parse(source)) if isinstance(node, ast.Import)
+                for alias in node.names}
+    imported |= {node.module or "" for node in ast.walk(ast.parse(source)) if isinstance(node, ast.ImportFrom)}
+    assert {m for m in imported if m.startswith("seqnlp")} == {"seqnlp.errors"}
+
+
 @pytest.mark.parametrize(
     "override, expected",
     [

@@ -331,3 +331,12 @@ def test_encoding_twice_reuses_the_cache(on_disk_split: Dataset, monkeypatch: py
     assert max(third["length"]) == 6
     assert max(first["length"]) == 3
     assert [ids[:3] for ids in third["input_ids"]] == list(first["input_ids"])
+
+
+def test_a_trained_tokenizer_without_the_special_ids_is_a_config_error() -> None:
+    """Not a CheckpointError: no file is at fault, the settings are, and the message says which to change."""
+    odd = Tokenizer(models.WordLevel({"[UNK]": 0, "[PAD]": 1, "the": 2}, unk_token="[UNK]"))
+    with pytest.raises(ConfigError, match=r"tokenizer.kind=bpe with tokenizer.vocab_size=30000 trained a tokenizer "
+                                          r"that maps \[PAD\] to 1, not 0; raise tokenizer.vocab_size or choose "
+                                          r"another tokenizer.kind \(word, bpe, wordpiece, unigram, char\)"):
+        tokenizer_module._check_specials(odd, TokenizerConfig(kind="bpe"))

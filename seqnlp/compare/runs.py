@@ -174,7 +174,8 @@ def expand_grid(grid: Mapping[str, Sequence[Any]]) -> list[GridPoint]:
 
 
 def run_configs(base: Config, points: Sequence[GridPoint], seeds: Sequence[int], report_dir: Path) -> list[Config]:
-    """One validated config per grid point and seed, in run order, each with its own run directory."""
+    """One validated (and preflighted) config per grid point and seed, in run order, each with its own run
+    directory."""
     if not seeds:
         raise ConfigError("compare needs at least one seed")
     if len(set(seeds)) != len(seeds):
@@ -186,6 +187,10 @@ def run_configs(base: Config, points: Sequence[GridPoint], seeds: Sequence[int],
         for seed in seeds:
             run_dir = report_dir / RUNS_DIR / point.name / f"seed-{seed}"
             configs.append(load_config(base=base, updates={**point.values, "seed": seed, "output_dir": str(run_dir)}))
+    from seqnlp.training import preflight  # imports torch: only once every config has loaded
+
+    for config in configs:  # files and packages too, so a bad point fails before the first run trains
+        preflight(config)
     return configs
 
 

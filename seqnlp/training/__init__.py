@@ -1,5 +1,10 @@
-"""Training: prepare a run, fit it epoch by epoch, finish with its results; resume an interrupted one."""
+"""Training: preflight a config, prepare a run, fit it epoch by epoch, finish with its results; resume one.
 
-from seqnlp.training.run import TrainResult, resume, train
+``train`` and ``resume`` are the whole path (``run``); ``loop.fit`` takes ``Hook``s called after every step
+and epoch, and ``preflight`` checks a config's files and packages without training it.
+"""
 
-__all__ = ["TrainResult", "resume", "train"]
+from seqnlp.training.loop import Hook, StepStats
+from seqnlp.training.run import Setup, TrainResult, preflight, resume, train
+
+__all__ = ["Hook", "Setup", "StepStats", "TrainResult", "preflight", "resume", "train"]

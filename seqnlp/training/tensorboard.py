@@ -2,7 +2,8 @@
 
 Optional: ``train.tensorboard: auto`` writes them when the ``tensorboard`` package is installed
 (``pip install 'seqnlp[tensorboard]'``), ``true`` requires it, ``false`` never writes. Every method is a
-no-op on a disabled logger, so the training loop calls it unconditionally.
+no-op on a disabled logger, so training always passes one to ``fit`` as a ``Hook``. Whether ``true`` can be
+honoured is checked once, before any data loads, by ``check_tensorboard`` (from ``training.run.preflight``).
 
 Tags, all against the global optimizer step:
   train/loss, train/tokens_per_s   mean over the last ``train.log_every`` steps (real tokens, padding excluded)
@@ -17,14 +18,17 @@ import logging
 from pathlib import Path
 from typing import Any, Optional, Protocol, Union
 
+from seqnlp.batching import Batch
 from seqnlp.checkpoint import TENSORBOARD_DIR
 from seqnlp.errors import ConfigError
+from seqnlp.training.loop import Hook, StepStats
+from seqnlp.training.state import TrainingState
 
 log = logging.getLogger(__name__)
 
 
 class _LoopCounters(Protocol):
-    """The running sums of the epoch in progress (``training.LoopState``)."""
+    """The running sums of the epoch in progress (``training.state.TrainingState``)."""
 
     epoch: int
     step: int
@@ -45,7 +49,7 @@ def check_tensorboard(setting: Union[bool, str]) -> None:
                           "(or set train.tensorboard: auto to log only when it is installed)")
 
 
-class TensorBoardLogger:
+class TensorBoardLogger(Hook):
     """Writes training and validation scalars with ``torch.utils.tensorboard.SummaryWriter``."""
 
     def __init__(self, writer: Any = None, log_every: int = 50) -> None:
@@ -61,7 +65,6 @@ class TensorBoardLogger:
         ``state`` is where a resumed run stands: events logged after its step are purged (those steps are
         trained again), and the first window starts there rather than at the start of the epoch.
         """
-        check_tensorboard(setting)
         if setting is False or (setting == "auto" and not tensorboard_installed()):
             return cls(None, log_every)
         from torch.utils.tensorboard import SummaryWriter  # imports tensorboard: only when it is used
@@ -78,6 +81,12 @@ class TensorBoardLogger:
     @property
     def enabled(self) -> bool:
         return self.writer is not None
+
+    def on_step(self, state: TrainingState, batch: Batch, stats: StepStats) -> None:
+        self.train_step(state, stats.lr)
+
+    def on_epoch(self, state: TrainingState, record: dict[str, Any]) -> None:
+        self.epoch(record)
 
     def train_step(self, state: _LoopCounters, lr: float) -> None:
         """Every ``log_every`` steps: loss and tokens/s over the steps since the last write, and the lr."""

@@ -1,4 +1,4 @@
-"""Synthetic tasks: what each text holds, determinism, spec errors, and the path through config and data."""
+"""Synthetic tasks: what each text holds, determinism, spec errors, and the path through preflight and data."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from seqnlp.data import synthetic
 from seqnlp.config import DataConfig, load_config
 from seqnlp.data import load_splits
 from seqnlp.errors import ConfigError
+from seqnlp.training import preflight
 
 
 @pytest.mark.parametrize("distance, prefix", [(0, 0), (7, 3), (40, 10)])
@@ -76,21 +77,21 @@ def test_bad_specs_name_the_part_and_the_choices(spec: str, fragments: list[str]
         assert fragment in message
 
 
-def test_config_rejects_a_bad_spec_when_loaded() -> None:
+def test_preflight_rejects_a_bad_spec() -> None:
     with pytest.raises(ConfigError, match="'copy' is not one of marker, parity"):
-        load_config(updates={"data.dataset": "synthetic:copy"})
+        preflight(load_config(updates={"data.dataset": "synthetic:copy"}))
 
 
-def test_config_rejects_texts_longer_than_the_tokenizer_keeps() -> None:
+def test_preflight_rejects_texts_longer_than_the_tokenizer_keeps() -> None:
     spec = "synthetic:marker?distance=60&prefix=10"
     with pytest.raises(ConfigError, match=r"up to 71 tokens, more than tokenizer.max_length=64"):
-        load_config(updates={"data.dataset": spec, "tokenizer.max_length": 64})
-    assert load_config(updates={"data.dataset": spec, "tokenizer.max_length": 71}).data.dataset == spec
+        preflight(load_config(updates={"data.dataset": spec, "tokenizer.max_length": 64}))
+    preflight(load_config(updates={"data.dataset": spec, "tokenizer.max_length": 71}))
 
 
-def test_config_rejects_data_files_beside_a_synthetic_task() -> None:
+def test_preflight_rejects_data_files_beside_a_synthetic_task() -> None:
     with pytest.raises(ConfigError, match="leave data.data_files empty"):
-        load_config(updates={"data.dataset": "synthetic:parity", "data.data_files": {"train": "x.csv"}})
+        preflight(load_config(updates={"data.dataset": "synthetic:parity", "data.data_files": {"train": "x.csv"}}))
 
 
 def test_load_splits_takes_the_generated_splits_without_carving() -> None:

@@ -16,12 +16,13 @@ from click.testing import CliRunner
 from tests.helpers import tiny_config, toy_rows, write_csv
 from safetensors.torch import load_file
 
-from seqnlp.training import run as training
 from seqnlp.checkpoint import RESULTS_FILE, WEIGHTS_FILE
 from seqnlp.cli import main
 from seqnlp.config import load_config
 from seqnlp.errors import ConfigError, TrainingInterrupted
-from seqnlp.training import resume, train
+from seqnlp.batching import Batch
+from seqnlp.training import Hook, StepStats, resume, train
+from seqnlp.training.state import TrainingState
 
 
 def imbalanced_rows(seed: int) -> list[dict[str, str]]:
@@ -84,23 +85,19 @@ def weighted_config(root: Path, files: dict[str, Path], name: str) -> Any:
                                        "train.epochs": 3, "model.dropout": 0.2, "output_dir": str(root / name)})
 
 
-def test_weighted_run_stopped_mid_epoch_resumes_to_the_same_end(tmp_path: Path, files: dict[str, Path],
-                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_weighted_run_stopped_mid_epoch_resumes_to_the_same_end(tmp_path: Path, files: dict[str, Path]) -> None:
     reference = train(weighted_config(tmp_path, files, "reference"), progress=False)
     assert results_of(reference.run_dir)["sampler"] == "weighted"
 
-    step = training._Loop._step
+    class SigtermAfterStep9(Hook):
+        def on_step(self, state: TrainingState, batch: Batch, stats: StepStats) -> None:
+            if state.step == 9:  # epoch 2 (7 batches an epoch), batch 2: as if SIGTERM came now
+                os.kill(os.getpid(), signal.SIGTERM)
 
-    def stop_at_step_9(self: Any, batch: Any, bar: Any, received: list[int]) -> bool:
-        if self.state.step == 9:  # epoch 2 (7 batches an epoch), batch 3: as if SIGTERM came now
-            os.kill(os.getpid(), signal.SIGTERM)
-        return step(self, batch, bar, received)
-
-    monkeypatch.setattr(training._Loop, "_step", stop_at_step_9)
     config = weighted_config(tmp_path, files, "stopped")
     with pytest.raises(TrainingInterrupted):
-        train(config, progress=False)
-    monkeypatch.setattr(training._Loop, "_step", step)
+        train(config, progress=False, hooks=[SigtermAfterStep9()])
+    assert json.loads((Path(config.output_dir) / "checkpoints" / "last.json").read_text())["dir"] == "step-00000010"
     resumed = resume(config.output_dir)  # type: ignore[arg-type]
 
     assert resumed.history[-1]["validation"] == reference.history[-1]["validation"]

@@ -1,4 +1,4 @@
-"""The training loop: schedules, improvement, the toy task, metrics files, early stopping, seeds, precision."""
+"""train() end to end: the toy task, metrics files, early stopping, plateau, seeds, precision, the run directory."""
 
 from __future__ import annotations
 
@@ -13,14 +13,13 @@ import torch
 from safetensors.torch import load_file
 
 from seqnlp.checkpoint import CONFIG_FILE, METRICS_FILE, RESULTS_FILE, WEIGHTS_FILE
-from seqnlp.config import Config
+from seqnlp.config import Config, load_config
 from seqnlp.data import load_splits
 from seqnlp.errors import CheckpointError, ConfigError
 from seqnlp.evaluation import evaluate
 from seqnlp.predict import Classifier
 from seqnlp.tokenizer import encode_dataset
 from seqnlp.training import TrainResult, train
-from seqnlp.training.run import is_improvement, lr_factor
 
 MakeConfig = Callable[..., Config]
 FAST = {"train.num_threads": 1}  # tiny models train fastest on one thread, and the machine is shared
@@ -32,62 +31,6 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
 
 def read_results(run_dir: Path) -> dict[str, Any]:
     return json.loads((run_dir / RESULTS_FILE).read_text(encoding="utf-8"))
-
-
-# --- lr_factor and is_improvement: pure functions ---------------------------------------------------------
-
-
-@pytest.mark.parametrize("schedule", ["constant", "linear", "cosine", "plateau"])
-def test_warm_up_is_a_linear_ramp_to_one(schedule: str) -> None:
-    factors = [lr_factor(step, 100, 10, schedule) for step in range(10)]
-    assert factors == pytest.approx([(s + 1) / 10 for s in range(10)])
-    assert lr_factor(10, 100, 10, schedule) == pytest.approx(1.0)  # the first step after warm-up: full rate
-
-
-def test_linear_decays_to_zero_at_the_end() -> None:
-    assert lr_factor(10, 110, 10, "linear") == pytest.approx(1.0)
-    assert lr_factor(60, 110, 10, "linear") == pytest.approx(0.5)
-    assert lr_factor(85, 110, 10, "linear") == pytest.approx(0.25)
-    assert lr_factor(110, 110, 10, "linear") == pytest.approx(0.0)
-    assert lr_factor(500, 110, 10, "linear") == pytest.approx(0.0)  # never negative past the end
-    factors = [lr_factor(s, 110, 10, "linear") for s in range(10, 111)]
-    assert all(a > b for a, b in zip(factors, factors[1:]))
-
-
-def test_cosine_is_half_way_at_half_time() -> None:
-    assert lr_factor(0, 100, 0, "cosine") == pytest.approx(1.0)
-    assert lr_factor(50, 100, 0, "cosine") == pytest.approx(0.5)
-    assert lr_factor(25, 100, 0, "cosine") == pytest.approx(0.5 * (1 + math.cos(math.pi / 4)))
-    assert lr_factor(100, 100, 0, "cosine") == pytest.approx(0.0, abs=1e-12)
-    assert lr_factor(60, 110, 10, "cosine") == pytest.approx(0.5)  # half-way after warm-up
-    factors = [lr_factor(s, 100, 0, "cosine") for s in range(101)]
-    assert all(a > b for a, b in zip(factors, factors[1:]))
-
-
-@pytest.mark.parametrize("schedule", ["constant", "plateau"])
-def test_constant_and_plateau_hold_the_rate_after_warm_up(schedule: str) -> None:
-    assert [lr_factor(s, 100, 5, schedule) for s in (5, 6, 50, 99, 100, 1000)] == [1.0] * 6
-    assert [lr_factor(s, 100, 0, schedule) for s in (0, 50, 99)] == [1.0] * 3
-
-
-def test_no_warm_up_starts_at_the_full_rate() -> None:
-    assert lr_factor(0, 10, 0, "linear") == pytest.approx(1.0)
-    assert lr_factor(5, 10, 0, "linear") == pytest.approx(0.5)
-
-
-def test_is_improvement_for_loss_is_lower() -> None:
-    assert is_improvement(0.9, None, "loss")
-    assert is_improvement(0.4, 0.5, "loss")
-    assert not is_improvement(0.6, 0.5, "loss")
-    assert not is_improvement(0.5, 0.5, "loss")  # a tie is not an improvement
-
-
-@pytest.mark.parametrize("monitor", ["accuracy", "macro_f1"])
-def test_is_improvement_for_scores_is_higher(monitor: str) -> None:
-    assert is_improvement(0.0, None, monitor)
-    assert is_improvement(0.6, 0.5, monitor)
-    assert not is_improvement(0.4, 0.5, monitor)
-    assert not is_improvement(1.0, 1.0, monitor)
 
 
 # --- train() on the toy task ------------------------------------------------------------------------------
@@ -251,3 +194,72 @@ def test_train_refuses_an_output_dir_holding_a_run(make_config: MakeConfig) -> N
         train(config, progress=False)
     assert (run_dir / CONFIG_FILE).read_text(encoding="utf-8") == "precious: true\n"
     assert sorted(p.name for p in run_dir.iterdir()) == [CONFIG_FILE]
+
+
+# --- train() and preflight: the caller's config, each check once, compare ------------------------------------
+
+MARKER = "synthetic:marker?distance=2&prefix=2&vocab=4&train=60&validation=20&test=20"
+
+
+def test_train_leaves_the_callers_config_alone(make_config: MakeConfig, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    config = make_config(**{"output_dir": None, "train.epochs": 1})
+    before = config.to_dict()
+    result = train(config, progress=False)
+    assert config.to_dict() == before and config.output_dir is None
+    assert result.run_dir.parent == Path("runs") and result.run_dir.name.startswith("lstm-")
+    assert (tmp_path / result.run_dir / CONFIG_FILE).is_file()
+
+
+def test_preflight_runs_each_check_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from collections import Counter
+
+    from seqnlp.data import synthetic
+    from seqnlp.training import run
+
+    calls: Counter[str] = Counter()
+
+    def counted(name: str, original: Callable[..., Any]) -> Callable[..., Any]:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            calls[name] += 1
+            return original(*args, **kwargs)
+        return call
+
+    for name in ("validate", "check_dim", "check_tensorboard", "check_synthetic"):
+        monkeypatch.setattr(run, name, counted(name, getattr(run, name)))
+    monkeypatch.setattr(synthetic, "max_tokens", counted("max_tokens", synthetic.max_tokens))
+    vectors = tmp_path / "v.txt"
+    vectors.write_text("".join(f"{w} 0.1 0.2 0.3 {i}\n" for i, w in enumerate(["d0", "d1", "d2", "x0", "x1"])))
+    config = load_config(updates={"data.dataset": MARKER, "model.pretrained_vectors": str(vectors),
+                                  "model.embedding_dim": 4, "model.hidden_size": 4, "train.epochs": 1,
+                                  "train.device": "cpu", "train.num_threads": 1, "tokenizer.min_frequency": 1,
+                                  "output_dir": str(tmp_path / "run")})
+    train(config, progress=False)
+    assert calls == {"validate": 1, "check_dim": 1, "check_tensorboard": 1, "check_synthetic": 1, "max_tokens": 1}
+
+
+def test_compare_preflights_every_config_before_the_first_run_trains(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from seqnlp.compare import runs
+
+    trained: list[object] = []
+    monkeypatch.setattr(runs, "measure_run", lambda *args, **kwargs: trained.append(args))
+    base = load_config(updates={"data.dataset": "synthetic:marker?distance=10&prefix=2"})
+    with pytest.raises(ConfigError, match="up to 13 tokens, more than tokenizer.max_length=8"):
+        runs.run_grid(base, {"tokenizer.max_length": [64, 8]}, [1], tmp_path, isolate=False, progress=False)
+    assert trained == [] and not (tmp_path / "runs").exists()
+
+
+def test_the_public_api_names_train_resume_and_the_errors() -> None:
+    import seqnlp
+    from seqnlp import errors
+    from seqnlp.compare import compare
+    from seqnlp.training import run
+
+    assert seqnlp.train is run.train and seqnlp.resume is run.resume and seqnlp.TrainResult is run.TrainResult
+    for name in ("SeqnlpError", "ConfigError", "DataError", "CheckpointError", "TrainingError", "TrainingInterrupted",
+                 "DistributedError"):
+        assert getattr(seqnlp, name) is getattr(errors, name) and name in seqnlp.__all__
+    assert "resume" in seqnlp.__all__ and callable(seqnlp.load_config) and callable(compare)
+    assert callable(seqnlp.evaluate) and callable(seqnlp.load) and callable(seqnlp.export_run)

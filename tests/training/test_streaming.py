@@ -15,8 +15,9 @@ from seqnlp.checkpoint import METRICS_FILE, RESULTS_FILE, WEIGHTS_FILE
 from seqnlp.config import Config
 from seqnlp.errors import ConfigError, DataError, TrainingInterrupted
 from seqnlp.tokenizer import load_tokenizer
-from seqnlp.training import resume, train
-from seqnlp.training.run import _Loop
+from seqnlp.batching import Batch
+from seqnlp.training import Hook, StepStats, resume, train
+from seqnlp.training.state import TrainingState
 from tests.helpers import tiny_config, toy_rows
 
 TRAIN_ROWS = toy_rows(240, seed=7)
@@ -82,20 +83,16 @@ def test_a_label_after_the_sample_is_an_error_naming_it(tmp_path: Path) -> None:
 
 
 def test_sigterm_mid_epoch_then_resume_from_the_epoch_start_matches_the_uninterrupted_run(
-    tmp_path: Path, files: dict[str, Path], streamed: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, files: dict[str, Path], streamed: Path
 ) -> None:
-    step = _Loop._step
+    class SigtermAfterStep20(Hook):
+        def on_step(self, state: TrainingState, batch: Batch, stats: StepStats) -> None:
+            if state.step == 20:  # epoch 2, batch 7: the next step sees the signal and every rank stops after it
+                os.kill(os.getpid(), signal.SIGTERM)
 
-    def signalled_step(self: _Loop, *args: Any) -> bool:
-        if self.state.step == 20:  # epoch 2, batch 8
-            os.kill(os.getpid(), signal.SIGTERM)
-        return step(self, *args)
-
-    monkeypatch.setattr(_Loop, "_step", signalled_step)
     config = stream_config(tmp_path, files)
     with pytest.raises(TrainingInterrupted, match="epoch 2 is lost"):
-        train(config, progress=False)
-    monkeypatch.undo()
+        train(config, progress=False, hooks=[SigtermAfterStep20()])
     run = Path(config.output_dir)  # type: ignore[arg-type]
     assert len((run / METRICS_FILE).read_text().splitlines()) == 1
     resume(run, progress=False)

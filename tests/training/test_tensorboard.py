@@ -94,7 +94,8 @@ def test_a_disabled_logger_does_nothing(tmp_path: Path) -> None:
 def test_true_without_the_package_is_an_error_naming_the_extra(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(tblog, "tensorboard_installed", lambda: False)
     with pytest.raises(ConfigError, match=r"train.tensorboard: true needs the tensorboard package: .*seqnlp\[tensorboard\]"):
-        TensorBoardLogger.open(True, tmp_path, log_every=1)
+        tblog.check_tensorboard(True)
+    tblog.check_tensorboard("auto")
     assert not TensorBoardLogger.open("auto", tmp_path, log_every=1).enabled
 
 

@@ -87,7 +87,7 @@ def test_words_holding_a_space_are_skipped_and_counted(tmp_path: Path, caplog: p
     """glove.840B has a few such lines; no whitespace pre-tokenizer makes such a word, so they cannot match."""
     path = tmp_path / "spaces.txt"
     path.write_text("the 1 2\nat home 3 4\nmovie 5 6\n", encoding="utf-8")
-    with caplog.at_level(logging.INFO, logger="seqnlp.vectors"):
+    with caplog.at_level(logging.INFO, logger="seqnlp.training.vectors"):
         aligned = align(str(path), {"the": 0, "movie": 1, "home": 2})
     assert aligned.found.tolist() == [True, True, False]
     assert aligned.skipped_lines == 1 and "skipped 1 lines" in caplog.text
@@ -96,7 +96,7 @@ def test_words_holding_a_space_are_skipped_and_counted(tmp_path: Path, caplog: p
 def test_header_that_miscounts_the_words_is_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     path = tmp_path / "short.vec"
     path.write_text("5 2\nthe 1 2\n", encoding="utf-8")
-    with caplog.at_level(logging.WARNING, logger="seqnlp.vectors"):
+    with caplog.at_level(logging.WARNING, logger="seqnlp.training.vectors"):
         align(str(path), {"the": 0})
     assert "announces 5 words, the file has 1" in caplog.text
 
@@ -238,7 +238,6 @@ def test_freeze_key_parses_as_bool_or_int() -> None:
         ("model.freeze_embeddings=-1", "model.freeze_embeddings: -1 must be true, false or a number of epochs"),
         ("model.freeze_embeddings=some", "model.freeze_embeddings: expected true or false or an integer"),
         ("model.freeze_embeddings=1.5", "model.freeze_embeddings: expected true or false or an integer"),
-        ("model.pretrained_vectors=glove-6b-50d", "model.embedding_dim=128 does not match glove-6b-50d's 50-dim"),
         ("model.pretrained_vectors=' '", "model.pretrained_vectors: give a vectors file or a named source"),
     ],
 )
@@ -246,6 +245,18 @@ def test_bad_vector_settings_name_the_key(override: str, message: str) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(overrides=[override])
     assert message in str(info.value)
+
+
+def test_a_named_source_of_another_dimension_fails_in_preflight() -> None:
+    """The named source's dimension is known without its package or file; config loading does not check it,
+    training's preflight does (once, before any data loads)."""
+    from seqnlp.training import preflight
+
+    config = load_config(overrides=["model.pretrained_vectors=glove-6b-50d"])  # embedding_dim 128
+    with pytest.raises(ConfigError, match="model.embedding_dim=128 does not match the 50-dimensional vectors in "
+                                          "glove-6b-50d; set model.embedding_dim=50"):
+        preflight(config)
+    preflight(load_config(overrides=["model.pretrained_vectors=glove-6b-50d", "model.embedding_dim=50"]))
 
 
 def test_config_round_trips_the_new_keys(tmp_path: Path) -> None:
@@ -367,7 +378,7 @@ def test_freezing_is_refused_under_torchrun_before_any_data_loads(
     from seqnlp.training import run as training
 
     loads: list[object] = []
-    monkeypatch.setattr(training.distributed, "world_size", lambda: 2)  # as if launched by torchrun with 2 processes
+    monkeypatch.setenv("WORLD_SIZE", "2")  # as if launched by torchrun with 2 processes
     monkeypatch.setattr(training, "load_splits", lambda *args, **kwargs: loads.append(args))
     config = load_config(updates={"model.freeze_embeddings": freeze, "output_dir": str(tmp_path / "run")})
     with pytest.raises(ConfigError, match="model.freeze_embeddings is not supported under torchrun"):

@@ -1,0 +1,91 @@
+"""TrainingState: to_json -> from_json gives the same state, and a damaged or older state.json is a one-line
+CheckpointError naming the key."""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import pytest
+
+from seqnlp.errors import CheckpointError
+from seqnlp.runtime import get_rng_state
+from seqnlp.training.state import VERSION, MonitorState, TrainingState
+
+
+def a_state() -> TrainingState:
+    return TrainingState(
+        epoch=3, batch=4, step=24, skipped_steps=1, finished=False, loss_sum=1.25, examples=64, tokens=900,
+        slots=1024, seconds=0.5, monitor=MonitorState(best_score=0.9, best_epoch=2, bad_epochs=0, plateau_bad=0,
+                                                       plateau_scale=0.5),
+        history=[{"epoch": 1, "validation": {"accuracy": 0.8}}, {"epoch": 2, "validation": {"accuracy": 0.9}}],
+        rng_by_rank=[get_rng_state(), get_rng_state()], world_size=2, scaler={"scale": 65536.0},
+    )
+
+
+def test_round_trip_through_json_text() -> None:
+    state = a_state()
+    again = TrainingState.from_json(json.loads(json.dumps(state.to_json())))
+    assert again == state
+
+
+def test_a_fresh_state_round_trips_with_no_best_score() -> None:
+    state = TrainingState(rng_by_rank=[{"torch": [1]}])
+    assert TrainingState.from_json(state.to_json()) == state
+    assert state.to_json()["monitor"]["best_score"] is None
+
+
+def test_the_layout_is_versioned_and_sections_are_apart() -> None:
+    data = a_state().to_json()
+    assert data["version"] == VERSION
+    assert set(data) == {"version", "loop", "monitor", "history", "rng_by_rank", "world_size", "scaler"}
+    assert data["loop"]["step"] == 24 and "best_score" not in data["loop"]
+
+
+def test_next_epoch_starts_the_sums_from_zero() -> None:
+    state = a_state()
+    state.next_epoch()
+    assert (state.epoch, state.batch, state.loss_sum, state.examples, state.tokens, state.slots,
+            state.seconds) == (4, 0, 0.0, 0, 0, 0, 0.0)
+    assert state.step == 24 and state.monitor.best_epoch == 2  # the run's counters stay
+
+
+def broken(edit: Any) -> dict[str, Any]:
+    data = copy.deepcopy(a_state().to_json())
+    edit(data)
+    return data
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (lambda d: d["loop"].pop("epoch"), "key 'loop.epoch' is missing"),
+    (lambda d: d.pop("monitor"), "key 'monitor' is missing"),
+    (lambda d: d["loop"].update(step="24"), "'loop.step' must be an integer, got '24'"),
+    (lambda d: d["loop"].update(batch=True), "'loop.batch' must be an integer, got True"),
+    (lambda d: d["loop"].update(finished=1), "'loop.finished' must be true or false, got 1"),
+    (lambda d: d["monitor"].update(best_score="high"), "'monitor.best_score' must be a number, got 'high'"),
+    (lambda d: d.update(history={}), "'history' must be a list"),
+    (lambda d: d.update(history=[1, 2]), "'history' must be a list of epoch records"),
+    (lambda d: d.update(scaler=None), "'scaler' must be an object, got None"),
+    (lambda d: d.update(world_size=3), "'rng_by_rank' must hold one RNG state object per process (3), found 2"),
+])
+def test_bad_values_name_the_key(edit: Any, message: str) -> None:
+    with pytest.raises(CheckpointError) as info:
+        TrainingState.from_json(broken(edit), "runs/x/state.json")
+    text = str(info.value)
+    assert text.startswith("runs/x/state.json") and message in text and "\n" not in text
+
+
+def test_an_int_where_a_float_belongs_is_taken() -> None:
+    state = TrainingState.from_json(broken(lambda d: d["loop"].update(loss_sum=2)))
+    assert state.loss_sum == 2.0 and isinstance(state.loss_sum, float)
+
+
+def test_the_old_layout_is_refused_in_one_line() -> None:
+    """state.json as seqnlp wrote it before TrainingState: loop and monitor mixed, no version."""
+    old = {"loop": {"epoch": 2, "batch": 0, "step": 10, "best_score": 0.9, "best_epoch": 1, "history": []},
+           "rng": get_rng_state(), "world_size": 1, "scaler": {}}
+    with pytest.raises(CheckpointError, match=r"another seqnlp version \(1, this one reads 2\); train the run again"):
+        TrainingState.from_json(old)
+    with pytest.raises(CheckpointError, match="must hold a JSON object, not list"):
+        TrainingState.from_json([1, 2])
