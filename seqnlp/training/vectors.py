@@ -254,6 +254,17 @@ def _header(line: str) -> Optional[tuple[int, int]]:
     return None
 
 
+def _parse_vector(values: str, where: str, word: str) -> np.ndarray:
+    """One line's numbers as a float32 vector [D]; a DataError naming the line when they are not finite numbers."""
+    try:
+        vector = np.array(values.split(" "), dtype=np.float32)  # [D]
+    except ValueError:
+        raise DataError(f"{where}: the values of {word!r} are not all numbers") from None
+    if not np.isfinite(vector).all():
+        raise DataError(f"{where}: the vector of {word!r} is not finite")
+    return vector
+
+
 def _align_text(path: Path, wanted: Mapping[str, int], size: int) -> Aligned:
     """Stream ``path`` once, parsing numbers only on lines whose word (or its lowercase) is in the vocabulary."""
     lower_wanted = {token.lower() for token in wanted}
@@ -284,12 +295,7 @@ def _align_text(path: Path, wanted: Mapping[str, int], size: int) -> Aligned:
             lower = word.lower()
             if word not in wanted and lower not in lower_wanted:
                 continue
-            try:
-                vector = np.array(rest.split(" "), dtype=np.float32)  # [D]
-            except ValueError:
-                raise DataError(f"vectors file {path}, line {lineno}: the values of {word!r} are not all numbers") from None
-            if not np.isfinite(vector).all():
-                raise DataError(f"vectors file {path}, line {lineno}: the vector of {word!r} is not finite")
+            vector = _parse_vector(rest, f"vectors file {path}, line {lineno}", word)
             if word in wanted:
                 exact.setdefault(word, vector)
             if lower in lower_wanted:

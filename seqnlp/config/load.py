@@ -1,0 +1,88 @@
+"""Configs in: a YAML/JSON file read with a safe loader, ``section.key=value`` overrides, typed updates; validated once."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import types
+import typing
+from pathlib import Path
+from typing import Any, Iterable, Literal, Mapping, Optional, Union
+
+import yaml
+
+from seqnlp.config import rules
+from seqnlp.config.schema import Config
+from seqnlp.config.typed import build, field_types, set_value
+from seqnlp.errors import ConfigError
+
+
+def load_config(path: str | Path | None = None, overrides: Iterable[str] = (),
+                updates: Optional[Mapping[str, Any]] = None, base: Optional[Config] = None) -> Config:
+    """Build a validated Config: ``base`` (default: the defaults) or the YAML/JSON file at ``path``, then overrides.
+
+    ``overrides`` are ``"section.key=value"`` strings whose values are parsed as YAML (``true``, ``3``,
+    ``[a, b]``, ``null``); ``updates`` maps dotted keys to already-typed values and is applied last. Values
+    are type-checked as they are set, but the whole is validated once, at the end: an override can repair a
+    file (``--set data.streaming=false`` for a file that combines streaming with the weighted sampler).
+    """
+    if base is not None and path is not None:
+        raise ConfigError("give a base config or a config file, not both")
+    config = copy.deepcopy(base) if base is not None else build(Config, read_config_file(path) if path else {}, "")
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"override {item!r} is not of the form section.key=value")
+        set_value(config, key.strip(), _parse_override(config, key.strip(), value))
+    for key, value in (updates or {}).items():
+        set_value(config, key, value)
+    rules.validate(config)
+    return config
+
+
+def _parse_override(config: Config, dotted: str, text: str) -> Any:
+    """Parse an override's value as YAML, except that a text field (str, Optional[str], Literal) keeps its literal
+    text: "1.10" stays "1.10". A Union such as bool | str keeps YAML's parse (true is a bool there)."""
+    try:
+        parsed = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError:
+        return text  # not YAML: take it as a plain string
+    *sections, name = dotted.split(".")
+    target: Any = config
+    for section in sections:
+        target = getattr(target, section, None)
+    tp = field_types(type(target)).get(name) if dataclasses.is_dataclass(target) else None
+    union = typing.get_origin(tp) in (Union, types.UnionType)
+    options = [a for a in typing.get_args(tp) if a is not type(None)] if union else [tp]
+    text_field = len(options) == 1 and (options[0] is str or typing.get_origin(options[0]) is Literal)
+    return text.strip() if text_field and parsed is not None and not isinstance(parsed, (str, list, dict)) else parsed
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a YAML or JSON config file with a safe loader (no code execution)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not UTF-8 text") from None
+    except OSError as exc:
+        raise ConfigError(f"config file {path} cannot be read: {exc.strerror or exc}") from None
+    try:
+        raw = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (yaml.YAMLError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"config file {path} is not valid YAML/JSON: {exc}".splitlines()[0]) from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of sections, not {type(raw).__name__}")
+    return raw
+
+
+def config_from_dict(raw: Mapping[str, Any]) -> Config:
+    """Turn nested plain data (a saved config) into a validated Config, rejecting unknown keys and bad values."""
+    config = build(Config, raw, prefix="")
+    rules.validate(config)
+    return config
