@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import yaml
 from click.testing import CliRunner, Result
+from tests import helpers
 from tests.helpers import toy_rows, write_csv
 
 from seqnlp.cli import main
@@ -23,17 +24,10 @@ from seqnlp.cli import main
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RUN_FILES = ("config.yaml", "labels.json", "tokenizer.json", "model.safetensors", "metrics.jsonl", "results.json")
 
-# A model small enough to train in seconds that still learns the toy task to 100%. The best epoch is picked on
-# validation loss (not accuracy, which is 1.0 from the first epoch on), so the kept weights are confident.
-TINY = (
-    "model.embedding_dim=16", "model.hidden_size=16", "model.dropout=0", "model.embedding_dropout=0",
-    "tokenizer.min_frequency=1", "data.validation_size=0.2", "train.lr=0.01", "train.patience=null",
-    "train.monitor=loss",
-)
-
-
+# The best epoch is picked on validation loss (not accuracy, which is 1.0 from the first epoch on), so the kept
+# weights are confident.
 def tiny_set_args() -> list[str]:
-    return [arg for item in TINY for arg in ("--set", item)]
+    return helpers.tiny_set_args(train__monitor="loss")
 
 
 def invoke(*args: str, input: str | None = None) -> Result:
@@ -122,6 +116,7 @@ def test_version() -> None:
     assert __version__ in result.stdout
 
 
+@pytest.mark.slow  # a real seqnlp process
 def test_help_does_not_import_torch_or_datasets() -> None:
     code = (
         "import sys\n"
@@ -141,6 +136,7 @@ def test_help_does_not_import_torch_or_datasets() -> None:
     assert proc.stdout.rstrip().endswith("light")
 
 
+@pytest.mark.slow  # a real seqnlp process
 def test_python_m_seqnlp_help() -> None:
     proc = subprocess.run([sys.executable, "-m", "seqnlp", "--help"], cwd=REPO_ROOT, capture_output=True, text=True,
                           timeout=120)
@@ -576,6 +572,7 @@ def test_debug_lets_the_exception_propagate(tmp_path: Path) -> None:
     assert result.exc_info is not None and result.exc_info[2] is not None  # a traceback to show
 
 
+@pytest.mark.slow  # a real seqnlp process
 def test_debug_shows_a_traceback_in_a_real_process(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "seqnlp", "--debug", "train", "--print-config", "--set", "x.y=1"],
                           cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)

@@ -29,6 +29,8 @@ from seqnlp.training import train
 from tests import ddp_probe
 from tests.helpers import tiny_config, toy_rows, write_csv
 
+pytestmark = pytest.mark.slow  # every test here launches processes (torchrun, or torch.multiprocessing)
+
 REPO = Path(__file__).resolve().parents[1]
 PROBE = REPO / "tests" / "ddp_probe.py"
 PER_RANK_BATCH = 8

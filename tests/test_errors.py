@@ -26,7 +26,7 @@ from typing import Any, Iterator
 
 import pytest
 from click.testing import CliRunner, Result
-from tests.helpers import toy_rows, write_csv
+from tests.helpers import tiny_set_args, toy_rows, write_csv
 
 from seqnlp.cli import main
 
@@ -39,11 +39,6 @@ pytestmark = pytest.mark.filterwarnings(
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REQUIRED_FILES = ("config.yaml", "labels.json", "tokenizer.json", "model.safetensors")
-TINY = (
-    "model.embedding_dim=16", "model.hidden_size=16", "model.dropout=0", "model.embedding_dropout=0",
-    "tokenizer.min_frequency=1", "data.validation_size=0.2", "train.lr=0.01", "train.patience=null",
-    "train.monitor=loss", "train.num_threads=1",
-)
 
 
 # --- helpers ------------------------------------------------------------------------------------------------
@@ -144,7 +139,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> tuple[P
     result = invoke(
         "-q", "train", "--data-files", f"train={data_dir / 'train.jsonl'}", "--data-files",
         f"test={data_dir / 'test.jsonl'}", "--output-dir", run_dir, "--epochs", "4", "--batch-size", "16",
-        "--device", "cpu", "--seed", "3", *[arg for item in TINY for arg in ("--set", item)],
+        "--device", "cpu", "--seed", "3", *tiny_set_args(train__monitor="loss"),
     )
     assert result.exit_code == 0, f"training on empty and missing texts failed:\n{result.output}"
     return run_dir, result
@@ -684,6 +679,7 @@ def test_resume_with_other_options_is_a_usage_error(run_dir: Path, tmp_path: Pat
 # --- --debug ------------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # a real seqnlp process
 def test_debug_shows_the_traceback(tmp_path: Path) -> None:
     path = write_csv(tmp_path / "train.csv", [{"text": r["text"], "label": "pos"} for r in toy_rows(30)])
     args = ["-q", "train", "--data-files", f"train={path}", "--output-dir", str(tmp_path / "out")]

@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 from click.testing import CliRunner
-from tests.helpers import CUES, multilabel_rows, tiny_config, write_jsonl
+from tests.helpers import CUES, multilabel_rows, tiny_config, tiny_set_args, write_jsonl
 
 from seqnlp.checkpoint import RESULTS_FILE, THRESHOLDS_FILE
 from seqnlp.cli import main
@@ -181,12 +181,9 @@ def test_auto_class_weights_become_pos_weight(tmp_path: Path, ml_files: dict[str
 def test_cli_train_evaluate_predict(tmp_path: Path, ml_files: dict[str, Path]) -> None:
     runner = CliRunner()
     run = tmp_path / "cli-run"
-    sets = ["model.embedding_dim=16", "model.hidden_size=16", "model.dropout=0", "model.embedding_dropout=0",
-            "tokenizer.min_frequency=1", "data.validation_size=0.2", "train.lr=0.01", "train.patience=null",
-            "train.num_threads=1", "train.device=cpu"]
     args = ["-q", "train", "--data-files", f"train={ml_files['train']}", "--data-files", f"test={ml_files['test']}",
             "--label-column", "labels", "--multi-label", "--epochs", "8", "--batch-size", "16", "-o", str(run)]
-    result = runner.invoke(main, args + [a for s in sets for a in ("--set", s)])
+    result = runner.invoke(main, args + tiny_set_args())
     assert result.exit_code == 0, result.output
     assert "(by validation macro_f1)" in result.stdout and "Test: exact match" in result.stdout
     assert (run / THRESHOLDS_FILE).is_file()

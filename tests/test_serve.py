@@ -370,6 +370,7 @@ def free_port() -> int:
 
 # After shutting down, uvicorn raises the signal again: SIGTERM then ends the process as SIGTERM does (143 in a
 # shell), and SIGINT (Ctrl-C) exits 130 through KeyboardInterrupt, as ``seqnlp train`` does.
+@pytest.mark.slow  # a real server
 @pytest.mark.parametrize("signum, exit_codes", [(signal.SIGTERM, {-signal.SIGTERM, 143}), (signal.SIGINT, {130})],
                          ids=["sigterm", "sigint"])
 def test_seqnlp_serve_answers_then_stops_gracefully(toy_run: Path, clf: Classifier, signum: int,
@@ -422,6 +423,7 @@ def _benchmark_script() -> Any:
     return module
 
 
+@pytest.mark.slow  # a real server
 def test_benchmark_script_loads_the_server_and_checks_every_answer(base_url: str) -> None:
     script = _benchmark_script()
     texts = script.load_texts(None)

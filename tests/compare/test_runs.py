@@ -244,6 +244,7 @@ def test_isolated_run_reports_a_seqnlp_error_as_json(tmp_path: Path) -> None:
     assert outcome["error_type"] == "DataError" and "missing.csv" in outcome["error"]
 
 
+@pytest.mark.slow  # a real Python subprocess
 def test_an_isolated_run_goes_through_a_python_subprocess(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The parent's half of the protocol: the child command is run (here by exec, in this process, to keep the
     test fast) and its JSON becomes the run's measurements; the child's error comes back as the same error."""

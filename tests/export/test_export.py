@@ -41,10 +41,6 @@ TEXTS = [
     "a",
 ]
 MATRIX = list(itertools.product(["rnn", "lstm", "gru"], [True, False], ["last", "mean", "max", "attention"]))
-# ONNX export takes seconds per model: a subset with every cell in both directions, every pooling and the relu
-# RNN (rnn + mean) runs unmarked; the rest of the matrix is marked slow (pytest -m "not slow" leaves it out).
-ONNX_QUICK = {("rnn", True, "last"), ("lstm", False, "max"), ("gru", True, "attention"), ("rnn", False, "mean"),
-              ("gru", False, "last")}
 
 
 def batch_of(lengths: list[int], vocab: int, pad: int = 0, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -180,9 +176,8 @@ def test_torchscript_export_matches_the_packed_model(toy_run: Path, matrix_root:
     assert_parity(run, result.model_file, "torchscript")
 
 
-@pytest.mark.parametrize("cell,bidirectional,pooling", [
-    case if case in ONNX_QUICK else pytest.param(*case, marks=pytest.mark.slow) for case in MATRIX
-])
+@pytest.mark.slow  # ONNX export (torch.export + onnxscript) and onnxruntime: about a second a case
+@pytest.mark.parametrize("cell,bidirectional,pooling", MATRIX)
 def test_onnx_export_matches_the_packed_model(toy_run: Path, matrix_root: Path, tmp_path: Path, cell: str,
                                               bidirectional: bool, pooling: str) -> None:
     pytest.importorskip("onnxscript")
@@ -194,7 +189,7 @@ def test_onnx_export_matches_the_packed_model(toy_run: Path, matrix_root: Path, 
     assert_parity(run, result.model_file, "onnx")
 
 
-@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+@pytest.mark.parametrize("fmt", [pytest.param("onnx", marks=pytest.mark.slow), "torchscript"])
 def test_trained_run_exports_with_its_tokenizer_labels_and_metadata(toy_run: Path, tmp_path: Path, fmt: str) -> None:
     """The directory alone predicts what Classifier predicts: tokenizer.json + labels.json + the model file."""
     if fmt == "onnx":
@@ -279,6 +274,7 @@ def test_quantize_needs_the_cpu(toy_run: Path, monkeypatch: pytest.MonkeyPatch) 
         Classifier.load(toy_run, device="cuda", quantize=True)
 
 
+@pytest.mark.slow  # a fresh interpreter
 def test_quantize_alone_loads_no_export_format() -> None:
     """Classifier.load(quantize=True) imports seqnlp.export.quantize; that must not register the ONNX op or load
     the exporters: export_run imports the format it writes."""
@@ -301,6 +297,7 @@ def test_cli_export_writes_the_model_and_reports_the_check(toy_run: Path, tmp_pa
     assert_parity(toy_run, out, "torchscript")
 
 
+@pytest.mark.slow  # ONNX export and onnxruntime
 def test_cli_export_quantized_onnx_agrees_with_fp32(toy_run: Path, tmp_path: Path) -> None:
     pytest.importorskip("onnxscript")
     result = CliRunner().invoke(main, ["export", str(toy_run), "-o", str(tmp_path), "--quantize"])

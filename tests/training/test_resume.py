@@ -95,6 +95,7 @@ def _without_timings(path: Path) -> list[dict[str, Any]]:
     return records
 
 
+@pytest.mark.slow  # training in a subprocess, killed and resumed
 @pytest.mark.parametrize("kill_after", [3, 41, 95])
 def test_sigkill_at_any_step_then_resume_matches_uninterrupted_run(
     tmp_path: Path, files: dict[str, Path], reference: Path, kill_after: int
@@ -111,6 +112,7 @@ def test_sigkill_at_any_step_then_resume_matches_uninterrupted_run(
     assert_same_outcome(run, reference)
 
 
+@pytest.mark.slow  # training in a subprocess, killed and resumed
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_sigterm_and_sigint_save_a_checkpoint_and_exit_with_the_signal_code(
     tmp_path: Path, files: dict[str, Path], reference: Path, sig: int, code: int
