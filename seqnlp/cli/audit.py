@@ -44,7 +44,7 @@ def audit(ctx: click.Context, config_file: Optional[str], overrides: tuple[str, 
     from seqnlp.data.audit import audit as run_audit
 
     quiet_datasets(ctx)
-    report = run_audit(config)
+    report = run_audit(config, progress=not ctx.obj["quiet"])
     click.echo(report.to_json() if as_json else report.to_markdown().rstrip("\n"))
     if strict and report.leaked:
         leaks = "; ".join(f"{leak.rows:,} {leak.target} rows also in {leak.source}" for leak in report.scan.leaked)

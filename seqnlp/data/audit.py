@@ -22,8 +22,10 @@ from typing import Any, Mapping, Optional, Sequence
 import numpy as np
 from datasets import Dataset
 from tokenizers import Tokenizer
+from tqdm.auto import tqdm
 
 from seqnlp.config import Config, validate
+from seqnlp.data.audit_markdown import render
 from seqnlp.data.provenance import run_splits
 from seqnlp.data.scan import SplitScan, label_array, scan_splits
 from seqnlp.data.sources import describe_source
@@ -111,13 +113,12 @@ class AuditReport:
         return json.dumps(self.to_dict(), indent=2, ensure_ascii=False)
 
     def to_markdown(self) -> str:
-        from seqnlp.data.audit_markdown import render
-
         return render(self)
 
 
-def audit(config: Config) -> AuditReport:
-    """Audit the data ``config`` names, split as ``train`` would split it, with the tokenizer it would train."""
+def audit(config: Config, progress: bool = False) -> AuditReport:
+    """Audit the data ``config`` names, split as ``train`` would split it, with the tokenizer it would train;
+    ``progress`` shows a bar while the texts are tokenized."""
     validate(config)
     data, seconds = config.data, {}
     clock = time.perf_counter()
@@ -134,8 +135,10 @@ def audit(config: Config) -> AuditReport:
     seconds["tokenizer"] = _lap(clock)
     clock = time.perf_counter()
     vocab = tokenizer.get_vocab_size()
-    counted = {name: _count_tokens(tokenizer, split, vocab if config.model.pretrained_vectors else 0)
-               for name, split in named.items()}
+    with tqdm(total=sum(len(split) for split in named.values()), desc="counting tokens", unit=" texts",
+              disable=not progress) as bar:
+        counted = {name: _count_tokens(tokenizer, split, vocab if config.model.pretrained_vectors else 0, bar)
+                   for name, split in named.items()}
     lengths = {name: stats for name, (stats, _, _) in counted.items()}
     options = max_length_options(counted[data.train_split][1], config)
     seconds["tokens"] = _lap(clock)
@@ -186,8 +189,8 @@ def _padding(lengths: np.ndarray, batches: Sequence[np.ndarray]) -> float:
     return float(1.0 - lengths.sum() / max(slots, 1))
 
 
-def _count_tokens(tokenizer: Tokenizer, split: Dataset, vocab_size: int) -> tuple[LengthStats, np.ndarray,
-                                                                                   Optional[np.ndarray]]:
+def _count_tokens(tokenizer: Tokenizer, split: Dataset, vocab_size: int,
+                  bar: tqdm) -> tuple[LengthStats, np.ndarray, Optional[np.ndarray]]:
     """Encode a split untruncated: its statistics, the length of each text [N], and with ``vocab_size`` > 0 the
     count of each token id [V] (for vector coverage)."""
     unk = tokenizer.token_to_id(UNK)
@@ -200,6 +203,7 @@ def _count_tokens(tokenizer: Tokenizer, split: Dataset, vocab_size: int) -> tupl
         if frequencies is not None and ids:
             flat = np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int64)
             frequencies += np.bincount(flat, minlength=vocab_size)[:vocab_size]
+        bar.update(len(ids))
     length = np.asarray(lengths, dtype=np.int64)  # [N]
     unknowns = np.asarray(unknown, dtype=np.int64)  # [N]
     tokens = int(length.sum())
