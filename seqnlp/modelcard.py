@@ -176,16 +176,20 @@ def _title(run: _Run, name: str) -> str:
 
 
 def _data_name(run: _Run) -> str:
-    source, hub_id = run.data.get("source"), run.data.get("hub_id")
+    source, hub_id, files = run.data.get("source"), run.data.get("hub_id"), run.data.get("files") or []
     if source and hub_id and not source.startswith("dataset "):  # a local copy of a Hub data set
         return f"{source} ({hub_id})"
-    return str(hub_id or source or "its training data")
+    if hub_id:
+        return str(hub_id)
+    if files:  # local files: named by their folder (imdb/train.csv: imdb), never by their path
+        return "local data " + repr(Path(files[0]["path"]).parent.name or Path(files[0]["path"]).name)
+    return "its training data"
 
 
 def _intended_use(run: _Run, repo_id: Optional[str]) -> str:
     local = "MODEL_DIR"
     lines = ["## Intended use", "",
-             f"Classifying texts like those it was trained on ({_data_name(run)}; see Data below) into "
+             "Classifying texts like those it was trained on (see Data below) into "
              f"{', '.join(run.labels)}. Its scores hold for texts from the same source, language and time; "
              "texts from elsewhere need an evaluation of their own before its predictions are trusted, and "
              "decisions about people need a person to review them.", "", "### How to use", "", "```bash",
@@ -203,9 +207,7 @@ def _data(run: _Run) -> str:
     data = run.data
     if not data:
         return "## Data\n\nNot recorded: the run has no data.json (it was trained before seqnlp wrote one)."
-    lines = ["## Data", "", f"Source: {data.get('source')}" + (f" (Hub: `{data['hub_id']}`"
-             f"{', config ' + str(data['config_name']) if data.get('config_name') else ''}, revision "
-             f"{data.get('revision') or 'the default branch when trained'})" if data.get("hub_id") else "") + "."]
+    lines = ["## Data", "", _source_line(data)]
     files = [f for f in data.get("files", []) if f.get("sha256")]
     if files:
         lines += ["", table(["split", "file", "bytes", "sha256"],
@@ -226,6 +228,19 @@ def _data(run: _Run) -> str:
     lines += ["", "Data checks (duplicates, leakage, conflicting labels, empty texts; `seqnlp audit` details them): "
               + ("none found." if not found else ""), *([""] if found else []), *(f"- {line}" for line in found)]
     return "\n".join(lines)
+
+
+def _source_line(data: dict[str, Any]) -> str:
+    """Where the data came from, without local paths (config.yaml has them): the card may be published."""
+    source = str(data.get("source") or "not recorded")
+    if source.startswith("data files ") or source.startswith("file "):
+        source = "local files (below)"
+    elif data.get("dataset") and not data.get("hub_id"):
+        source = f"the local data set {Path(str(data['dataset'])).name!r}"
+    if data.get("hub_id"):
+        config = f", config {data['config_name']}" if data.get("config_name") else ""
+        source += f" (Hub: `{data['hub_id']}`{config}, revision {data.get('revision') or 'the default branch'})"
+    return f"Source: {source}."
 
 
 def _counts(split: dict[str, Any], labels: list[str]) -> list[str]:

@@ -56,6 +56,8 @@ def test_contents_come_from_the_run_files(toy_run: Path) -> None:
                     "## Limitations", "## Files"):
         assert heading in text
     assert all(f["sha256"] in text for f in data["files"])  # the data fingerprint
+    assert not any(f["path"] in text for f in data["files"])  # file names only: the card may be published
+    assert "Source: local files (below)." in text
     assert data["examples"]["pos"][0] in text  # example texts per label
     counts = data["splits"]["train"]["label_counts"]
     assert f"{counts['neg']:,} (" in text and f"{counts['pos']:,} (" in text  # the label distribution

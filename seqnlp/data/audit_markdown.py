@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from seqnlp.data.audit import AuditReport
 
 QUOTE_CHARS = 120  # quoted texts are cut to this many characters
+UNKNOWN_RATE = 0.01  # an evaluation split with at least this share of [UNK] tokens is a finding
 
 
 def render(report: AuditReport) -> str:
@@ -64,6 +65,10 @@ def _findings(report: AuditReport) -> str:
         lines.append(f"- tokenizer.max_length={configured.max_length} truncates {_pct(configured.truncated)} of the "
                      f"training texts ({_pct(configured.tokens_dropped)} of their tokens); "
                      + ", ".join(f"{why}: {limit:,}" for why, limit in keep.items() if why.startswith("keeps")))
+    for name, stats in list(report.lengths.items())[1:]:  # train's own rate is min_frequency's doing
+        if stats.unknown_rate >= UNKNOWN_RATE:
+            lines.append(f"- {name}: {_pct(stats.unknown_rate)} of the tokens are [UNK] to the tokenizer trained on "
+                         f"train ({stats.texts_with_unknown:,} of {stats.texts:,} texts have one)")
     for name, stats in report.lengths.items():
         if stats.texts_all_unknown:
             lines.append(f"- {name}: {stats.texts_all_unknown:,} texts have no known token (the model sees only "
@@ -126,7 +131,7 @@ def _conflicts(report: AuditReport) -> str:
     out = (f"## Conflicting labels\n\nThe same text with different labels (all labelled splits): {exact.texts:,} "
            f"texts in {exact.rows:,} rows exactly, {normalized.texts:,} in {normalized.rows:,} rows normalized.")
     if normalized.examples:
-        out += "\n\n" + table(["text (normalized match)", "labels"],
+        out += "\n\n" + table(["text (as first written)", "labels"],
                               [[quote(text), ", ".join(labels)] for text, labels in normalized.examples], "ll")
     return out
 

@@ -93,6 +93,7 @@ def test_markdown_and_json_render_everything(report: AuditReport) -> None:
         assert heading in text
     assert "2 test rows (50.00%) have a text also in train (1 exactly, 1 once normalized)" in text
     assert "| 95 | keeps 95% | 5.00% |" in text
+    assert "- validation: 57.14% of the tokens are [UNK] to the tokenizer trained on train (2 of 2 texts" in text
     data = json.loads(report.to_json())
     assert data["baseline"]["label"] == "pos" and data["lengths"]["train"]["percentiles"]["p99"] == 99
     assert set(data["seconds"]) == {"load", "checks", "tokenizer", "tokens"}
