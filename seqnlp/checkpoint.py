@@ -11,6 +11,10 @@
       results.json       the best epoch's validation metrics and, when there is a test split, test metrics
       thresholds.json    multi-label runs: {label: threshold}, tuned on the validation split
       vectors.json       with model.pretrained_vectors: how much of the vocabulary the vectors covered
+      data.json          where the data came from (file and content hashes), label counts, example texts per
+                         label, and what the cheap data checks found (seqnlp.data.provenance)
+      calibration.json   when the run is calibrated: the fitted temperature and its before/after scores
+      README.md          the model card, with Hugging Face metadata, written last (seqnlp.modelcard)
       tensorboard/       with train.tensorboard: event files of the same scalars (tensorboard --logdir)
       checkpoints/       the last resumable training state (see "resumable training state" below)
 
@@ -47,6 +51,9 @@ METRICS_FILE = "metrics.jsonl"
 RESULTS_FILE = "results.json"
 THRESHOLDS_FILE = "thresholds.json"
 VECTORS_FILE = "vectors.json"  # coverage of model.pretrained_vectors, when set
+DATA_FILE = "data.json"  # the data's provenance and cheap checks
+CALIBRATION_FILE = "calibration.json"  # temperature scaling fitted on validation, when the run is calibrated
+CARD_FILE = "README.md"  # the model card
 TENSORBOARD_DIR = "tensorboard"  # event files, when train.tensorboard is on
 VOCAB_KEY = "vocab_sha256"  # safetensors metadata: the vocabulary the weights were trained with
 REQUIRED_FILES = (CONFIG_FILE, LABELS_FILE, TOKENIZER_FILE, WEIGHTS_FILE)
@@ -61,7 +68,8 @@ def prepare_run_dir(path: str | Path, overwrite: bool = False) -> Path:
     run_dir = Path(path)
     if run_dir.exists() and not run_dir.is_dir():
         raise CheckpointError(f"output directory {run_dir} is a file")
-    existing = [name for name in REQUIRED_FILES + (METRICS_FILE, RESULTS_FILE, THRESHOLDS_FILE, VECTORS_FILE)
+    existing = [name for name in REQUIRED_FILES + (METRICS_FILE, RESULTS_FILE, THRESHOLDS_FILE, VECTORS_FILE,
+                                                   DATA_FILE, CALIBRATION_FILE, CARD_FILE)
                 if (run_dir / name).exists()]
     if existing and not overwrite:
         raise CheckpointError(

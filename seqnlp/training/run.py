@@ -3,7 +3,9 @@
 ``preflight`` runs every check that needs files or optional packages, once, before any data loads.
 ``prepare`` loads the data, trains the tokenizer, prepares the run directory and builds the model, loaders and
 optimizer as one frozen ``Setup``; ``seqnlp.training.loop.fit`` trains it; ``finish`` reloads the best weights,
-tunes multi-label thresholds, evaluates the test split and writes results.json (see ``seqnlp.checkpoint``).
+tunes multi-label thresholds, evaluates the test split and writes results.json and the model card (README.md,
+``seqnlp.modelcard``; see ``seqnlp.checkpoint``). The data is checked and recorded (data.json) before the tokenizer
+is trained: duplicates, leakage, conflicting labels and empty texts are warned about with counts.
 ``resume(run_dir)`` continues an interrupted run from its last checkpoint, mid-epoch included, and ends where
 the uninterrupted run would have (same weights, same metrics).
 
@@ -32,6 +34,7 @@ from seqnlp.batching import BatchLoader, StreamLoader, label_array
 from seqnlp.checkpoint import (
     CHECKPOINT_DIR,
     CONFIG_FILE,
+    DATA_FILE,
     LABELS_FILE,
     METRICS_FILE,
     RESULTS_FILE,
@@ -49,9 +52,11 @@ from seqnlp.checkpoint import (
 )
 from seqnlp.config import Config, TrainConfig, config_from_dict, read_config_file, validate
 from seqnlp.data import Splits, load_splits, load_stream, synthetic
+from seqnlp.data.provenance import record_data
 from seqnlp.errors import CheckpointError, ConfigError, DataError, TrainingError
 from seqnlp.evaluation import evaluate_model, predict_split
 from seqnlp.model import RNNClassifier, count_parameters
+from seqnlp.modelcard import environment, write_model_card
 from seqnlp.objective import tune_thresholds
 from seqnlp.runtime import check_precision, resolve_device, seed_everything, set_rng_state, set_threads
 from seqnlp.tokenizer import (
@@ -239,7 +244,8 @@ def restore(setup: Setup) -> TrainingState:
 
 
 def finish(setup: Setup, state: TrainingState) -> TrainResult:
-    """Reload the best epoch's weights, tune multi-label thresholds, evaluate the test split, write results.json."""
+    """Reload the best epoch's weights, tune multi-label thresholds, evaluate the test split, write results.json
+    and the model card."""
     model, run_dir, tc, names = setup.model, setup.run_dir, setup.config.train, setup.label_names
     best_epoch = state.monitor.best_epoch
     if best_epoch == 0:
@@ -266,7 +272,9 @@ def finish(setup: Setup, state: TrainingState) -> TrainResult:
     if distributed.is_main():
         write_json(run_dir / RESULTS_FILE, {"best_epoch": best_epoch, "num_parameters": num_parameters,
                                             "skipped_steps": state.skipped_steps, **setup.plan.record(names),
-                                            "sampler": tc.sampler, "validation": validation, "test": test})
+                                            "sampler": tc.sampler, "validation": validation, "test": test,
+                                            "environment": environment(setup.device, distributed.world_size())})
+        write_model_card(run_dir)  # last: it reads every file above
     return TrainResult(run_dir, best_epoch, validation, test, state.history, num_parameters,
                        monitor=setup.plan.monitor, thresholds=thresholds)
 
@@ -348,12 +356,14 @@ def _labels_of(split: Optional[Dataset]) -> np.ndarray:
 
 
 def _new_tokenizer(config: Config, splits: Splits, run_dir: Path, overwrite: bool) -> Tokenizer:
-    """Train the run's tokenizer (on the training split, or a stream's sample), then prepare the run
-    directory and write the run's files."""
+    """Check and record the data, train the run's tokenizer (on the training split, or a stream's sample), then
+    prepare the run directory and write the run's files."""
+    data = record_data(config.data, splits)  # the cheap data checks (warned with counts) and the data's hashes
     texts = splits.sample if splits.sample is not None else splits.data[config.data.train_split]
     tokenizer = build_tokenizer(config.tokenizer, iter_texts(texts))
     prepare_run_dir(run_dir, overwrite=overwrite)
     save_run_files(run_dir, config, tokenizer, splits.label_names)
+    write_json(run_dir / DATA_FILE, data)
     return tokenizer
 
 

@@ -51,6 +51,7 @@ def test_toy_task_is_learned_to_100_percent(make_config: MakeConfig, cell: str) 
 
     # results.json holds the returned numbers; metrics.jsonl holds the history.
     results = read_results(result.run_dir)
+    assert results.pop("environment")["device"] == "cpu"  # the machine, for the model card
     assert results == {"best_epoch": result.best_epoch, "num_parameters": result.num_parameters, "skipped_steps": 0,
                        "monitor": "accuracy", "monitor_reason": "auto: classes balanced within 1.5x (1.00x)",
                        "label_counts": {"neg": 80, "pos": 80}, "class_weights": None, "sampler": "bucket",
