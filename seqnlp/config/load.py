@@ -17,6 +17,8 @@ from seqnlp.config.schema import Config
 from seqnlp.config.typed import build, field_types, set_value
 from seqnlp.errors import ConfigError
 
+MAX_CONFIG_BYTES = 1 << 20  # a config is a few KB; a larger file is not one
+
 
 def load_config(path: str | Path | None = None, overrides: Iterable[str] = (),
                 updates: Optional[Mapping[str, Any]] = None, base: Optional[Config] = None) -> Config:
@@ -45,7 +47,7 @@ def _parse_override(config: Config, dotted: str, text: str) -> Any:
     """Parse an override's value as YAML, except that a text field (str, Optional[str], Literal) keeps its literal
     text: "1.10" stays "1.10". A Union such as bool | str keeps YAML's parse (true is a bool there)."""
     try:
-        parsed = yaml.safe_load(text) if text.strip() else None
+        parsed = safe_yaml(text, f"--set {dotted}") if text.strip() else None
     except yaml.YAMLError:
         return text  # not YAML: take it as a plain string
     *sections, name = dotted.split(".")
@@ -60,9 +62,13 @@ def _parse_override(config: Config, dotted: str, text: str) -> Any:
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
-    """Read a YAML or JSON config file with a safe loader (no code execution)."""
+    """Read a YAML or JSON config file with a safe loader (no code execution, no anchors or aliases, at most
+    ``MAX_CONFIG_BYTES``): what it holds is plain data of the size of the file."""
     path = Path(path)
     try:
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"config file {path} is {path.stat().st_size:,} bytes; a config is at most "
+                              f"{MAX_CONFIG_BYTES:,}")
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist") from None
@@ -71,7 +77,7 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     except OSError as exc:
         raise ConfigError(f"config file {path} cannot be read: {exc.strerror or exc}") from None
     try:
-        raw = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        raw = json.loads(text) if path.suffix == ".json" else safe_yaml(text, f"config file {path}")
     except (yaml.YAMLError, json.JSONDecodeError) as exc:
         raise ConfigError(f"config file {path} is not valid YAML/JSON: {exc}".splitlines()[0]) from None
     if raw is None:
@@ -79,6 +85,22 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise ConfigError(f"config file {path} must hold a mapping of sections, not {type(raw).__name__}")
     return raw
+
+
+def safe_yaml(text: str, source: str) -> Any:
+    """YAML through the safe loader, refusing anchors and aliases (``&a``, ``*a``): a few hundred bytes of nested
+    aliases expand to gigabytes (an alias bomb), and a config never needs them. The error names ``source`` and
+    the line."""
+    try:
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            anchor = getattr(event, "anchor", None)
+            if anchor is not None:
+                sign = "*" if isinstance(event, yaml.AliasEvent) else "&"
+                raise ConfigError(f"{source}, line {event.start_mark.line + 1}: YAML anchors and aliases "
+                                  f"({sign}{anchor}) are not allowed in a config; write the value out")
+        return yaml.safe_load(text)
+    except RecursionError:
+        raise ConfigError(f"{source} is nested too deeply to be a config") from None
 
 
 def config_from_dict(raw: Mapping[str, Any]) -> Config:
