@@ -110,6 +110,6 @@ def test_nested_labels_are_rejected(tmp_path: Path, nested: str) -> None:
     rows = [{"text": f"t{i}", "label": ["a", "b"][: 1 + i % 2] if nested == "list" else {"k": "ab"[i % 2]}}
             for i in range(6)]
     path = write_rows(tmp_path / "train.jsonl", rows)
-    expected = "holds lists of labels; set data.multi_label" if nested == "list" else "holds mappings"
+    expected = "holds lists of labels; set data.multi_label" if nested == "list" else "holds a mapping at row 0"
     with pytest.raises(DataError, match=expected):
         load(DataConfig(**files_config(train=path)))
