@@ -32,7 +32,7 @@ from seqnlp.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-FD_RESERVE = 64  # file descriptors kept for the model, logs and the event loop when the cap follows ulimit -n
+FD_RESERVE = 32  # file descriptors kept free beside those open at start (logs, the event loop, a reload)
 
 
 def _response(status: str, error: str) -> bytes:
@@ -61,20 +61,29 @@ class ConnectionLimits:
                 raise ConfigError(f"{name} must be a positive number, not {value!r}")
 
     def uvicorn_settings(self) -> dict[str, Any]:
-        """The limits uvicorn has settings of its own for, as ``uvicorn.Config`` keywords."""
+        """The limits uvicorn has settings of its own for, as ``uvicorn.Config`` keywords. The backlog is also how
+        many connections asyncio accepts in one go, before any is refused: at most as many again as the cap."""
         return {"timeout_keep_alive": self.keep_alive, "h11_max_incomplete_event_size": self.max_header_bytes,
-                "backlog": max(self.max_connections, 128)}
+                "backlog": self.max_connections}
 
 
 def default_max_connections(cap: int = ConnectionLimits.max_connections) -> int:
-    """``cap``, or fewer when the open-file limit (ulimit -n) would run out first."""
+    """``cap``, or fewer when the open-file limit (ulimit -n) would run out first: half of what is left of it once
+    the files open now (the model loaded, the libraries' own) and a reserve are counted, since asyncio may accept
+    a backlog's worth (as many again) in one go before any is refused. Call it once the model is loaded."""
     try:
         import resource
 
         soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     except (ImportError, OSError, ValueError):  # pragma: no cover - no resource module (Windows)
         return cap
-    return cap if soft == resource.RLIM_INFINITY else max(1, min(cap, soft - FD_RESERVE))
+    if soft == resource.RLIM_INFINITY:
+        return cap
+    try:
+        open_now = len(os.listdir("/proc/self/fd"))
+    except OSError:  # not Linux: assume a few dozen
+        open_now = 64
+    return max(1, min(cap, (soft - open_now - FD_RESERVE) // 2))
 
 
 class _Overload:

@@ -67,6 +67,7 @@ _CAUSES = {
     errno.EPERM: "operation not permitted",
     errno.EFBIG: "file too large for the file size limit (ulimit -f)",
     errno.ENOTDIR: "a part of the path is a file, not a directory",
+    errno.EEXIST: "a part of the path is a file, not a directory",  # mkdir(exist_ok=True) on a file
 }
 
 

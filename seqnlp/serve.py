@@ -159,27 +159,39 @@ def run_server(app: Starlette, host: str = "127.0.0.1", port: int = 8000, log_le
     have finished, so whether it surfaces is a race; a SIGINT the server saw is therefore raised here, and the
     CLI exits 130 after Ctrl-C, as ``seqnlp train`` does.
     """
-    limits = connections or ConnectionLimits(max_connections=default_max_connections())
-    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=access_log,
-                            server_header=False, timeout_graceful_shutdown=30, http=guarded_protocol(limits),
-                            **limits.uvicorn_settings())
-    signals: list[int] = []
-
-    class SignalRecordingServer(uvicorn.Server):
-        def handle_exit(self, sig: int, frame: Optional[FrameType]) -> None:
-            signals.append(sig)
-            super().handle_exit(sig, frame)
-
-        async def serve(self, sockets: Any = None) -> None:
-            quiet_accept_errors(asyncio.get_running_loop())
-            await super().serve(sockets)
-
-    server = SignalRecordingServer(config)
+    server = make_server(app, host, port, log_level, access_log, connections)
     server.run()  # a port in use, or a failed start-up, is logged and exits 3 (uvicorn's STARTUP_FAILURE)
-    if signal.SIGINT in signals:
+    if signal.SIGINT in server.signals:
         raise KeyboardInterrupt
     if not server.started:
         raise SeqnlpError(f"the server did not start on {host}:{port}; the log above says why")
+
+
+def make_server(app: Starlette, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info",
+                access_log: bool = True, connections: Optional[ConnectionLimits] = None,
+                **uvicorn_options: Any) -> "Server":
+    """The uvicorn server ``run_server`` runs: the app, the connection limits and uvicorn's own settings for them."""
+    limits = connections or ConnectionLimits(max_connections=default_max_connections())
+    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=access_log,
+                            server_header=False, timeout_graceful_shutdown=30, http=guarded_protocol(limits),
+                            **limits.uvicorn_settings(), **uvicorn_options)
+    return Server(config)
+
+
+class Server(uvicorn.Server):
+    """uvicorn's server that records the signals it handled and logs failed accepts once a minute."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.signals: list[int] = []
+
+    def handle_exit(self, sig: int, frame: Optional[FrameType]) -> None:
+        self.signals.append(sig)
+        super().handle_exit(sig, frame)
+
+    async def serve(self, sockets: Any = None) -> None:
+        quiet_accept_errors(asyncio.get_running_loop())
+        await super().serve(sockets)
 
 
 class _Api:

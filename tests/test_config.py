@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import typing
 from pathlib import Path
 
@@ -548,3 +549,58 @@ def test_shipped_recipes_load_and_validate(name: str) -> None:
     """A recipe with a misspelt key or a bad value fails here, not ten minutes into someone's run."""
     config = load_config(Path(__file__).resolve().parents[1] / "configs" / name)
     assert config.data.data_files and config.output_dir
+
+
+# --- a config you did not write (issue 14) ------------------------------------------------------------------------
+
+
+def alias_bomb(levels: int) -> str:
+    """A YAML file whose data.load_kwargs expands to 10**levels leaves, in a few hundred bytes."""
+    names = "abcdefghij"
+    lines = [f"    a: &a [{', '.join(['lol'] * 10)}]"]
+    lines += [f"    {n}: &{n} [{', '.join([f'*{p}'] * 10)}]" for p, n in zip(names, names[1:levels])]
+    return "data:\n  load_kwargs:\n" + "\n".join(lines) + "\n"
+
+
+def test_a_yaml_alias_bomb_is_refused_before_it_expands(tmp_path: Path) -> None:
+    """10**6 leaves from ~400 bytes: refused on the first anchor, without expanding anything."""
+    path = tmp_path / "bomb.yaml"
+    path.write_text(alias_bomb(6), encoding="utf-8")
+    assert path.stat().st_size < 500
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value) == (f"config file {path}, line 3: YAML anchors and aliases (&a) are not allowed in a "
+                               "config; write the value out")
+
+
+@pytest.mark.parametrize(("text", "fragment"), [
+    ("seed: &s 3\n", "line 1: YAML anchors and aliases (&s)"),
+    ("model:\n  cell: lstm\ndata:\n  text_columns: [a]\n  load_kwargs: {x: *undefined}\n", "line 5"),
+])
+def test_any_anchor_or_alias_is_refused_naming_the_line(tmp_path: Path, text: str, fragment: str) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError, match=re.escape(fragment)):
+        load_config(path)
+
+
+def test_an_alias_in_a_set_override_is_refused() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(overrides=["data.load_kwargs={a: &x [1, 2], b: *x}"])
+    assert str(info.value) == ("--set data.load_kwargs, line 1: YAML anchors and aliases (&x) are not allowed in a "
+                               "config; write the value out")
+
+
+@pytest.mark.parametrize("suffix", [".yaml", ".json"])
+def test_a_config_nested_thousands_deep_is_one_line(tmp_path: Path, suffix: str) -> None:
+    path = tmp_path / f"deep{suffix}"
+    path.write_text("{\"data\": " + "[" * 3000 + "]" * 3000 + "}", encoding="utf-8")
+    with pytest.raises(ConfigError, match=f"{re.escape(str(path))}"):
+        load_config(path)
+
+
+def test_a_config_file_over_a_megabyte_is_refused_unread(tmp_path: Path) -> None:
+    path = tmp_path / "big.yaml"
+    path.write_text("# " + "x" * (1 << 20) + "\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"big\.yaml is 1,048,579 bytes; a config is at most 1,048,576"):
+        load_config(path)

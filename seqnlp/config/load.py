@@ -18,6 +18,8 @@ from seqnlp.config.typed import build, field_types, set_value
 from seqnlp.errors import ConfigError
 
 MAX_CONFIG_BYTES = 1 << 20  # a config is a few KB; a larger file is not one
+MAX_DEPTH = 32  # mappings and lists inside each other: a config has 2 or 3 levels, load_kwargs a few more
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's parser when PyYAML was built with it
 
 
 def load_config(path: str | Path | None = None, overrides: Iterable[str] = (),
@@ -80,6 +82,8 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         raw = json.loads(text) if path.suffix == ".json" else safe_yaml(text, f"config file {path}")
     except (yaml.YAMLError, json.JSONDecodeError) as exc:
         raise ConfigError(f"config file {path} is not valid YAML/JSON: {exc}".splitlines()[0]) from None
+    except RecursionError:
+        raise ConfigError(f"config file {path} is nested too deeply to be a config") from None
     if raw is None:
         return {}
     if not isinstance(raw, dict):
@@ -88,17 +92,22 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
 
 
 def safe_yaml(text: str, source: str) -> Any:
-    """YAML through the safe loader, refusing anchors and aliases (``&a``, ``*a``): a few hundred bytes of nested
-    aliases expand to gigabytes (an alias bomb), and a config never needs them. The error names ``source`` and
-    the line."""
+    """YAML through the safe loader (libyaml's when installed), refusing anchors and aliases (``&a``, ``*a``: a few
+    hundred bytes of nested aliases expand to gigabytes, an alias bomb) and nesting deeper than ``MAX_DEPTH`` (the
+    pure-Python parser slows quadratically with depth). A config needs neither. Errors name ``source`` and the line."""
+    depth = 0
     try:
-        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        for event in yaml.parse(text, Loader=_LOADER):
+            line = event.start_mark.line + 1
             anchor = getattr(event, "anchor", None)
             if anchor is not None:
                 sign = "*" if isinstance(event, yaml.AliasEvent) else "&"
-                raise ConfigError(f"{source}, line {event.start_mark.line + 1}: YAML anchors and aliases "
-                                  f"({sign}{anchor}) are not allowed in a config; write the value out")
-        return yaml.safe_load(text)
+                raise ConfigError(f"{source}, line {line}: YAML anchors and aliases ({sign}{anchor}) are not allowed "
+                                  "in a config; write the value out")
+            depth += isinstance(event, yaml.CollectionStartEvent) - isinstance(event, yaml.CollectionEndEvent)
+            if depth > MAX_DEPTH:
+                raise ConfigError(f"{source}, line {line}: nested more than {MAX_DEPTH} deep, which no config is")
+        return yaml.load(text, Loader=_LOADER)
     except RecursionError:
         raise ConfigError(f"{source} is nested too deeply to be a config") from None
 
