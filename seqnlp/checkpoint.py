@@ -47,6 +47,7 @@ from seqnlp.rundir import (  # the names of every file, declared without torch (
     CONFIG_FILE,
     LABELS_FILE,
     LAST_POINTER,
+    LOCK_FILE,
     METRICS_FILE,
     OPTIMIZER_FILE,
     REQUIRED_FILES,
@@ -68,7 +69,7 @@ from seqnlp.rundir import (  # the names of every file, declared without torch (
 from seqnlp.tensorfile import check_tensors, load_tensors, read_header
 from seqnlp.tokenizer import load_tokenizer, pad_id, vocab_digest
 
-__all__ = ["CHECKPOINT_DIR", "CONFIG_FILE", "LABELS_FILE", "LAST_POINTER", "METRICS_FILE", "OPTIMIZER_FILE",
+__all__ = ["CHECKPOINT_DIR", "CONFIG_FILE", "LABELS_FILE", "LAST_POINTER", "LOCK_FILE", "METRICS_FILE", "OPTIMIZER_FILE",
            "REQUIRED_FILES", "RESULTS_FILE", "STATE_FILE", "TENSORBOARD_DIR", "THRESHOLDS_FILE", "TOKENIZER_FILE",
            "VECTORS_FILE", "VOCAB_KEY", "WEIGHTS_FILE", "append_jsonl", "atomic_path", "has_training_state",
            "last_checkpoint", "load_run", "load_thresholds", "load_training_state", "load_weights", "prepare_run_dir",

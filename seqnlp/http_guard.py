@@ -13,7 +13,8 @@ which asyncio logs a traceback for each failed accept.
 are not complete ``header_timeout`` seconds after it opened (or after it sent its first byte of a next request)
 gets 408 and is closed; a connection beyond ``max_connections`` gets 503 and is closed at once, before it costs
 anything but the moment's file descriptor. ``quiet_accept_errors`` turns asyncio's per-attempt accept tracebacks
-into one warning a minute. The deadline for a request's body is the app's (``seqnlp.serve``).
+into one warning a minute. ``make_server`` builds the uvicorn server ``seqnlp serve`` runs, with all of it. The
+deadline for a request's body is the app's (``seqnlp.serve``).
 """
 
 from __future__ import annotations
@@ -24,8 +25,10 @@ import logging
 import os
 import time
 from dataclasses import asdict, dataclass
+from types import FrameType
 from typing import Any, Optional
 
+import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from seqnlp.errors import ConfigError
@@ -156,6 +159,34 @@ def guarded_protocol(limits: ConnectionLimits) -> type[H11Protocol]:
             self.transport.close()
 
     return GuardedH11Protocol
+
+
+def make_server(app: Any, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info",
+                access_log: bool = True, connections: Optional[ConnectionLimits] = None,
+                **uvicorn_options: Any) -> "Server":
+    """The uvicorn server ``seqnlp.serve.run_server`` runs: the ASGI ``app``, the connection limits (default:
+    ``ConnectionLimits`` with the cap lowered to fit ulimit -n) and uvicorn's own settings for them."""
+    limits = connections or ConnectionLimits(max_connections=default_max_connections())
+    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=access_log,
+                            server_header=False, timeout_graceful_shutdown=30, http=guarded_protocol(limits),
+                            **limits.uvicorn_settings(), **uvicorn_options)
+    return Server(config)
+
+
+class Server(uvicorn.Server):
+    """uvicorn's server that records the signals it handled and logs failed accepts once a minute."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.signals: list[int] = []
+
+    def handle_exit(self, sig: int, frame: Optional[FrameType]) -> None:
+        self.signals.append(sig)
+        super().handle_exit(sig, frame)
+
+    async def serve(self, sockets: Any = None) -> None:
+        quiet_accept_errors(asyncio.get_running_loop())
+        await super().serve(sockets)
 
 
 def quiet_accept_errors(loop: asyncio.AbstractEventLoop, every: float = 60.0) -> None:

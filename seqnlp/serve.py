@@ -29,7 +29,6 @@ import signal
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from types import FrameType
 from typing import Any, AsyncIterator, Optional
 
 from seqnlp.errors import ConfigError, SeqnlpError
@@ -42,7 +41,7 @@ class MissingExtraError(SeqnlpError, ImportError):
 
 
 try:
-    import uvicorn
+    import uvicorn  # noqa: F401 - seqnlp.http_guard runs it; missing, it is this one-line error
     from starlette.applications import Starlette
     from starlette.exceptions import HTTPException
     from starlette.requests import ClientDisconnect, Request
@@ -54,7 +53,7 @@ except ImportError as exc:  # one line for the CLI, and an ImportError for pytes
 import torch
 
 from seqnlp import __version__
-from seqnlp.http_guard import ConnectionLimits, default_max_connections, guarded_protocol, quiet_accept_errors
+from seqnlp.http_guard import ConnectionLimits, make_server
 from seqnlp.model import count_parameters
 from seqnlp.predict import DEFAULT_BATCH_SIZE, DEFAULT_PRECISION, Classifier
 
@@ -165,33 +164,6 @@ def run_server(app: Starlette, host: str = "127.0.0.1", port: int = 8000, log_le
         raise KeyboardInterrupt
     if not server.started:
         raise SeqnlpError(f"the server did not start on {host}:{port}; the log above says why")
-
-
-def make_server(app: Starlette, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info",
-                access_log: bool = True, connections: Optional[ConnectionLimits] = None,
-                **uvicorn_options: Any) -> "Server":
-    """The uvicorn server ``run_server`` runs: the app, the connection limits and uvicorn's own settings for them."""
-    limits = connections or ConnectionLimits(max_connections=default_max_connections())
-    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=access_log,
-                            server_header=False, timeout_graceful_shutdown=30, http=guarded_protocol(limits),
-                            **limits.uvicorn_settings(), **uvicorn_options)
-    return Server(config)
-
-
-class Server(uvicorn.Server):
-    """uvicorn's server that records the signals it handled and logs failed accepts once a minute."""
-
-    def __init__(self, config: uvicorn.Config) -> None:
-        super().__init__(config)
-        self.signals: list[int] = []
-
-    def handle_exit(self, sig: int, frame: Optional[FrameType]) -> None:
-        self.signals.append(sig)
-        super().handle_exit(sig, frame)
-
-    async def serve(self, sockets: Any = None) -> None:
-        quiet_accept_errors(asyncio.get_running_loop())
-        await super().serve(sockets)
 
 
 class _Api:

@@ -21,9 +21,9 @@ from typing import Any, Iterator
 
 import pytest
 
-from seqnlp.http_guard import ConnectionLimits, default_max_connections
+from seqnlp.http_guard import ConnectionLimits, default_max_connections, make_server
 from seqnlp.predict import Classifier
-from seqnlp.serve import create_app, make_server
+from seqnlp.serve import create_app
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 WAIT = 20.0  # seconds a socket waits for the server: a safety net, never a measurement

@@ -150,8 +150,10 @@ def find_bad_line(files: dict[str, list[str]], builder: str, kwargs: dict[str, A
     return None
 
 
-def iter_jsonl(lines: Iterable[str], name: str) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, object) for each non-blank JSON Lines line; a DataError names the first bad line."""
+def iter_jsonl(lines: Iterable[str], name: str, strict: bool = False) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each non-blank JSON Lines line; a DataError names the first bad line. ``strict``
+    also refuses lone surrogates (``"\\ud800"``: valid JSON, but not text), which make a data file unreadable to
+    pyarrow; prediction inputs keep them, and the tokenizer replaces them."""
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
@@ -163,7 +165,7 @@ def iter_jsonl(lines: Iterable[str], name: str) -> Iterator[tuple[int, dict[str,
             raise DataError(f"{name}, line {number}: nested too deeply") from None
         if not isinstance(record, dict):
             raise DataError(f"{name}, line {number}: not a JSON object ({type(record).__name__})")
-        if "\\u" in line.lower():  # an escape may be half of a UTF-16 pair: a lone surrogate is not text
+        if strict and "\\u" in line.lower():  # an escape may be half of a UTF-16 pair: a lone surrogate
             try:
                 json.dumps(record, ensure_ascii=False).encode("utf-8")
             except UnicodeEncodeError as exc:
@@ -175,7 +177,7 @@ def iter_jsonl(lines: Iterable[str], name: str) -> Iterator[tuple[int, dict[str,
 def _bad_jsonl_line(path: Path) -> Optional[str]:
     with path.open(encoding="utf-8") as f:
         try:
-            for _ in iter_jsonl(f, str(path)):
+            for _ in iter_jsonl(f, str(path), strict=True):
                 pass
         except DataError as exc:
             return str(exc)
