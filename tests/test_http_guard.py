@@ -112,25 +112,37 @@ def clf(toy_run: Path) -> Classifier:
     return Classifier.load(toy_run, device="cpu")
 
 
+@pytest.fixture(scope="module")
+def shared(clf: Classifier) -> Iterator[tuple[int, Records]]:
+    """One guarded server for the tests that need no limits of their own: LIMITS, and a 1 s body deadline."""
+    with serving(clf, body_timeout=1.0) as server:
+        yield server
+
+
+@pytest.fixture
+def guarded(shared: tuple[int, Records]) -> tuple[int, Records]:
+    """The shared server's port and its log records, emptied for this test."""
+    shared[1].records.clear()
+    return shared
+
+
 # --- item 18: a JSON API takes JSON -----------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data",
                                           None])
-def test_a_post_that_is_not_json_is_415(clf: Classifier, content_type: str | None) -> None:
+def test_a_post_that_is_not_json_is_415(guarded: tuple[int, Records], content_type: str | None) -> None:
     """text/plain was accepted, and a browser sends it across sites without asking (no CORS preflight)."""
-    with serving(clf) as (port, _):
-        headers = {"Content-Type": content_type} if content_type else {}
-        status, body = request(port, "POST", "/v1/predict", b'{"texts": ["great"]}', headers)
+    headers = {"Content-Type": content_type} if content_type else {}
+    status, body = request(guarded[0], "POST", "/v1/predict", b'{"texts": ["great"]}', headers)
     assert status == 415
     assert body == {"error": f"Content-Type must be application/json, not \"{content_type or 'none'}\""}
 
 
 @pytest.mark.parametrize("content_type", ["application/json", "application/json; charset=utf-8", "Application/JSON",
                                           "application/vnd.seqnlp+json"])
-def test_json_content_types_are_accepted(clf: Classifier, content_type: str) -> None:
-    with serving(clf) as (port, _):
-        status, body = request(port, "POST", "/v1/predict", b'{"text": "great"}', {"Content-Type": content_type})
+def test_json_content_types_are_accepted(guarded: tuple[int, Records], clf: Classifier, content_type: str) -> None:
+    status, body = request(guarded[0], "POST", "/v1/predict", b'{"text": "great"}', {"Content-Type": content_type})
     assert status == 200 and body == {"prediction": clf.predict(["great"])[0]}
 
 
@@ -138,9 +150,10 @@ def test_json_content_types_are_accepted(clf: Classifier, content_type: str) -> 
 
 
 @pytest.mark.parametrize("sent", [b"", b"POST /v1/predict HTTP/1.1\r\nHost: test\r\nContent-Ty"])
-def test_headers_that_do_not_arrive_in_time_are_408_and_closed(clf: Classifier, sent: bytes) -> None:
+def test_headers_that_do_not_arrive_in_time_are_408_and_closed(guarded: tuple[int, Records], sent: bytes) -> None:
     """Nothing at all, or headers cut short: uvicorn held such a connection for good."""
-    with serving(clf) as (port, records), connect(port) as sock:
+    port, records = guarded
+    with connect(port) as sock:
         sock.sendall(sent)
         raw = read_until_closed(sock)
         assert raw.startswith(b"HTTP/1.1 408 Request Timeout\r\n")
@@ -148,9 +161,9 @@ def test_headers_that_do_not_arrive_in_time_are_408_and_closed(clf: Classifier, 
         assert records.tracebacks() == []
 
 
-def test_headers_dripping_a_byte_at_a_time_are_cut_off(clf: Classifier) -> None:
+def test_headers_dripping_a_byte_at_a_time_are_cut_off(guarded: tuple[int, Records]) -> None:
     """Slowloris: every byte resets no timer; the deadline runs from the first byte."""
-    with serving(clf) as (port, _), connect(port) as sock:
+    with connect(guarded[0]) as sock:
         closed = False
         for byte in b"GET /health HTTP/1.1\r\nHost: test\r\nX-Slow: " + b"a" * 200:
             try:
@@ -168,8 +181,9 @@ def test_headers_dripping_a_byte_at_a_time_are_cut_off(clf: Classifier) -> None:
         assert closed, "the server never cut off a client dripping its headers"
 
 
-def test_a_body_that_does_not_arrive_in_time_is_408_and_closed(clf: Classifier) -> None:
-    with serving(clf, body_timeout=1.0) as (port, records), connect(port) as sock:
+def test_a_body_that_does_not_arrive_in_time_is_408_and_closed(guarded: tuple[int, Records]) -> None:
+    port, records = guarded
+    with connect(port) as sock:
         sock.sendall(b"POST /v1/predict HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
                      b"Content-Length: 100\r\n\r\n{\"texts\": [")
         raw = read_until_closed(sock)
@@ -180,22 +194,22 @@ def test_a_body_that_does_not_arrive_in_time_is_408_and_closed(clf: Classifier) 
         assert records.tracebacks() == []
 
 
-def test_a_client_that_disconnects_mid_body_leaves_no_traceback(clf: Classifier) -> None:
-    with serving(clf) as (port, records):
-        with connect(port) as sock:
-            sock.sendall(b"POST /v1/predict HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
-                         b"Content-Length: 1000\r\n\r\n{\"texts\": [\"gre")
-            time.sleep(0.2)  # the app is reading the body when the client goes
-        deadline = time.monotonic() + WAIT
-        while not records.messages("disconnected") and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert records.messages("disconnected") == ["a client disconnected before sending the whole request body"]
-        assert records.tracebacks() == [] and records.messages("Exception in ASGI application") == []
-        assert request(port, "GET", "/health")[0] == 200  # and the server carries on
+def test_a_client_that_disconnects_mid_body_leaves_no_traceback(guarded: tuple[int, Records]) -> None:
+    port, records = guarded
+    with connect(port) as sock:
+        sock.sendall(b"POST /v1/predict HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 1000\r\n\r\n{\"texts\": [\"gre")
+        time.sleep(0.2)  # the app is reading the body when the client goes
+    deadline = time.monotonic() + WAIT
+    while not records.messages("disconnected") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert records.messages("disconnected") == ["a client disconnected before sending the whole request body"]
+    assert records.tracebacks() == [] and records.messages("Exception in ASGI application") == []
+    assert request(port, "GET", "/health")[0] == 200  # and the server carries on
 
 
-def test_an_idle_kept_alive_connection_is_closed(clf: Classifier) -> None:
-    with serving(clf) as (port, _), connect(port) as sock:
+def test_an_idle_kept_alive_connection_is_closed(guarded: tuple[int, Records]) -> None:
+    with connect(guarded[0]) as sock:
         sock.sendall(b"GET /health HTTP/1.1\r\nHost: test\r\n\r\n")
         raw = read_until_closed(sock)  # the answer, then uvicorn's keep-alive timeout closes the connection
         assert raw.startswith(b"HTTP/1.1 200 OK\r\n")

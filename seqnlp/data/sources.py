@@ -20,8 +20,8 @@ from datasets import DatasetDict, IterableDatasetDict
 
 from seqnlp.config import DataConfig
 from seqnlp.data import synthetic
-from seqnlp.data.hub import NO_NETWORK_HINT, offline_mode, offline_reason
 from seqnlp.data.files import BUILDER_NAMES, BUILDERS, FORMAT_HINT, find_bad_line
+from seqnlp.data.hub import NO_NETWORK_HINT, offline_mode, offline_reason
 from seqnlp.errors import DataError
 
 log = logging.getLogger(__name__)

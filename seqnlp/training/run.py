@@ -54,6 +54,7 @@ from seqnlp.errors import CheckpointError, ConfigError, DataError, StorageError,
 from seqnlp.evaluation import evaluate_model, predict_split
 from seqnlp.model import RNNClassifier, count_parameters
 from seqnlp.objective import tune_thresholds
+from seqnlp.rundir import check_run_dir, claim
 from seqnlp.runtime import check_precision, resolve_device, seed_everything, set_rng_state, set_threads
 from seqnlp.tokenizer import (
     SPECIAL_TOKENS,
@@ -64,7 +65,6 @@ from seqnlp.tokenizer import (
     load_tokenizer,
     pad_id,
 )
-from seqnlp.rundir import check_run_dir, claim
 from seqnlp.training.loop import Hook, StepLog, fit, stop_on_signals
 from seqnlp.training.plan import LabelPlan, plan_labels
 from seqnlp.training.schedule import make_optimizer
