@@ -15,12 +15,33 @@ class ConfigError(SeqnlpError, ValueError):
     exit_code = 2
 
 
+class UsageError(SeqnlpError):
+    """The command was called wrong (a run directory that does not exist, an output directory that already holds
+    a run without --overwrite): exit 2, as click's own usage errors."""
+
+    exit_code = 2
+
+
+class RunBusyError(SeqnlpError):
+    """Another process is training the run directory; the message names it (pid, host, command, start time)."""
+
+
+class StorageError(SeqnlpError):
+    """The disk refused a write (full, read-only, no permission, a quota or file size limit); the message names
+    the path and the cause. Every file written before is whole: each is written to a temporary name and renamed."""
+
+
 class DataError(SeqnlpError, ValueError):
     """A dataset, split, column or value that cannot be used as given."""
 
 
 class CheckpointError(SeqnlpError):
     """A run directory that is missing files or holds files that do not fit together."""
+
+
+class RunDirUsageError(UsageError, CheckpointError):
+    """A run directory named wrong (missing, or already holding a run): a usage error (exit 2) that library
+    callers may catch as the CheckpointError it also is."""
 
 
 class TrainingError(SeqnlpError):

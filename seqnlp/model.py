@@ -258,3 +258,19 @@ def _head(cfg: ModelConfig, input_dim: int, num_labels: int) -> nn.Sequential:
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+_GATES = {"rnn": 1, "gru": 3, "lstm": 4}  # weight blocks per recurrent layer and direction
+
+
+def min_parameters(cfg: ModelConfig, vocab_size: int, num_labels: int) -> int:
+    """A lower bound on the parameters of ``RNNClassifier(cfg, vocab_size, num_labels)``, computed without building
+    it: the embedding, the recurrent stack and the output layer's weight (other parts only add). Loading a run
+    compares it with the weights file's header first, so a config.yaml describing a huge model allocates nothing."""
+    directions, hidden = (2 if cfg.bidirectional else 1), cfg.hidden_size
+    recurrent = 0
+    for layer in range(cfg.num_layers):
+        inputs = cfg.embedding_dim if layer == 0 else directions * hidden
+        recurrent += directions * _GATES.get(cfg.cell, 1) * hidden * (inputs + hidden + 2)  # W_ih, W_hh, two biases
+    head_inputs = cfg.head_hidden_size or directions * hidden
+    return vocab_size * cfg.embedding_dim + recurrent + head_inputs * num_labels

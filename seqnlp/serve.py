@@ -6,9 +6,12 @@
     POST /v1/predict    {"texts": [...]} or {"text": "..."}, optional "top_k" and "return_probabilities"
 
 ``create_app`` returns a Starlette (ASGI) app that can be mounted in a larger one; ``run_server`` serves it with
-uvicorn, which shuts down gracefully on SIGINT and SIGTERM. Every error answers ``{"error": "..."}`` naming the
-field and the value: 400 for a body that is not JSON, 422 for JSON of the wrong shape, 413 for a request over a
-limit, 404 and 405 for unknown routes and methods.
+uvicorn, which shuts down gracefully on SIGINT and SIGTERM, with the connection limits of ``seqnlp.http_guard``
+(a deadline for headers, a cap on open connections). Every error answers ``{"error": "..."}`` naming the field and
+the value: 400 for a body that is not JSON, 422 for JSON of the wrong shape, 413 for a request over a limit, 415
+for a POST that is not ``Content-Type: application/json`` (a browser can send text/plain across sites without
+asking), 408 for a body that did not arrive within ``body_timeout``, 404 and 405 for unknown routes and methods. A
+client that disconnects mid-request is logged in one line, not with a traceback.
 
 Inference runs on one dedicated worker thread: the event loop stays free to accept and parse requests, and the model
 is never called from two threads at once (requests queue in arrival order). Each request's texts are predicted in
@@ -26,7 +29,6 @@ import signal
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from types import FrameType
 from typing import Any, AsyncIterator, Optional
 
 from seqnlp.errors import ConfigError, SeqnlpError
@@ -39,10 +41,10 @@ class MissingExtraError(SeqnlpError, ImportError):
 
 
 try:
-    import uvicorn
+    import uvicorn  # noqa: F401 - seqnlp.http_guard runs it; missing, it is this one-line error
     from starlette.applications import Starlette
     from starlette.exceptions import HTTPException
-    from starlette.requests import Request
+    from starlette.requests import ClientDisconnect, Request
     from starlette.responses import JSONResponse
     from starlette.routing import Route
 except ImportError as exc:  # one line for the CLI, and an ImportError for pytest.importorskip
@@ -51,6 +53,7 @@ except ImportError as exc:  # one line for the CLI, and an ImportError for pytes
 import torch
 
 from seqnlp import __version__
+from seqnlp.http_guard import ConnectionLimits, make_server
 from seqnlp.model import count_parameters
 from seqnlp.predict import DEFAULT_BATCH_SIZE, DEFAULT_PRECISION, Classifier
 
@@ -67,20 +70,25 @@ class Limits:
     max_batch: int = 256  # texts per request
     max_text_chars: int = 20_000  # characters per text (the tokenizer keeps max_length tokens anyway)
     max_body_bytes: int = 1 << 20  # request body, checked on Content-Length and again while reading
+    body_timeout: float = 30.0  # seconds for the whole body to arrive once the headers have (more: 408)
 
     def __post_init__(self) -> None:
         for name, value in asdict(self).items():
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            if name == "body_timeout":
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
+                    raise ConfigError(f"body_timeout must be a positive number of seconds, not {value!r}")
+            elif isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be a positive integer, not {value!r}")
 
 
 class ApiError(Exception):
     """A request the API refuses: answered as ``{"error": message}`` with this status."""
 
-    def __init__(self, status_code: int, message: str) -> None:
+    def __init__(self, status_code: int, message: str, headers: Optional[dict[str, str]] = None) -> None:
         super().__init__(message)
         self.status_code = status_code
         self.message = message
+        self.headers = headers
 
 
 def default_threads() -> int:
@@ -95,6 +103,7 @@ def create_app(
     max_batch: int = Limits.max_batch,
     max_text_chars: int = Limits.max_text_chars,
     max_body_bytes: int = Limits.max_body_bytes,
+    body_timeout: float = Limits.body_timeout,
     device: str = "auto",
     num_threads: Optional[int] = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
@@ -107,7 +116,7 @@ def create_app(
     torch's setting). Mount the result anywhere (``Mount("/sentiment", app=create_app(...))``), or serve it with
     ``run_server``.
     """
-    limits = Limits(max_batch, max_text_chars, max_body_bytes)
+    limits = Limits(max_batch, max_text_chars, max_body_bytes, body_timeout)
     if num_threads is not None and num_threads < 1:
         raise ConfigError(f"num_threads must be a positive integer, not {num_threads!r}")
     clf = model if isinstance(model, Classifier) else Classifier.load(model, device=device, batch_size=batch_size,
@@ -138,26 +147,20 @@ def create_app(
 
 
 def run_server(app: Starlette, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info",
-               access_log: bool = True) -> None:
+               access_log: bool = True, connections: Optional[ConnectionLimits] = None) -> None:
     """Serve ``app`` with uvicorn until SIGINT or SIGTERM, which finish the requests in flight, then stop.
+
+    ``connections`` bounds what clients may hold (default: ``ConnectionLimits`` with the connection cap lowered to
+    fit the open-file limit); see ``seqnlp.http_guard``.
 
     uvicorn raises the signal again once it has shut down: SIGTERM then ends the process as SIGTERM does. SIGINT
     should raise KeyboardInterrupt, but re-raised inside ``asyncio.run`` it only cancels a task that may already
     have finished, so whether it surfaces is a race; a SIGINT the server saw is therefore raised here, and the
     CLI exits 130 after Ctrl-C, as ``seqnlp train`` does.
     """
-    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=access_log,
-                            server_header=False, timeout_graceful_shutdown=30)
-    signals: list[int] = []
-
-    class SignalRecordingServer(uvicorn.Server):
-        def handle_exit(self, sig: int, frame: Optional[FrameType]) -> None:
-            signals.append(sig)
-            super().handle_exit(sig, frame)
-
-    server = SignalRecordingServer(config)
+    server = make_server(app, host, port, log_level, access_log, connections)
     server.run()  # a port in use, or a failed start-up, is logged and exits 3 (uvicorn's STARTUP_FAILURE)
-    if signal.SIGINT in signals:
+    if signal.SIGINT in server.signals:
         raise KeyboardInterrupt
     if not server.started:
         raise SeqnlpError(f"the server did not start on {host}:{port}; the log above says why")
@@ -229,10 +232,26 @@ class _Api:
         return JSONResponse({"prediction": results[0]} if single else {"predictions": results})
 
     async def _read_body(self, request: Request) -> bytes:
+        """The body of a JSON POST: Content-Type application/json, within max_body_bytes and body_timeout."""
+        content_type = request.headers.get("content-type", "")
+        media = content_type.split(";")[0].strip().lower()
+        if media != "application/json" and not (media.startswith("application/") and media.endswith("+json")):
+            raise ApiError(415, f"Content-Type must be application/json, not {_short(content_type or 'none')}")
         limit = self.limits.max_body_bytes
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
             raise ApiError(413, f"request body of {int(declared):,} bytes is over the limit of {limit:,} (max_body_bytes)")
+        try:
+            return await asyncio.wait_for(self._read_chunks(request, limit), self.limits.body_timeout)
+        except asyncio.TimeoutError:
+            raise ApiError(408, f"the request body did not arrive within {self.limits.body_timeout:g} s "
+                                "(body_timeout)", headers={"Connection": "close"}) from None
+        except ClientDisconnect:
+            log.info("a client disconnected before sending the whole request body")
+            raise ApiError(400, "the client disconnected before sending the whole body") from None
+
+    @staticmethod
+    async def _read_chunks(request: Request, limit: int) -> bytes:
         chunks, size = [], 0
         async for chunk in request.stream():
             size += len(chunk)
@@ -309,7 +328,7 @@ def _short(value: Any, width: int = 60) -> str:
 
 async def _api_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
-    return JSONResponse({"error": exc.message}, status_code=exc.status_code)
+    return JSONResponse({"error": exc.message}, status_code=exc.status_code, headers=exc.headers)
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:

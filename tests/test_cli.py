@@ -484,7 +484,8 @@ def test_evaluate_a_directory_that_is_not_a_run(tmp_path: Path) -> None:
 
 
 def test_evaluate_a_directory_that_does_not_exist(tmp_path: Path) -> None:
-    assert_one_line_error(invoke("evaluate", str(tmp_path / "nowhere")), 1, "nowhere", "does not exist")
+    """A usage error (exit 2, as the README says), found before anything heavy is imported (issue 14)."""
+    assert_one_line_error(invoke("evaluate", str(tmp_path / "nowhere")), 2, "nowhere", "does not exist")
 
 
 def test_predict_without_texts_is_a_usage_error(run_dir: Path) -> None:
@@ -549,13 +550,16 @@ def test_predict_non_utf8_input_is_a_one_line_error(run_dir: Path, tmp_path: Pat
 
 
 def test_predict_empty_input(run_dir: Path) -> None:
-    assert_one_line_error(invoke("predict", str(run_dir), "--input", "-", input=""), 1, "no texts")
+    """Empty standard input prints nothing and exits 0: a pipeline over an empty shard must not fail (issue 14)."""
+    for args in (["--input", "-"], ["-"]):
+        result = invoke("predict", str(run_dir), *args, input="")
+        assert (result.exit_code, result.stdout, result.stderr) == (0, "", ""), repr(result.exception)
 
 
 def test_train_refuses_an_existing_run_without_overwrite(run_dir: Path, toy_files: dict[str, Path]) -> None:
     before = (run_dir / "model.safetensors").read_bytes()
     result = invoke("train", "--data-files", f"train={toy_files['train']}", "--output-dir", str(run_dir))
-    assert_one_line_error(result, 1, str(run_dir), "--overwrite")
+    assert_one_line_error(result, 2, str(run_dir), "--overwrite")  # a usage error (issue 14)
     assert (run_dir / "model.safetensors").read_bytes() == before  # the run is left alone
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
+import typing
 from pathlib import Path
 
 import pytest
@@ -398,22 +400,55 @@ def test_wrong_types_in_updates(key: str, value: object, expected: str) -> None:
         ("model.dropout=1.5", "model.dropout: 1.5 must be in [0, 1)"),
         ("model.dropout=-0.1", "model.dropout: -0.1 must be in [0, 1)"),
         ("model.embedding_dropout=1.0", "model.embedding_dropout: 1.0 must be in [0, 1)"),
-        ("train.epochs=0", "train.epochs: 0 must be >= 1"),
-        ("train.lr=0", "train.lr: 0.0 must be > 0"),
-        ("train.lr=-1e-3", "train.lr: -0.001 must be > 0"),
-        ("train.max_grad_norm=0", "train.max_grad_norm: 0.0 must be > 0"),
-        ("train.patience=0", "train.patience: 0 must be >= 1"),
-        ("tokenizer.vocab_size=2", "tokenizer.vocab_size: 2 must be >= 3"),
-        ("tokenizer.max_length=0", "tokenizer.max_length: 0 must be >= 1"),
-        ("data.max_train_samples=0", "data.max_train_samples: 0 must be >= 1"),
+        ("train.epochs=0", "train.epochs: 0 must be >= 1 and <= 100000"),
+        ("train.lr=0", "train.lr: 0.0 must be > 0 and finite"),
+        ("train.lr=-1e-3", "train.lr: -0.001 must be > 0 and finite"),
+        ("train.lr=.inf", "train.lr: inf must be > 0 and finite"),
+        ("train.max_grad_norm=0", "train.max_grad_norm: 0.0 must be > 0 and finite"),
+        ("train.patience=0", "train.patience: 0 must be >= 1 and <= 100000"),
+        ("tokenizer.vocab_size=2", "tokenizer.vocab_size: 2 must be >= 3 and <= 10000000"),
+        ("tokenizer.max_length=0", "tokenizer.max_length: 0 must be >= 1 and <= 1000000"),
+        ("data.max_train_samples=0", "data.max_train_samples: 0 must be >= 1 and <= 1000000000000"),
         ("data.text_columns=[]", "data.text_columns: name at least one text column"),
-        ("tokenizer.vocab_size=20000000", "tokenizer.vocab_size: must be <= 10,000,000"),
+        ("tokenizer.vocab_size=20000000", "tokenizer.vocab_size: 20000000 must be >= 3 and <= 10000000"),
+        # Issue 14: every integer key has an upper bound too, and numbers must be finite.
+        ("seed=99999999999999999999999", "seed: 99999999999999999999999 must be >= 0 and <= 4294967295"),
+        ("seed=-1", "seed: -1 must be >= 0 and <= 4294967295"),
+        ("model.hidden_size=100000", "model.hidden_size: 100000 must be >= 1 and <= 65536"),
+        ("model.num_layers=100000", "model.num_layers: 100000 must be >= 1 and <= 64"),
+        ("train.batch_size=10000000", "train.batch_size: 10000000 must be >= 1 and <= 1000000"),
+        ("train.num_threads=100000", "train.num_threads: 100000 must be >= 1 and <= 4096"),
+        ("data.streaming_sample=1000000000", "data.streaming_sample: 1000000000 must be >= 1 and <= 100000000"),
+        ("train.plateau_factor=1.5", "train.plateau_factor: 1.5 must be < 1 (a learning-rate drop)"),
+        ("train.plateau_factor=0", "train.plateau_factor: 0.0 must be > 0 and finite"),
+        ("train.weight_decay=.nan", "train.weight_decay: nan must be >= 0 and finite"),
+        ("model.freeze_embeddings=1000000", "model.freeze_embeddings: 1000000 must be true, false or a number of "
+                                            "epochs >= 0 and <= 100000"),
     ],
 )
 def test_range_checks(override: str, expected: str) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(overrides=[override])
     assert str(info.value) == expected
+
+
+def test_every_integer_key_has_a_range() -> None:
+    """Issue 14: an integer key without an upper bound is a hang or an overflow waiting for a typo."""
+    from seqnlp.config import Config
+    from seqnlp.config.rules import _INT_RANGES
+    from seqnlp.config.typed import field_types
+
+    def int_keys(cls: type, prefix: str = "") -> set[str]:
+        keys = set()
+        for name, tp in field_types(cls).items():
+            if dataclasses.is_dataclass(tp):
+                keys |= int_keys(tp, f"{prefix}{name}.")
+            elif tp is int or int in typing.get_args(tp):
+                keys.add(f"{prefix}{name}")
+        return keys
+
+    ranged = {key for key, _, _ in _INT_RANGES} | {"model.freeze_embeddings"}  # bool | int, checked by hand
+    assert int_keys(Config) <= ranged
 
 
 def test_fractions_must_leave_training_data() -> None:
@@ -514,3 +549,58 @@ def test_shipped_recipes_load_and_validate(name: str) -> None:
     """A recipe with a misspelt key or a bad value fails here, not ten minutes into someone's run."""
     config = load_config(Path(__file__).resolve().parents[1] / "configs" / name)
     assert config.data.data_files and config.output_dir
+
+
+# --- a config you did not write (issue 14) ------------------------------------------------------------------------
+
+
+def alias_bomb(levels: int) -> str:
+    """A YAML file whose data.load_kwargs expands to 10**levels leaves, in a few hundred bytes."""
+    names = "abcdefghij"
+    lines = [f"    a: &a [{', '.join(['lol'] * 10)}]"]
+    lines += [f"    {n}: &{n} [{', '.join([f'*{p}'] * 10)}]" for p, n in zip(names, names[1:levels])]
+    return "data:\n  load_kwargs:\n" + "\n".join(lines) + "\n"
+
+
+def test_a_yaml_alias_bomb_is_refused_before_it_expands(tmp_path: Path) -> None:
+    """10**6 leaves from ~400 bytes: refused on the first anchor, without expanding anything."""
+    path = tmp_path / "bomb.yaml"
+    path.write_text(alias_bomb(6), encoding="utf-8")
+    assert path.stat().st_size < 500
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value) == (f"config file {path}, line 3: YAML anchors and aliases (&a) are not allowed in a "
+                               "config; write the value out")
+
+
+@pytest.mark.parametrize(("text", "fragment"), [
+    ("seed: &s 3\n", "line 1: YAML anchors and aliases (&s)"),
+    ("model:\n  cell: lstm\ndata:\n  text_columns: [a]\n  load_kwargs: {x: *undefined}\n", "line 5"),
+])
+def test_any_anchor_or_alias_is_refused_naming_the_line(tmp_path: Path, text: str, fragment: str) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError, match=re.escape(fragment)):
+        load_config(path)
+
+
+def test_an_alias_in_a_set_override_is_refused() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(overrides=["data.load_kwargs={a: &x [1, 2], b: *x}"])
+    assert str(info.value) == ("--set data.load_kwargs, line 1: YAML anchors and aliases (&x) are not allowed in a "
+                               "config; write the value out")
+
+
+@pytest.mark.parametrize("suffix", [".yaml", ".json"])
+def test_a_config_nested_thousands_deep_is_one_line(tmp_path: Path, suffix: str) -> None:
+    path = tmp_path / f"deep{suffix}"
+    path.write_text("{\"data\": " + "[" * 3000 + "]" * 3000 + "}", encoding="utf-8")
+    with pytest.raises(ConfigError, match=f"{re.escape(str(path))}"):
+        load_config(path)
+
+
+def test_a_config_file_over_a_megabyte_is_refused_unread(tmp_path: Path) -> None:
+    path = tmp_path / "big.yaml"
+    path.write_text("# " + "x" * (1 << 20) + "\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"big\.yaml is 1,048,579 bytes; a config is at most 1,048,576"):
+        load_config(path)

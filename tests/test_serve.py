@@ -63,6 +63,8 @@ def call(url: str, method: str = "GET", body: Any = None, raw: Optional[bytes] =
          headers: Optional[dict[str, str]] = None) -> tuple[int, dict[str, str], Any]:
     """(status, headers, decoded JSON) of one request; ``body`` is sent as JSON, ``raw`` as it is."""
     data = raw if raw is not None else None if body is None else json.dumps(body).encode()
+    if data is not None and headers is None:
+        headers = {"Content-Type": "application/json"}  # a POST without it is refused with 415
     request = urllib.request.Request(url, data=data, method=method, headers=headers or {})
     try:
         with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
@@ -99,7 +101,7 @@ def test_model_metadata(base_url: str, clf: Classifier, toy_run: Path) -> None:
     assert body["run_dir"] == str(toy_run)
     assert body["labels"] == clf.label_names and body["num_labels"] == 2
     assert body["parameters"] == count_parameters(clf.model)
-    assert body["limits"] == LIMITS
+    assert body["limits"] == {**LIMITS, "body_timeout": 30.0}
     assert body["device"] == "cpu" and body["version"] == __version__
     assert (body["batch_size"], body["precision"]) == (clf.batch_size, clf.precision) == (256, "fp32")
     config = body["config"]

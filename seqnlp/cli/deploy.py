@@ -9,6 +9,7 @@ import click
 
 from seqnlp.cli.options import handle_errors, inference_options
 from seqnlp.errors import ConfigError
+from seqnlp.rundir import check_run_dir
 
 
 @click.command()
@@ -23,6 +24,17 @@ from seqnlp.errors import ConfigError
               help="Most characters in one text (more: 413).")
 @click.option("--max-body-bytes", type=click.IntRange(min=1), default=1 << 20, show_default=True,
               help="Largest request body (more: 413).")
+@click.option("--body-timeout", type=click.FloatRange(min=0.1), default=30.0, show_default=True,
+              help="Seconds for a request's body to arrive once its headers have (more: 408).")
+@click.option("--header-timeout", type=click.FloatRange(min=0.1), default=10.0, show_default=True,
+              help="Seconds for a request's line and headers to arrive (more: 408 and the connection closed).")
+@click.option("--keep-alive-timeout", type=click.FloatRange(min=0.1), default=5.0, show_default=True,
+              help="Seconds an idle connection stays open between requests.")
+@click.option("--max-connections", type=click.IntRange(min=1),
+              help="Open connections at most; more are answered 503 and closed "
+                   "[default: 256, fewer if the open-file limit (ulimit -n) is lower].")
+@click.option("--max-header-bytes", type=click.IntRange(min=1024), default=16_384, show_default=True,
+              help="Largest request line and headers (more: 400).")
 @click.option("--threads", type=click.IntRange(min=1),
               help="Torch threads for inference [default: the usable cores less one, at least 1].")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
@@ -31,8 +43,9 @@ from seqnlp.errors import ConfigError
 @click.pass_context
 @handle_errors
 def serve(ctx: click.Context, run_dir: str, host: str, port: int, max_batch: int, max_text_chars: int,
-          max_body_bytes: int, threads: Optional[int], device: str, batch_size: int, precision: str,
-          no_access_log: bool) -> None:
+          max_body_bytes: int, body_timeout: float, header_timeout: float, keep_alive_timeout: float,
+          max_connections: Optional[int], max_header_bytes: int, threads: Optional[int], device: str,
+          batch_size: int, precision: str, no_access_log: bool) -> None:
     """Serve a trained run over HTTP: a JSON API for predictions (needs pip install 'seqnlp[serve]').
 
     \b
@@ -43,21 +56,30 @@ def serve(ctx: click.Context, run_dir: str, host: str, port: int, max_batch: int
                          "return_probabilities": true
 
     Errors are JSON {"error": "..."}: 400 for a body that is not JSON, 422 for wrong fields or types, 413 for a
-    request over a limit. Ctrl-C or SIGTERM finishes the requests in flight, then stops.
+    request over a limit, 415 for a POST that is not Content-Type: application/json, 408 for a request that
+    did not arrive in time, 503 for a connection over --max-connections. Ctrl-C or SIGTERM finishes the
+    requests in flight, then stops.
 
     \b
     Examples:
       seqnlp serve runs/sms
       seqnlp serve runs/sst2-gru --host 0.0.0.0 --port 8080 --max-batch 64 --threads 2
-      curl -s localhost:8000/v1/predict -d '{"texts": ["free prize, call now", "see you at lunch"]}'
+      seqnlp serve runs/sms --max-connections 100 --header-timeout 5 --body-timeout 10
+      curl -s localhost:8000/v1/predict -H 'Content-Type: application/json' \\
+           -d '{"texts": ["free prize, call now", "see you at lunch"]}'
     """
+    check_run_dir(run_dir)  # before the heavy imports: a usage error answers at once
+    from seqnlp.http_guard import ConnectionLimits, default_max_connections
     from seqnlp.serve import create_app, default_threads, run_server
 
     app = create_app(run_dir, max_batch=max_batch, max_text_chars=max_text_chars, max_body_bytes=max_body_bytes,
-                     device=device, num_threads=threads or default_threads(), batch_size=batch_size,
-                     precision=precision)
+                     body_timeout=body_timeout, device=device, num_threads=threads or default_threads(),
+                     batch_size=batch_size, precision=precision)
+    connections = ConnectionLimits(max_connections or default_max_connections(), header_timeout, keep_alive_timeout,
+                                   max_header_bytes)
     level = logging.getLogger().getEffectiveLevel()
-    run_server(app, host=host, port=port, log_level=logging.getLevelName(level).lower(), access_log=not no_access_log)
+    run_server(app, host=host, port=port, log_level=logging.getLevelName(level).lower(), access_log=not no_access_log,
+               connections=connections)
 
 
 @click.command()
@@ -82,6 +104,7 @@ def export(ctx: click.Context, run_dir: str, export_format: str, output: Optiona
       seqnlp export runs/sst2 --format torchscript --output sst2-ts/
       seqnlp export runs/imdb --quantize                       # runs/imdb/export/model.int8.onnx
     """
+    check_run_dir(run_dir)  # before the heavy imports: a usage error answers at once
     from seqnlp.export import FORMATS
 
     if export_format not in FORMATS:

@@ -8,6 +8,7 @@ from typing import Optional, TextIO
 import click
 
 from seqnlp.cli.options import data_options, handle_errors, inference_options, parse_data_files, quiet_datasets
+from seqnlp.rundir import check_run_dir
 
 
 @click.command()
@@ -35,6 +36,7 @@ def evaluate(ctx: click.Context, run_dir: str, dataset: Optional[str], data_file
       seqnlp evaluate runs/sst2 --data-files validation=data/dev.tsv --split validation --json
       seqnlp evaluate runs/imdb --batch-size 1024 --precision bf16
     """
+    check_run_dir(run_dir)  # before the heavy imports: a usage error answers at once
     from seqnlp.evaluation import evaluate as run_evaluation
     from seqnlp.evaluation import format_report
 
@@ -68,28 +70,34 @@ def predict(ctx: click.Context, run_dir: str, texts: tuple[str, ...], input_file
     {"label", "score"} per text; a multi-label run gives {"labels": [every label at or above its threshold],
     "scores": {label: probability}}.
 
-    Texts come from the arguments, or --input: plain text (one text a line), JSONL or CSV/TSV.
+    Texts come from the arguments, or --input: plain text (one text a line), JSONL or CSV/TSV. A lone - (as the
+    text or the --input file) reads standard input, as Unix tools do; empty standard input prints nothing.
 
     \b
     Examples:
       seqnlp predict runs/sms "WINNER!! Claim your free prize now"
       seqnlp predict runs/sms --input messages.txt --top-k 2
       cat reviews.jsonl | seqnlp predict runs/imdb -i - --format jsonl --text-column review
+      zcat shard-*.txt.gz | seqnlp predict runs/imdb -
       seqnlp predict runs/imdb --input reviews.txt --quantize
     """
-    from seqnlp.data.files import read_texts
-    from seqnlp.predict import Classifier
-
+    if texts == ("-",) and input_file is None:
+        texts, input_file = (), click.open_file("-", encoding="utf-8")
     if texts and input_file is not None:
         raise click.UsageError("give texts as arguments or with --input, not both")
     if not texts and input_file is None:
         raise click.UsageError("no texts: give them as arguments or with --input FILE (- for stdin)")
+    check_run_dir(run_dir)  # before the heavy imports: a usage error answers at once
+    from seqnlp.data.files import read_texts
+    from seqnlp.predict import Classifier
+
     clf = Classifier.load(run_dir, quantize=quantize, batch_size=batch_size, precision=precision)
     if top_k is not None and top_k > len(clf.label_names):
         raise click.BadParameter(f"{top_k} is more than the {len(clf.label_names)} labels", param_hint="--top-k")
     columns = list(text_columns) or clf.config.data.text_columns
+    stdin = input_file is not None and getattr(input_file, "name", "") in ("<stdin>", "-")
     chunks = [list(texts)] if texts else read_texts(input_file, input_format, columns,  # type: ignore[arg-type]
-                                                    clf.config.data.text_separator)
+                                                    clf.config.data.text_separator, empty_ok=stdin)
     for chunk in chunks:
         for result in clf.predict(chunk, top_k=top_k):
             click.echo(json.dumps(result, ensure_ascii=False))

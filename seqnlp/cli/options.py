@@ -6,6 +6,7 @@ Nothing here imports torch or datasets at import time, so ``seqnlp --help`` stay
 from __future__ import annotations
 
 import os
+import sys
 from functools import wraps
 from typing import Any, Callable, Optional
 
@@ -13,24 +14,27 @@ import click
 
 from seqnlp.config import PRECISIONS
 from seqnlp.errors import ConfigError, SeqnlpError
+from seqnlp.rundir import storage_error
 
 INFERENCE_BATCH_SIZE = 256  # seqnlp.predict.DEFAULT_BATCH_SIZE, without importing torch
 INFERENCE_PRECISION = "fp32"  # seqnlp.predict.DEFAULT_PRECISION
 
 
 def handle_errors(command: Callable) -> Callable:
-    """Expected errors print one line and exit non-zero; --debug shows the traceback instead."""
+    """Expected errors print one line and exit non-zero; --debug shows the traceback instead. A write the disk
+    refused (full, read-only, permissions, quota, file size limit) anywhere is one of them."""
 
     @wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         ctx = click.get_current_context()
         try:
             return command(*args, **kwargs)
-        except SeqnlpError as exc:
-            if ctx.find_root().params.get("debug"):
+        except (SeqnlpError, OSError) as exc:
+            error = exc if isinstance(exc, SeqnlpError) else storage_error(exc, exc.filename or "a file")
+            if error is None or ctx.find_root().params.get("debug"):
                 raise
-            click.echo(f"Error: {exc}", err=True)
-            ctx.exit(exc.exit_code)
+            click.echo(f"Error: {error}", err=True)
+            ctx.exit(error.exit_code)
         except KeyboardInterrupt:
             click.echo("Interrupted.", err=True)
             ctx.exit(130)
@@ -46,9 +50,16 @@ def rank() -> int:
         return 0
 
 
+def show_progress(ctx: click.Context) -> bool:
+    """Progress bars only on a terminal: without -q, and when stderr is one. On a file, a pipe or CI a bar writes a
+    carriage-return update per step; training logs a line per epoch and every train.log_every steps instead."""
+    return not ctx.obj["quiet"] and sys.stderr.isatty()
+
+
 def quiet_datasets(ctx: click.Context) -> None:
-    """-q also silences datasets' own bars (generating, preparing, encoding); called by commands, not by --help."""
-    if ctx.obj["quiet"]:
+    """-q, or a stderr that is not a terminal, also silences datasets' own bars (generating, preparing, encoding);
+    called by commands, not by --help."""
+    if not show_progress(ctx):
         import datasets
 
         datasets.disable_progress_bars()

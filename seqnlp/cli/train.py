@@ -6,9 +6,11 @@ from typing import Any, Optional
 
 import click
 
-from seqnlp.cli.options import (data_options, data_updates, handle_errors, quiet_datasets, rank)
+from seqnlp.cli.options import data_options, data_updates, handle_errors, quiet_datasets, rank, show_progress
 from seqnlp.config import CELLS, PRECISIONS, load_config
+from seqnlp.data.files import check_data_files
 from seqnlp.errors import ConfigError
+from seqnlp.rundir import check_output_dir, check_run_dir
 
 
 @click.command()
@@ -48,7 +50,8 @@ def train(ctx: click.Context, config_file: Optional[str], overrides: tuple[str, 
 
     Settings come from the defaults, then --config, then --set, then the flags below. With no dataset
     named, seqnlp trains on the embedded SMS Spam Collection. Under torchrun, every process trains on its
-    share of each batch (--batch-size is per process) and rank 0 writes the run directory.
+    share of each batch (--batch-size is per process) and rank 0 writes the run directory. One process writes a
+    run directory at a time: a second train or --resume on it stops at once, naming the first.
 
     \b
     Examples:
@@ -64,17 +67,7 @@ def train(ctx: click.Context, config_file: Optional[str], overrides: tuple[str, 
       seqnlp train --data-files train=tagged.jsonl --label-column labels --multi-label
     """
     if resume_dir is not None:
-        given = [p for p in ctx.command.params if p.name != "resume_dir"
-                 and ctx.get_parameter_source(p.name) == click.core.ParameterSource.COMMANDLINE]  # type: ignore[arg-type]
-        if given:
-            param = given[0]  # name the flag as typed: --unidirectional is the off side of --bidirectional
-            typed = param.secondary_opts if ctx.params[param.name] is False and param.secondary_opts else param.opts
-            flag = next((o for o in typed if o.startswith("--")), typed[0])
-            raise click.UsageError(f"--resume continues with the run's saved config; drop {flag}")
-        from seqnlp.training import resume
-
-        quiet_datasets(ctx)
-        _echo_result(resume(resume_dir, progress=not ctx.obj["quiet"]))
+        _resume(ctx, resume_dir)
         return
     updates = data_updates(dataset, data_files, text_columns, label_column)
     flags = {"output_dir": output_dir, "model.cell": cell, "model.num_layers": layers,
@@ -90,10 +83,30 @@ def train(ctx: click.Context, config_file: Optional[str], overrides: tuple[str, 
         click.echo(yaml.safe_dump(config.to_dict(), sort_keys=False), nl=False)
         return
 
+    if config.output_dir is not None:  # usage errors and bad file names answer before the heavy imports
+        check_output_dir(config.output_dir, overwrite)
+    check_data_files(config.data)
     from seqnlp.training import train as run_training
 
+
     quiet_datasets(ctx)
-    _echo_result(run_training(config, overwrite=overwrite, progress=not ctx.obj["quiet"]))
+    _echo_result(run_training(config, overwrite=overwrite, progress=show_progress(ctx)))
+
+
+def _resume(ctx: click.Context, resume_dir: str) -> None:
+    """--resume RUN_DIR: any other option given is a usage error, and so is a directory that does not exist."""
+    given = [p for p in ctx.command.params if p.name != "resume_dir"
+             and ctx.get_parameter_source(p.name) == click.core.ParameterSource.COMMANDLINE]  # type: ignore[arg-type]
+    if given:
+        param = given[0]  # name the flag as typed: --unidirectional is the off side of --bidirectional
+        typed = param.secondary_opts if ctx.params[param.name] is False and param.secondary_opts else param.opts
+        flag = next((o for o in typed if o.startswith("--")), typed[0])
+        raise click.UsageError(f"--resume continues with the run's saved config; drop {flag}")
+    check_run_dir(resume_dir)  # before the heavy imports: a usage error answers at once
+    from seqnlp.training import resume
+
+    quiet_datasets(ctx)
+    _echo_result(resume(resume_dir, progress=show_progress(ctx)))
 
 
 def _class_weights(value: Optional[str]) -> Any:

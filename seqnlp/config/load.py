@@ -17,6 +17,10 @@ from seqnlp.config.schema import Config
 from seqnlp.config.typed import build, field_types, set_value
 from seqnlp.errors import ConfigError
 
+MAX_CONFIG_BYTES = 1 << 20  # a config is a few KB; a larger file is not one
+MAX_DEPTH = 32  # mappings and lists inside each other: a config has 2 or 3 levels, load_kwargs a few more
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's parser when PyYAML was built with it
+
 
 def load_config(path: str | Path | None = None, overrides: Iterable[str] = (),
                 updates: Optional[Mapping[str, Any]] = None, base: Optional[Config] = None) -> Config:
@@ -45,7 +49,7 @@ def _parse_override(config: Config, dotted: str, text: str) -> Any:
     """Parse an override's value as YAML, except that a text field (str, Optional[str], Literal) keeps its literal
     text: "1.10" stays "1.10". A Union such as bool | str keeps YAML's parse (true is a bool there)."""
     try:
-        parsed = yaml.safe_load(text) if text.strip() else None
+        parsed = safe_yaml(text, f"--set {dotted}") if text.strip() else None
     except yaml.YAMLError:
         return text  # not YAML: take it as a plain string
     *sections, name = dotted.split(".")
@@ -60,9 +64,13 @@ def _parse_override(config: Config, dotted: str, text: str) -> Any:
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
-    """Read a YAML or JSON config file with a safe loader (no code execution)."""
+    """Read a YAML or JSON config file with a safe loader (no code execution, no anchors or aliases, at most
+    ``MAX_CONFIG_BYTES``): what it holds is plain data of the size of the file."""
     path = Path(path)
     try:
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"config file {path} is {path.stat().st_size:,} bytes; a config is at most "
+                              f"{MAX_CONFIG_BYTES:,}")
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist") from None
@@ -71,14 +79,37 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     except OSError as exc:
         raise ConfigError(f"config file {path} cannot be read: {exc.strerror or exc}") from None
     try:
-        raw = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        raw = json.loads(text) if path.suffix == ".json" else safe_yaml(text, f"config file {path}")
     except (yaml.YAMLError, json.JSONDecodeError) as exc:
         raise ConfigError(f"config file {path} is not valid YAML/JSON: {exc}".splitlines()[0]) from None
+    except RecursionError:
+        raise ConfigError(f"config file {path} is nested too deeply to be a config") from None
     if raw is None:
         return {}
     if not isinstance(raw, dict):
         raise ConfigError(f"config file {path} must hold a mapping of sections, not {type(raw).__name__}")
     return raw
+
+
+def safe_yaml(text: str, source: str) -> Any:
+    """YAML through the safe loader (libyaml's when installed), refusing anchors and aliases (``&a``, ``*a``: a few
+    hundred bytes of nested aliases expand to gigabytes, an alias bomb) and nesting deeper than ``MAX_DEPTH`` (the
+    pure-Python parser slows quadratically with depth). A config needs neither. Errors name ``source`` and the line."""
+    depth = 0
+    try:
+        for event in yaml.parse(text, Loader=_LOADER):
+            line = event.start_mark.line + 1
+            anchor = getattr(event, "anchor", None)
+            if anchor is not None:
+                sign = "*" if isinstance(event, yaml.AliasEvent) else "&"
+                raise ConfigError(f"{source}, line {line}: YAML anchors and aliases ({sign}{anchor}) are not allowed "
+                                  "in a config; write the value out")
+            depth += isinstance(event, yaml.CollectionStartEvent) - isinstance(event, yaml.CollectionEndEvent)
+            if depth > MAX_DEPTH:
+                raise ConfigError(f"{source}, line {line}: nested more than {MAX_DEPTH} deep, which no config is")
+        return yaml.load(text, Loader=_LOADER)
+    except RecursionError:
+        raise ConfigError(f"{source} is nested too deeply to be a config") from None
 
 
 def config_from_dict(raw: Mapping[str, Any]) -> Config:

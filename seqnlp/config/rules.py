@@ -14,15 +14,23 @@ from seqnlp.errors import ConfigError
 CLASS_WEIGHTS = ("none", "auto")  # train.class_weights also takes a list of numbers: checked by hand
 
 
-# (dotted key, lowest allowed value, whether the lowest is excluded); None always passes
+# Every integer key: (dotted key, lowest, highest); None always passes. The highest values are far beyond any sensible
+# run; they keep a typo, or a config from elsewhere, from asking for terabytes, a hang or an overflow deep inside.
+_INT_RANGES: tuple[tuple[str, int, int], ...] = (
+    ("seed", 0, 2**32 - 1),  # NumPy's seeding takes 32 bits
+    ("tokenizer.vocab_size", 3, 10_000_000), ("tokenizer.min_frequency", 1, 10**9), ("tokenizer.max_length", 1, 10**6),
+    ("model.embedding_dim", 1, 65_536), ("model.hidden_size", 1, 65_536), ("model.num_layers", 1, 64),
+    ("model.head_hidden_size", 0, 65_536),
+    ("train.epochs", 1, 100_000), ("train.batch_size", 1, 10**6), ("train.eval_batch_size", 1, 10**6),
+    ("train.bucket_pool", 1, 10**6), ("train.log_every", 1, 10**9), ("train.checkpoint_every", 1, 10**9),
+    ("train.patience", 1, 100_000), ("train.plateau_patience", 0, 100_000), ("train.num_threads", 1, 4096),
+    ("data.max_train_samples", 1, 10**12), ("data.streaming_sample", 1, 10**8), ("data.shuffle_buffer", 1, 10**8),
+    ("data.streaming_validation_size", 1, 10**8), ("data.streaming_size", 1, 10**15),
+)
+# Numbers: (dotted key, lowest allowed value, whether the lowest is excluded); each must also be finite.
 _BOUNDS: tuple[tuple[str, float, bool], ...] = (
-    *((key, 1, False) for key in (
-        "tokenizer.min_frequency", "tokenizer.max_length", "model.embedding_dim", "model.hidden_size",
-        "model.num_layers", "train.epochs", "train.batch_size", "train.eval_batch_size", "train.bucket_pool",
-        "train.log_every", "train.checkpoint_every", "train.patience", "train.num_threads", "data.max_train_samples",
-        "data.streaming_sample", "data.shuffle_buffer", "data.streaming_validation_size", "data.streaming_size")),
-    ("tokenizer.vocab_size", 3, False), ("model.head_hidden_size", 0, False), ("train.weight_decay", 0, False),
-    ("train.plateau_patience", 0, False), ("train.lr", 0, True), ("train.max_grad_norm", 0, True),
+    ("train.weight_decay", 0, False), ("train.lr", 0, True), ("train.max_grad_norm", 0, True),
+    ("train.plateau_factor", 0, True),
 )
 
 
@@ -36,13 +44,17 @@ def validate(config: Config) -> None:
         value = get_value(config, key)
         if value not in choices:
             raise ConfigError(f"{key}: {value!r} is not one of {', '.join(choices)}")
+    for key, lowest, highest in _INT_RANGES:
+        value = get_value(config, key)
+        if isinstance(value, int) and not isinstance(value, bool) and not lowest <= value <= highest:
+            raise ConfigError(f"{key}: {value!r} must be >= {lowest} and <= {highest}")
     for key, low, strict in _BOUNDS:
         value = get_value(config, key)
         if value is None:
             continue
-        if not (value > low if strict else value >= low):  # also rejects NaN
+        if not (value > low if strict else value >= low) or not math.isfinite(value):  # also rejects NaN
             relation = ">" if strict else ">="
-            raise ConfigError(f"{key}: {value!r} must be {relation} {low}")
+            raise ConfigError(f"{key}: {value!r} must be {relation} {low} and finite")
     for key in _FRACTIONS:
         value = get_value(config, key)
         if not 0.0 <= value < 1.0:
@@ -51,13 +63,14 @@ def validate(config: Config) -> None:
         raise ConfigError("data.text_columns: name at least one text column")
     if config.data.validation_size + config.data.test_size >= 1.0:
         raise ConfigError("data.validation_size + data.test_size must leave some examples for training")
-    if config.tokenizer.vocab_size > 10_000_000:
-        raise ConfigError("tokenizer.vocab_size: must be <= 10,000,000")
+    if not config.train.plateau_factor < 1:
+        raise ConfigError(f"train.plateau_factor: {config.train.plateau_factor!r} must be < 1 (a learning-rate drop)")
     if config.train.tensorboard not in (True, False, "auto"):
         raise ConfigError(f"train.tensorboard: {config.train.tensorboard!r} is not one of auto, true, false")
     freeze = config.model.freeze_embeddings
-    if not isinstance(freeze, bool) and freeze < 0:
-        raise ConfigError(f"model.freeze_embeddings: {freeze!r} must be true, false or a number of epochs >= 0")
+    if not isinstance(freeze, bool) and not 0 <= freeze <= 100_000:
+        raise ConfigError(f"model.freeze_embeddings: {freeze!r} must be true, false or a number of epochs >= 0 "
+                          "and <= 100000")
     if config.model.pretrained_vectors is not None and not config.model.pretrained_vectors.strip():
         raise ConfigError("model.pretrained_vectors: give a vectors file or a named source, or null for none")
     _validate_class_weights(config.train.class_weights)

@@ -6,13 +6,19 @@ Names come from a ``ClassLabel``, from ``data.label_names``, or from the sorted 
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable, Optional
 
 import datasets
 from datasets import ClassLabel, Dataset
 
 from seqnlp.config import DataConfig
+from seqnlp.data.files import header_hint
+from seqnlp.data.texts import join_texts, list_item_feature
 from seqnlp.errors import DataError
+
+MAX_CLASS_SHARE = 0.5  # more distinct labels than this share of the rows: not a set of classes
+MIN_CHECKED_CLASSES = 50  # ... once there are at least this many (a tiny data set may have few rows per class)
 
 
 def infer_label_names(split: Dataset, cfg: DataConfig) -> list[str]:
@@ -36,8 +42,7 @@ def infer_label_names(split: Dataset, cfg: DataConfig) -> list[str]:
     if isinstance(feature, ClassLabel):
         return list(feature.names)
     if not isinstance(feature, datasets.Value):
-        raise DataError(f"label column {column!r} holds mappings or nested lists; seqnlp needs a label or a list "
-                        "of labels per example")
+        raise _unusable(split, column, cfg.train_split)
     if cfg.label_names:
         return list(cfg.label_names)
     if cfg.multi_label:  # the union of the lists; a missing list (null) is an empty value, [] is no label
@@ -45,8 +50,10 @@ def infer_label_names(split: Dataset, cfg: DataConfig) -> list[str]:
         values = list({v for labels in rows for v in (labels if labels is not None else [None])})
     else:
         values = split.unique(column)
-    if any(v is None for v in values):
+    if any(v is None or (isinstance(v, float) and math.isnan(v)) for v in values):
         raise DataError(f"label column {column!r} of split {cfg.train_split!r} has empty values")
+    if not cfg.multi_label:
+        _check_classes(values, len(split), column, cfg.train_split)
     names = [str(v) for v in sorted(values)]  # ints sort numerically, strings alphabetically
     if len(names) < 2:
         raise DataError(
@@ -54,6 +61,43 @@ def infer_label_names(split: Dataset, cfg: DataConfig) -> list[str]:
             " a classifier needs at least two"
         )
     return names
+
+
+def _check_classes(values: list[Any], rows: int, column: str, split_name: str) -> None:
+    """Values that are classes: not numbers with fractions (a continuous target), and not one per example."""
+    fractional = sorted(v for v in values if isinstance(v, float) and not v.is_integer())
+    where = f"label column {column!r} of split {split_name!r}"
+    if fractional:
+        raise DataError(f"{where} holds numbers that are not whole ({', '.join(map(repr, fractional[:3]))}, ...): a "
+                        "continuous target; seqnlp classifies, regression is not supported: bin the values into classes")
+    if len(values) >= MIN_CHECKED_CLASSES and len(values) > MAX_CLASS_SHARE * rows:
+        raise DataError(f"{where} has {len(values):,} distinct values in {rows:,} rows, nearly one per example: an id "
+                        "or a continuous target, not classes; seqnlp classifies, regression is not supported (name "
+                        "the label column with data.label_column, or bin the values into classes)")
+
+
+def _unusable(split: Dataset, column: str, split_name: str) -> DataError:
+    """Why a label column of mixed JSON values cannot be used: it mixes types, or holds mappings or lists."""
+    first: dict[str, tuple[int, Any]] = {}
+    for row, value in enumerate(split[column]):
+        first.setdefault(_kind(value), (row, value))
+    where = f"label column {column!r} of split {split_name!r}"
+    nested = [kind for kind in first if kind in ("a mapping", "a list")]
+    if nested or len(first) < 2:
+        kind = nested[0] if nested else next(iter(first), "nothing")
+        row, value = first.get(kind, (0, None))
+        return DataError(f"{where} holds {kind} at row {row} ({str(value)[:40]}); seqnlp needs a label, or a list of "
+                         "labels with data.multi_label, per example")
+    shown = ", ".join(f"{kind} at row {row} ({value!r})"[:60] for kind, (row, value) in list(first.items())[:3])
+    return DataError(f"{where} mixes types: {shown}; give every label the same type (e.g. all strings)")
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, (int, float)):
+        return "a number"
+    return {str: "a string", dict: "a mapping", list: "a list"}.get(type(value), "null")
 
 
 def label_converter(
@@ -91,7 +135,7 @@ def label_converter(
 
     def convert(batch: dict[str, list], indices: list[int]) -> dict[str, list]:
         columns = [batch[c] for c in text_columns]
-        texts = [sep.join("" if v is None else str(v) for v in parts) for parts in zip(*columns)]
+        texts = [join_texts(list(parts), sep) for parts in zip(*columns)]
         out: dict[str, list] = {"text": texts}
         if has_labels:
             encode = multi_hot if multi_label else index_of
@@ -104,20 +148,6 @@ def label_converter(
         features["label"] = (datasets.Sequence(datasets.Value("float32"), length=len(label_names)) if multi_label
                              else ClassLabel(names=label_names))
     return convert, features
-
-
-def list_item_feature(feature: Any) -> Any:
-    """The item feature of a list feature (``List``/``Sequence``/``[...]``), or None for a scalar one."""
-    if isinstance(feature, list):
-        return feature[0] if feature else None
-    if isinstance(feature, _LIST_FEATURES):
-        return feature.feature
-    return None
-
-
-# datasets >= 4 has List and LargeList (Sequence is a function making a List); datasets 3 has a Sequence class.
-_LIST_FEATURES = tuple(t for t in (getattr(datasets, "List", None), getattr(datasets, "LargeList", None),
-                                   getattr(datasets, "Sequence", None)) if isinstance(t, type))
 
 
 def _label_name(value: Any, value_names: Optional[list[str]]) -> Optional[str]:
@@ -133,5 +163,5 @@ def check_columns(split: Dataset, wanted: list[str], role: str, split_name: str)
     if missing:
         raise DataError(
             f"{role} column {missing[0]!r} not found in split {split_name!r}; "
-            f"columns that exist: {', '.join(split.column_names)}"
+            f"columns that exist: {', '.join(split.column_names)}{header_hint(split.column_names, 'load')}"
         )

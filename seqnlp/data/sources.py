@@ -20,23 +20,13 @@ from datasets import DatasetDict, IterableDatasetDict
 
 from seqnlp.config import DataConfig
 from seqnlp.data import synthetic
-from seqnlp.data.files import find_bad_line
+from seqnlp.data.files import BUILDER_NAMES, BUILDERS, FORMAT_HINT, find_bad_line
+from seqnlp.data.hub import NO_NETWORK_HINT, offline_mode, offline_reason
 from seqnlp.errors import DataError
 
 log = logging.getLogger(__name__)
 
 SMS_SPAM_FILE = Path(__file__).parent / "sms_spam" / "SMSSpamCollection"  # the embedded default data set
-
-# File suffix -> (datasets builder, default load_dataset options)
-_BUILDERS: dict[str, tuple[str, dict[str, Any]]] = {
-    ".csv": ("csv", {}),
-    ".tsv": ("csv", {"delimiter": "\t", "quoting": csv.QUOTE_NONE}),
-    ".json": ("json", {}),
-    ".jsonl": ("json", {}),
-    ".parquet": ("parquet", {}),
-}
-_BUILDER_NAMES = {"csv", "json", "parquet", "text", "arrow"}
-
 
 def describe_source(cfg: DataConfig) -> str:
     if cfg.dataset is None and not cfg.data_files:
@@ -134,9 +124,25 @@ def _load_raw(cfg: DataConfig, streaming: bool) -> DatasetDict | IterableDataset
         return _load(str(path), source=f"directory {path}", streaming=streaming, **cfg.load_kwargs)
     if _looks_like_path(name):
         raise DataError(f"dataset path {name!r} does not exist")
-    # A Hub dataset: the default for users who are online.
-    return _load(name, name=cfg.config_name, revision=cfg.revision, source=f"Hub dataset {name!r}",
-                 streaming=streaming, **cfg.load_kwargs)
+    return _load_hub(name, cfg, streaming)
+
+
+def _load_hub(name: str, cfg: DataConfig, streaming: bool) -> DatasetDict | IterableDatasetDict:
+    """A Hub dataset: the default for users who are online. Without a network, the cache alone, at once."""
+    source = f"Hub dataset {name!r}"
+    reason = offline_reason()
+    if reason is None:
+        return _load(name, name=cfg.config_name, revision=cfg.revision, source=source, streaming=streaming,
+                     **cfg.load_kwargs)
+    try:
+        with offline_mode():
+            return _load(name, name=cfg.config_name, revision=cfg.revision, source=source, streaming=streaming,
+                         **cfg.load_kwargs)
+    except DataError as exc:
+        if not isinstance(exc.__cause__, (FileNotFoundError, ConnectionError)):
+            raise
+        raise DataError(f"{source} is not in the local datasets cache and there is no network ({reason}); "
+                        f"{NO_NETWORK_HINT}") from None
 
 
 def _existing(paths: Any, split: str) -> list[str]:
@@ -148,22 +154,21 @@ def _existing(paths: Any, split: str) -> list[str]:
 
 
 def _builder_for(dataset: Optional[str], files: dict[str, list[str]]) -> tuple[str, dict[str, Any]]:
-    if dataset in _BUILDER_NAMES:
+    if dataset in BUILDER_NAMES:
         suffix = Path(next(iter(files.values()))[0]).suffix.lower()
-        defaults = _BUILDERS[suffix][1] if suffix in _BUILDERS and _BUILDERS[suffix][0] == dataset else {}
+        defaults = BUILDERS[suffix][1] if suffix in BUILDERS and BUILDERS[suffix][0] == dataset else {}
         return dataset, defaults
     if dataset is not None:
         raise DataError(
-            f"with data files, data.dataset must be empty or a file format ({', '.join(sorted(_BUILDER_NAMES))}),"
+            f"with data files, data.dataset must be empty or a file format ({', '.join(sorted(BUILDER_NAMES))}),"
             f" not {dataset!r}"
         )
     suffixes = {Path(p).suffix.lower() for paths in files.values() for p in paths}
-    if len(suffixes) != 1 or next(iter(suffixes)) not in _BUILDERS:
-        raise DataError(
-            f"cannot tell the format of {', '.join(sorted(suffixes))} files; use {', '.join(_BUILDERS)} "
-            "or set data.dataset to csv, json or parquet"
-        )
-    return _BUILDERS[suffixes.pop()]
+    if len(suffixes) != 1 or next(iter(suffixes)) not in BUILDERS:
+        names = ", ".join(sorted({p for paths in files.values() for p in paths}))
+        raise DataError(f"cannot tell the format of {names[:200]} from the suffix ({', '.join(sorted(suffixes))}); "
+                        f"use one of {', '.join(BUILDERS)} for all files, or {FORMAT_HINT}")
+    return BUILDERS[suffixes.pop()]
 
 
 def _load(path: str, source: str, diagnose: Optional[Callable[[], Optional[str]]] = None,
@@ -210,7 +215,7 @@ def local_files(cfg: DataConfig) -> dict[str, list[str]]:
 
 
 def _looks_like_path(name: str) -> bool:
-    return name.startswith((".", "/", "~")) or Path(name).suffix.lower() in _BUILDERS or name.count("/") > 1
+    return name.startswith((".", "/", "~")) or Path(name).suffix.lower() in BUILDERS or name.count("/") > 1
 
 
 def first_line(exc: BaseException) -> str:

@@ -21,6 +21,7 @@ from seqnlp.config import DataConfig
 from seqnlp.data.files import find_bad_line
 from seqnlp.data.labels import check_columns, infer_label_names, label_converter
 from seqnlp.data.sources import describe_source, first_line, load_raw, local_files, own_split_names
+from seqnlp.data.texts import check_text_columns, count_empty
 from seqnlp.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -206,6 +207,7 @@ def prepare_split(split: Dataset, cfg: DataConfig, label_names: list[str], split
     check_columns(split, cfg.text_columns, role="text", split_name=split_name)
     if len(split) == 0:
         raise DataError(f"split {split_name!r} is empty")
+    check_text_columns(split, cfg, split_name)
     # datasets gives every split of a file-based dataset the same columns: an unlabeled test file gets a
     # label column of nulls, which means "no labels", not "bad labels".
     has_labels = cfg.label_column in split.column_names and (
@@ -213,7 +215,7 @@ def prepare_split(split: Dataset, cfg: DataConfig, label_names: list[str], split
     )
     convert, features = label_converter(cfg, label_names, split_name, has_labels, split.features.get(cfg.label_column))
     try:
-        return split.map(
+        prepared = split.map(
             convert,
             batched=True,
             with_indices=True,
@@ -228,6 +230,8 @@ def prepare_split(split: Dataset, cfg: DataConfig, label_names: list[str], split
         if isinstance(cause, (DataError, UnicodeDecodeError)):
             raise cause from None
         raise
+    count_empty(prepared, split_name)
+    return prepared
 
 
 def _carve_missing_splits(data: DatasetDict, cfg: DataConfig, seed: int, own: Sequence[str]) -> DatasetDict:

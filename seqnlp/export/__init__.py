@@ -42,6 +42,7 @@ from seqnlp.export.common import (
     parity_check,
 )
 from seqnlp.export.masked import MaskedRNNClassifier
+from seqnlp.rundir import storage_errors
 from seqnlp.tokenizer import pad_id
 
 __all__ = ["FORMATS", "ExportResult", "export_run"]
@@ -65,9 +66,10 @@ def export_run(run_dir: str | Path, format: str = "onnx", output: Optional[str |
     config, tokenizer, labels, model = load_run(run_dir, "cpu")
     run_dir = Path(run_dir)
     model_file = model_path(run_dir, output, format, quantize)
-    model_file.parent.mkdir(parents=True, exist_ok=True)
-    int8, run_exported = _write(format, MaskedRNNClassifier(model), example_inputs(pad_id(tokenizer)), model_file,
-                                quantize)
+    with storage_errors(model_file):  # a full or read-only disk: one line naming the file, not a traceback
+        model_file.parent.mkdir(parents=True, exist_ok=True)
+        int8, run_exported = _write(format, MaskedRNNClassifier(model), example_inputs(pad_id(tokenizer)),
+                                    model_file, quantize)
     max_abs_diff, scale = parity_check(model, run_exported, tokenizer.get_vocab_size(), pad_id(tokenizer),
                                         config.tokenizer.max_length)
     if not quantize and max_abs_diff > FP32_TOLERANCE * max(1.0, scale):
@@ -78,7 +80,8 @@ def export_run(run_dir: str | Path, format: str = "onnx", output: Optional[str |
     for name in (TOKENIZER_FILE, LABELS_FILE):
         target = model_file.parent / name
         if not (target.exists() and target.samefile(run_dir / name)):
-            shutil.copyfile(run_dir / name, target)
+            with storage_errors(target):
+                shutil.copyfile(run_dir / name, target)
         files.append(target)
     write_json(model_file.parent / METADATA_FILE, meta)
     files.append(model_file.parent / METADATA_FILE)

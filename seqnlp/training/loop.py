@@ -71,6 +71,22 @@ class Hook:
         """After an epoch's validation: ``record`` is its metrics.jsonl line."""
 
 
+class StepLog(Hook):
+    """Progress as log lines when there are no progress bars (stderr is a file, a pipe or CI, where bars would
+    write a carriage-return update per step): a line every ``every`` steps; ``end_epoch`` logs each epoch's."""
+
+    def __init__(self, every: int, num_batches: Optional[int]) -> None:
+        self.every = every
+        self.num_batches = num_batches  # per epoch; None for a stream of unknown size
+
+    def on_step(self, state: TrainingState, batch: Batch, stats: StepStats) -> None:
+        if state.step % self.every or not state.examples:
+            return
+        of = f"/{self.num_batches:,}" if self.num_batches else ""
+        log.info("epoch %d, batch %d%s: train loss %.4f, %.0f tokens/s, lr %.2e", state.epoch, state.batch, of,
+                 state.loss_sum / state.examples, state.tokens / max(state.seconds, 1e-9), stats.lr)
+
+
 def never_stop() -> Optional[int]:
     return None
 

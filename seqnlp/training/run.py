@@ -52,12 +52,14 @@ from seqnlp.checkpoint import (
 )
 from seqnlp.config import Config, TrainConfig, config_from_dict, read_config_file, validate
 from seqnlp.data import Splits, load_splits, load_stream, synthetic
+from seqnlp.data.files import check_data_files
 from seqnlp.data.provenance import record_data
-from seqnlp.errors import CheckpointError, ConfigError, DataError, TrainingError
+from seqnlp.errors import CheckpointError, ConfigError, DataError, StorageError, TrainingError
 from seqnlp.evaluation import evaluate_model, predict_split
 from seqnlp.model import RNNClassifier, count_parameters
 from seqnlp.modelcard import environment, write_model_card
 from seqnlp.objective import tune_thresholds
+from seqnlp.rundir import check_run_dir, claim
 from seqnlp.runtime import check_precision, resolve_device, seed_everything, set_rng_state, set_threads
 from seqnlp.tokenizer import (
     SPECIAL_TOKENS,
@@ -68,7 +70,7 @@ from seqnlp.tokenizer import (
     load_tokenizer,
     pad_id,
 )
-from seqnlp.training.loop import Hook, fit, stop_on_signals
+from seqnlp.training.loop import Hook, StepLog, fit, stop_on_signals
 from seqnlp.training.plan import LabelPlan, plan_labels
 from seqnlp.training.schedule import make_optimizer
 from seqnlp.training.state import TrainingState
@@ -125,18 +127,18 @@ def train(config: Config, overwrite: bool = False, progress: bool = True, hooks:
     """
     preflight(config)
     config = copy.deepcopy(config)  # the run directory's name is filled in below
-    with _session(config) as device:
+    with _session(config) as device, contextlib.ExitStack() as writer:
         seed_everything(config.seed)
-        # Rank 0 names the run directory; the other ranks take its name.
-        config.output_dir = distributed.from_main(
-            lambda: config.output_dir or f"runs/{config.model.cell}-{datetime.now():%Y%m%d-%H%M%S}")
+        # Rank 0 names the run directory and becomes its one writer, before any data loads; the others take its name.
+        config.output_dir = distributed.from_main(lambda: claim(
+            writer, config.output_dir or f"runs/{config.model.cell}-{datetime.now():%Y%m%d-%H%M%S}", overwrite))
         setup = prepare(config, device, Path(config.output_dir), overwrite=overwrite)
         return _fit_and_finish(setup, TrainingState(), progress, hooks)
 
 
 def resume(run_dir: str | Path, progress: bool = True, hooks: Sequence[Hook] = ()) -> TrainResult:
     """Continue an interrupted run from its last checkpoint, with its saved config, tokenizer and labels."""
-    run_dir = Path(run_dir)
+    run_dir = check_run_dir(run_dir)
     for name in (CONFIG_FILE, LABELS_FILE, TOKENIZER_FILE):
         if not (run_dir / name).is_file():
             raise CheckpointError(f"cannot resume {run_dir}: {name} is missing")
@@ -144,7 +146,8 @@ def resume(run_dir: str | Path, progress: bool = True, hooks: Sequence[Hook] = (
         raise CheckpointError(f"cannot resume {run_dir}: it has no checkpoint (was it trained with seqnlp?)")
     config = config_from_dict(read_config_file(run_dir / CONFIG_FILE))
     preflight(config, resuming=True)
-    with _session(config) as device:
+    with _session(config) as device, contextlib.ExitStack() as writer:
+        distributed.from_main(lambda: claim(writer, str(run_dir), overwrite=None))
         tokenizer = load_tokenizer(run_dir / TOKENIZER_FILE)
         setup = prepare(config, device, run_dir, tokenizer=tokenizer, label_names=read_json(run_dir / LABELS_FILE))
         return _fit_and_finish(setup, restore(setup), progress, hooks)
@@ -153,10 +156,11 @@ def resume(run_dir: str | Path, progress: bool = True, hooks: Sequence[Hook] = (
 def preflight(config: Config, resuming: bool = False) -> None:
     """Every check that reads a file or needs an optional package, once, before any data loads.
 
-    ``config`` is validated again (a library caller may have changed it since it was loaded); then the
-    vectors' dimension (named source or file; not when ``resuming``: the weights hold the vectors by then),
-    ``train.tensorboard: true`` without tensorboard, a synthetic task's spec and length, and frozen embeddings
-    under torchrun.
+    ``config`` is validated again (a library caller may have changed it since it was loaded); then the data
+    files (they exist, their format is known), the vectors' dimension (named source or file; not when
+    ``resuming``: the weights hold the vectors by then), ``train.tensorboard: true`` without tensorboard, a
+    synthetic task's spec and length, and frozen embeddings under torchrun. The output directory is checked
+    (created, locked, written) right after, by ``rundir.claim``, still before any data loads.
     """
     validate(config)
     check_tensorboard(config.train.tensorboard)
@@ -164,6 +168,7 @@ def preflight(config: Config, resuming: bool = False) -> None:
         check_dim(config.model.pretrained_vectors, config.model.embedding_dim)
     if config.data.dataset is not None and config.data.dataset.startswith("synthetic:"):
         check_synthetic(config)
+    check_data_files(config.data)
     if distributed.launched_world_size() > 1 and config.model.freeze_embeddings not in (False, 0):
         # DDP fixes at construction which parameters get gradients; freezing would change that mid-run.
         raise ConfigError("model.freeze_embeddings is not supported under torchrun (DistributedDataParallel); "
@@ -233,9 +238,13 @@ def restore(setup: Setup) -> TrainingState:
     if state.batch and not setup.train_loader.mid_epoch_resume:
         raise CheckpointError(f"{run_dir} stopped inside epoch {state.epoch} of a stream; a streaming run "
                               "resumes at epoch boundaries only")
-    set_rng_state(state.rng_by_rank[distributed.rank()])
-    if state.scaler:
-        setup.scaler.load_state_dict(state.scaler)
+    try:
+        set_rng_state(state.rng_by_rank[distributed.rank()])
+        if state.scaler:
+            setup.scaler.load_state_dict(state.scaler)
+    except (ValueError, TypeError, KeyError, IndexError, RuntimeError) as exc:
+        raise CheckpointError(f"the checkpoint state in {run_dir / CHECKPOINT_DIR} cannot be restored: "
+                              f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
     # Epoch records written after the checkpoint would be written again: keep the checkpoint's.
     if distributed.is_main():
         write_jsonl(run_dir / METRICS_FILE, state.history)
@@ -284,9 +293,15 @@ def _fit_and_finish(setup: Setup, state: TrainingState, progress: bool, hooks: S
     tc = setup.config.train
     tensorboard = TensorBoardLogger.open(tc.tensorboard if distributed.is_main() else False, setup.run_dir,
                                          tc.log_every, state)
-    with stop_on_signals() as received, tensorboard:
-        fit(setup, state, lambda: received[0] if received else None, progress, [tensorboard, *hooks])
-    return finish(setup, state)
+    logged = [] if progress else [StepLog(tc.log_every, setup.train_loader.num_batches)]  # no bars: log lines
+    try:
+        with stop_on_signals() as received, tensorboard:
+            fit(setup, state, lambda: received[0] if received else None, progress, [tensorboard, *logged, *hooks])
+        return finish(setup, state)
+    except StorageError as exc:
+        if not has_training_state(setup.run_dir):
+            raise
+        raise StorageError(f"{exc}; once fixed, continue with: seqnlp train --resume {setup.run_dir}") from None
 
 
 @contextlib.contextmanager

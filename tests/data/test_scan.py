@@ -132,8 +132,9 @@ def test_findings_and_warnings_name_the_counts(caplog: pytest.LogCaptureFixture)
     assert lines[-1] == "train has 1 empty texts"
     with caplog.at_level(logging.WARNING, logger="seqnlp.data.scan"):
         warn_about(scan)
+    # empty texts are left to the loader's own warning, which names their rows
     assert [r.getMessage() for r in caplog.records] == [f"data check: {line} (details: seqnlp audit)"
-                                                        for line in lines]
+                                                        for line in lines[:-1]]
 
 
 def test_clean_data_has_no_findings() -> None:

@@ -46,13 +46,12 @@ def test_none_text_becomes_empty_string(tmp_path: Path) -> None:
     assert sorted(loaded) == sorted(["|", "|b1", "T5|"] + [f"T{i}|b{i}" for i in (2, 3, 4, 6, 7, 8, 9)])
 
 
-def test_non_string_text_values_are_converted(tmp_path: Path) -> None:
+def test_non_string_text_values_are_refused(tmp_path: Path) -> None:
+    """Issue 14: numbers in a text column would train on their repr; the column and its type are named."""
     rows = [{"text": i * 11, "label": "ab"[i % 2]} for i in range(10)]
     path = write_rows(tmp_path / "train.jsonl", rows)
-    splits = load(DataConfig(**files_config(train=path), validation_size=0.2, test_size=0.0))
-    assert sorted(texts(splits, "train", "validation")) == sorted(
-        str(i * 11) for i in range(10)
-    )
+    with pytest.raises(DataError, match="text column 'text' of split 'train' holds int64 values, not text"):
+        load(DataConfig(**files_config(train=path), validation_size=0.2, test_size=0.0))
 
 
 def test_missing_text_column_lists_existing_columns(tmp_path: Path) -> None:

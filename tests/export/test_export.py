@@ -344,5 +344,5 @@ def test_missing_onnx_packages_name_the_extra(toy_run: Path, tmp_path: Path, mon
 
 def test_missing_run_is_a_one_line_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["export", str(tmp_path / "nope"), "--format", "torchscript"])
-    assert result.exit_code == 1 and result.output.startswith("Error: run directory")
+    assert result.exit_code == 2 and result.output.startswith("Error: run directory")  # a usage error (issue 14)
     assert "Traceback" not in result.output

@@ -154,6 +154,8 @@ def test_resume_needs_a_checkpoint(tmp_path: Path, reference: Path) -> None:
     with pytest.raises(CheckpointError, match="no checkpoint"):
         resume(run, progress=False)
     with pytest.raises(CheckpointError, match="config.yaml is missing"):
+        resume(tmp_path, progress=False)
+    with pytest.raises(CheckpointError, match="nothing-here does not exist"):
         resume(tmp_path / "nothing-here", progress=False)
 
 

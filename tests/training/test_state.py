@@ -31,7 +31,7 @@ def test_round_trip_through_json_text() -> None:
 
 
 def test_a_fresh_state_round_trips_with_no_best_score() -> None:
-    state = TrainingState(rng_by_rank=[{"torch": [1]}])
+    state = TrainingState(rng_by_rank=[get_rng_state()])
     assert TrainingState.from_json(state.to_json()) == state
     assert state.to_json()["monitor"]["best_score"] is None
 
@@ -68,6 +68,24 @@ def broken(edit: Any) -> dict[str, Any]:
     (lambda d: d.update(history=[1, 2]), "'history' must be a list of epoch records"),
     (lambda d: d.update(scaler=None), "'scaler' must be an object, got None"),
     (lambda d: d.update(world_size=3), "'rng_by_rank' must hold one RNG state object per process (3), found 2"),
+    # Issue 14: unknown keys, values out of range and RNG states that would fail deep inside a resume.
+    (lambda d: d["loop"].update(bogus=1), "unknown key 'loop.bogus'; loop holds epoch, batch, step"),
+    (lambda d: d["monitor"].update(best=1), "unknown key 'monitor.best'"),
+    (lambda d: d.update(extra={}), "unknown key 'extra'; the state holds version, loop, monitor"),
+    (lambda d: d["loop"].update(step=-1), "'loop.step' is out of range"),
+    (lambda d: d["loop"].update(epoch=0), "'loop.epoch' is out of range"),
+    (lambda d: d["loop"].update(loss_sum=float("nan")), "'loop.loss_sum' is out of range"),
+    (lambda d: d["monitor"].update(plateau_scale=2.0), "'monitor.plateau_scale' is out of range"),
+    (lambda d: d["monitor"].update(best_score=float("inf")), "'monitor.best_score' is out of range"),
+    (lambda d: d["rng_by_rank"][0].update(python=[1, 2]), "rng_by_rank[0]: 'python' is not a python random"),
+    (lambda d: d["rng_by_rank"][1]["numpy"].__setitem__(0, "PCG64"), "rng_by_rank[1]: 'numpy' is not"),
+    (lambda d: d["rng_by_rank"][0]["numpy"][1].__setitem__(3, 2**40), "'numpy' is not"),
+    (lambda d: d["rng_by_rank"][0].update(torch=[256]), "'torch' is not a torch random"),
+    (lambda d: d["rng_by_rank"][0].update(torch="seed"), "'torch' is not"),
+    (lambda d: d["rng_by_rank"][0].pop("python"), "'python' is not"),
+    (lambda d: d["rng_by_rank"][0].update(cuda=[[1, 300]]), "'cuda' is not"),
+    (lambda d: d["rng_by_rank"][0].update(mps=[]), "unknown key 'mps'"),
+    (lambda d: d.update(world_size=0, rng_by_rank=[]), "one RNG state object per process (0)"),
 ])
 def test_bad_values_name_the_key(edit: Any, message: str) -> None:
     with pytest.raises(CheckpointError) as info:
