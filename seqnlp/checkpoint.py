@@ -10,6 +10,7 @@
       metrics.jsonl      one JSON object per epoch: train loss, throughput, validation metrics, lr
       results.json       the best epoch's validation metrics and, when there is a test split, test metrics
       thresholds.json    multi-label runs: {label: threshold}, tuned on the validation split
+      calibration.json   the temperature (and a binary run's decision threshold) fitted on the validation split
       vectors.json       with model.pretrained_vectors: how much of the vocabulary the vectors covered
       tensorboard/       with train.tensorboard: event files of the same scalars (tensorboard --logdir)
       checkpoints/       the last resumable training state (see "resumable training state" below)
@@ -34,6 +35,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from tokenizers import Tokenizer
 
+from seqnlp.calibration import Calibration
+from seqnlp.calibration import from_record as calibration_from_record
 from seqnlp.config import Config, config_from_dict, read_config_file
 from seqnlp.errors import CheckpointError, ConfigError
 from seqnlp.model import RNNClassifier
@@ -46,6 +49,7 @@ WEIGHTS_FILE = "model.safetensors"
 METRICS_FILE = "metrics.jsonl"
 RESULTS_FILE = "results.json"
 THRESHOLDS_FILE = "thresholds.json"
+CALIBRATION_FILE = "calibration.json"  # seqnlp.calibration: temperature and decision, fitted after training
 VECTORS_FILE = "vectors.json"  # coverage of model.pretrained_vectors, when set
 TENSORBOARD_DIR = "tensorboard"  # event files, when train.tensorboard is on
 VOCAB_KEY = "vocab_sha256"  # safetensors metadata: the vocabulary the weights were trained with
@@ -61,8 +65,8 @@ def prepare_run_dir(path: str | Path, overwrite: bool = False) -> Path:
     run_dir = Path(path)
     if run_dir.exists() and not run_dir.is_dir():
         raise CheckpointError(f"output directory {run_dir} is a file")
-    existing = [name for name in REQUIRED_FILES + (METRICS_FILE, RESULTS_FILE, THRESHOLDS_FILE, VECTORS_FILE)
-                if (run_dir / name).exists()]
+    existing = [name for name in REQUIRED_FILES + (METRICS_FILE, RESULTS_FILE, THRESHOLDS_FILE, CALIBRATION_FILE,
+                                               VECTORS_FILE) if (run_dir / name).exists()]
     if existing and not overwrite:
         raise CheckpointError(
             f"output directory {run_dir} already holds a run ({existing[0]}); choose another --output-dir or pass --overwrite"
@@ -157,6 +161,18 @@ def load_thresholds(run_dir: Path, label_names: list[str]) -> list[float] | None
     ):
         raise CheckpointError(f"{path} must map each label in {LABELS_FILE} to a threshold in [0, 1]")
     return [float(data[name]) for name in label_names]
+
+
+def load_calibration(run_dir: Path, label_names: list[str]) -> Calibration | None:
+    """A run's calibration.json as a Calibration; None when the run has none (trained before seqnlp fitted one,
+    or stopped before it), and a CheckpointError naming the file and the problem when it is malformed."""
+    path = run_dir / CALIBRATION_FILE
+    if not path.is_file():
+        return None
+    try:
+        return calibration_from_record(read_json(path), label_names)
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
 
 
 def append_jsonl(path: Path, record: dict[str, Any]) -> None:

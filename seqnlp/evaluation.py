@@ -22,7 +22,8 @@ from seqnlp.batching import BatchLoader
 from seqnlp.config import DataConfig, load_config
 from seqnlp.data import load_splits, split_names
 from seqnlp.errors import ConfigError, DataError
-from seqnlp.metrics import MULTI_LABEL, Metrics
+from seqnlp.calibration import Calibration
+from seqnlp.metrics import MULTI_LABEL, CalibrationMetrics, Metrics
 from seqnlp.objective import Objective
 from seqnlp.predict import (DEFAULT_BATCH_SIZE, DEFAULT_PRECISION, Classifier, check_inference_settings,
                             forward_batches)
@@ -40,41 +41,64 @@ def evaluate_model(
     precision: str = "fp32",
     objective: Optional[Objective] = None,
     thresholds: Optional[Sequence[float]] = None,
+    calibration: Optional[Calibration] = None,
 ) -> dict[str, Any]:
     """Mean loss and all metrics of ``model`` over every batch of ``loader`` (of every process, if sharded).
 
     ``objective`` (default: single-label) says how logits become probabilities and decisions; multi-label
-    decisions use ``thresholds`` (default 0.5 for every label). The loss is the plain, unweighted one.
+    decisions use ``thresholds`` (default 0.5 for every label). The loss is the plain, unweighted one, of the
+    model's own logits. With ``calibration``, the metrics are those of the calibrated run (its temperature, and a
+    binary run's decision threshold), and ``calibration`` in the result says how calibrated its probabilities are
+    before and after the temperature (``seqnlp.metrics.CalibrationMetrics``).
     """
     if loader.labels is None:
         raise DataError("cannot evaluate on a split without labels")
     objective = objective or Objective(len(label_names))
-    metrics = Metrics(objective, label_names, sync=loader.sharded, thresholds=thresholds).to(device)
+    binary = calibration.threshold if calibration is not None else None
+    metrics = Metrics(objective, label_names, sync=loader.sharded, thresholds=thresholds, binary=binary).to(device)
+    calibrated = (CalibrationMetrics(objective, len(label_names), calibration, loader.sharded, thresholds).to(device)
+                  if calibration is not None else None)
     total_loss, total = 0.0, 0
     for batch, logits in forward_batches(model, loader, device, precision):  # logits [B, C]
         assert batch.labels is not None
         total_loss += float(objective.loss_sum(logits.float(), batch.labels))
         total += len(batch.labels)
-        metrics.update(objective.probabilities(logits), batch.labels)
+        scaled = calibration.scale(logits) if calibration is not None else logits  # [B, C]
+        metrics.update(objective.probabilities(scaled), batch.labels)
+        if calibrated is not None:
+            calibrated.update(logits, batch.labels)
     if loader.sharded:
         total_loss, total = distributed.all_sum([total_loss, total])
     result = {"loss": total_loss / max(total, 1), "num_examples": int(total)}
     result.update(metrics.compute())
+    if calibrated is not None:
+        result["calibration"] = calibrated.compute()
+        if binary is not None:
+            result["calibration"]["decision"] = {"positive_label": label_names[binary.positive],
+                                                 "threshold": binary.threshold}
     return result
 
 
 @torch.inference_mode()
+def split_logits(model: torch.nn.Module, loader: BatchLoader, device: torch.device,
+                 precision: str) -> tuple[torch.Tensor, np.ndarray]:
+    """Logits [N, C] (float32, CPU) and labels of a whole labeled split (every process's share, when sharded), in
+    the loader's order: what a calibration is fitted on."""
+    assert loader.labels is not None
+    logits, labels = [], []
+    for batch, out in forward_batches(model, loader, device, precision):  # out [B, C]
+        logits.append(out.float().cpu())
+        labels.append(loader.labels[batch.indices])
+    mine = (torch.cat(logits), np.concatenate(labels))
+    shares = distributed.gather(mine) if loader.sharded else [mine]
+    return torch.cat([z for z, _ in shares]), np.concatenate([y for _, y in shares])
+
+
 def predict_split(model: torch.nn.Module, loader: BatchLoader, device: torch.device, precision: str,
                   objective: Objective) -> tuple[np.ndarray, np.ndarray]:
     """Probabilities [N, C] and labels of a whole labeled split (every process's share, when sharded)."""
-    assert loader.labels is not None
-    probs, labels = [], []
-    for batch, logits in forward_batches(model, loader, device, precision):  # logits [B, C]
-        probs.append(objective.probabilities(logits).cpu().numpy())
-        labels.append(loader.labels[batch.indices])
-    mine = (np.concatenate(probs), np.concatenate(labels))
-    shares = distributed.gather(mine) if loader.sharded else [mine]
-    return np.concatenate([p for p, _ in shares]), np.concatenate([y for _, y in shares])
+    logits, labels = split_logits(model, loader, device, precision)
+    return objective.probabilities(logits).numpy(), labels
 
 
 def evaluate(
@@ -123,7 +147,7 @@ def evaluate(
         raise DataError(f"split {name!r} has no label column {data_cfg.label_column!r}; it cannot be evaluated")
     loader = BatchLoader(encoded, batch_size, pad_id=clf.pad_id)
     result = evaluate_model(clf.model, loader, clf.label_names, clf.device, precision,
-                            objective=clf.objective, thresholds=clf.thresholds)
+                            objective=clf.objective, thresholds=clf.thresholds, calibration=clf.calibration)
     result["split"] = name
     if not math.isfinite(result["loss"]):
         log.warning("evaluation loss is not finite")
@@ -180,10 +204,36 @@ def format_report(result: dict[str, Any], label_names: Optional[Sequence[str]] =
                      f"{auroc:>10}{row['support']:>10,}"
                      + (f"{row['predicted']:>10,}{row.get('threshold', 0.5):>10.3f}" if multi else ""))
     if multi:
-        return "\n".join(lines)
+        return "\n".join(lines + format_calibration(result.get("calibration")))
     cell = max(7, *(len(n) for n in names)) + 2
     lines += ["", "  Confusion matrix (rows: true label, columns: predicted)",
               "  " + " " * width + "".join(f"{n:>{cell}}" for n in names)]
     for name, row in zip(names, result["confusion_matrix"]):
         lines.append(f"  {name:<{width}}" + "".join(f"{v:>{cell},}" for v in row))
-    return "\n".join(lines)
+    return "\n".join(lines + format_calibration(result.get("calibration")))
+
+
+def format_calibration(calibration: Optional[dict[str, Any]]) -> list[str]:
+    """The calibration block of a result as table lines: the scores before and after the temperature, the
+    reliability table after it, and the risk-coverage table; none for a result without one."""
+    if not calibration:
+        return []
+    decision = calibration.get("decision")
+    rule = (f"; {decision['positive_label']} when its probability >= {decision['threshold']:.3f}" if decision
+            else "")
+    lines = ["", f"  Calibration (temperature {calibration['temperature']:.3f}{rule})",
+             f"  {'':<16}{'before':>10}{'after':>10}"]
+    for key, name in (("ece", "ECE"), ("mce", "MCE"), ("brier", "Brier score"), ("nll", "NLL")):
+        lines.append(f"  {name:<16}{calibration['before'][key]:>10.4f}{calibration['after'][key]:>10.4f}")
+    lines += ["", "  Reliability after calibration (rows: confidence bins)",
+              f"  {'confidence':<16}{'examples':>10}{'mean conf':>11}{'accuracy':>10}"]
+    for row in calibration["reliability"]["after"]:
+        span = f"{row['low']:.1f}" if row["low"] == row["high"] else f"{row['low']:.1f}-{row['high']:.1f}"
+        lines.append(f"  {span:<16}{row['count']:>10,}{row['confidence']:>11.4f}{row['accuracy']:>10.4f}")
+    lines += ["", "  Risk-coverage (the most confident share of texts kept; --min-confidence keeps about that share)",
+              f"  {'coverage':<16}{'examples':>10}{'accuracy':>11}{'min confidence':>16}"]
+    for row in calibration["risk_coverage"]:
+        if row["accuracy"] is not None:
+            lines.append(f"  {row['coverage']:<16.0%}{row['examples']:>10,}{row['accuracy']:>11.4f}"
+                         f"{row['min_confidence']:>16.4f}")
+    return lines

@@ -21,7 +21,10 @@ from seqnlp.cli.options import data_options, handle_errors, inference_options, p
 def evaluate(ctx: click.Context, run_dir: str, dataset: Optional[str], data_files: tuple[str, ...],
              text_columns: tuple[str, ...], label_column: Optional[str], split: Optional[str], batch_size: int,
              precision: str, as_json: bool) -> None:
-    """Evaluate a trained run: accuracy, macro-F1, AUROC, per-class report and confusion matrix.
+    """Evaluate a trained run: accuracy, macro-F1, AUROC, per-class report, confusion matrix and calibration.
+
+    Calibration: ECE, MCE, Brier score and NLL before and after the run's temperature (calibration.json), a
+    reliability table, and the accuracy on the most confident 100% ... 50% of the texts (risk-coverage).
 
     A multi-label run reports exact match, Hamming loss, micro/macro-F1 and AUROC, and per label its
     precision, recall, F1, AUROC and the threshold it was decided with (the run's thresholds.json).
@@ -57,16 +60,20 @@ def evaluate(ctx: click.Context, run_dir: str, dataset: Optional[str], data_file
 @click.option("-k", "--top-k", type=click.IntRange(min=1), help="Also list the K most probable labels.")
 @click.option("--quantize", is_flag=True,
               help="Run int8 dynamic quantization of the LSTM/GRU and linear layers on the CPU: faster, nearly equal.")
+@click.option("--min-confidence", type=click.FloatRange(0, 1), metavar="P",
+              help="Abstain (label null, abstained true) when the decision's calibrated probability is below P.")
 @inference_options
 @click.pass_context
 @handle_errors
 def predict(ctx: click.Context, run_dir: str, texts: tuple[str, ...], input_file: Optional[TextIO],
-            input_format: str, text_columns: tuple[str, ...], top_k: Optional[int], quantize: bool, batch_size: int,
-            precision: str) -> None:
+            input_format: str, text_columns: tuple[str, ...], top_k: Optional[int], quantize: bool,
+            min_confidence: Optional[float], batch_size: int, precision: str) -> None:
     """Predict labels: one JSON object per input text on stdout.
 
-    {"label", "score"} per text; a multi-label run gives {"labels": [every label at or above its threshold],
-    "scores": {label: probability}}.
+    {"label", "score"} per text, the score a calibrated probability (the run's calibration.json); a multi-label
+    run gives {"labels": [every label at or above its threshold], "scores": {label: probability}}. With
+    --min-confidence P every object says "abstained": below P it is {"label": null, "abstained": true,
+    "best": the label held back, "score": ...}; `seqnlp evaluate` shows the accuracy each P keeps.
 
     Texts come from the arguments, or --input: plain text (one text a line), JSONL or CSV/TSV.
 
@@ -76,6 +83,7 @@ def predict(ctx: click.Context, run_dir: str, texts: tuple[str, ...], input_file
       seqnlp predict runs/sms --input messages.txt --top-k 2
       cat reviews.jsonl | seqnlp predict runs/imdb -i - --format jsonl --text-column review
       seqnlp predict runs/imdb --input reviews.txt --quantize
+      seqnlp predict runs/sms --min-confidence 0.9 "are we still on for tonight"
     """
     from seqnlp.data.files import read_texts
     from seqnlp.predict import Classifier
@@ -91,5 +99,5 @@ def predict(ctx: click.Context, run_dir: str, texts: tuple[str, ...], input_file
     chunks = [list(texts)] if texts else read_texts(input_file, input_format, columns,  # type: ignore[arg-type]
                                                     clf.config.data.text_separator)
     for chunk in chunks:
-        for result in clf.predict(chunk, top_k=top_k):
+        for result in clf.predict(chunk, top_k=top_k, min_confidence=min_confidence):
             click.echo(json.dumps(result, ensure_ascii=False))

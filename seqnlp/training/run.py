@@ -30,6 +30,7 @@ from torch.nn.parallel import DistributedDataParallel
 from seqnlp import distributed
 from seqnlp.batching import BatchLoader, StreamLoader, label_array
 from seqnlp.checkpoint import (
+    CALIBRATION_FILE,
     CHECKPOINT_DIR,
     CONFIG_FILE,
     LABELS_FILE,
@@ -50,7 +51,9 @@ from seqnlp.checkpoint import (
 from seqnlp.config import Config, TrainConfig, config_from_dict, read_config_file, validate
 from seqnlp.data import Splits, load_splits, load_stream, synthetic
 from seqnlp.errors import CheckpointError, ConfigError, DataError, TrainingError
-from seqnlp.evaluation import evaluate_model, predict_split
+from seqnlp.calibration import Calibration, check_decision_labels
+from seqnlp.calibration import fit as fit_calibration
+from seqnlp.evaluation import evaluate_model, split_logits
 from seqnlp.model import RNNClassifier, count_parameters
 from seqnlp.objective import tune_thresholds
 from seqnlp.runtime import check_precision, resolve_device, seed_everything, set_rng_state, set_threads
@@ -85,6 +88,7 @@ class TrainResult:
     num_parameters: int = 0
     monitor: str = ""  # the metric that chose the best epoch (train.monitor, with auto resolved)
     thresholds: Optional[list[float]] = None  # multi-label: per-label thresholds tuned on validation
+    temperature: float = 1.0  # the calibration's temperature, fitted on validation (calibration.json)
 
 
 @dataclass(frozen=True)
@@ -239,7 +243,8 @@ def restore(setup: Setup) -> TrainingState:
 
 
 def finish(setup: Setup, state: TrainingState) -> TrainResult:
-    """Reload the best epoch's weights, tune multi-label thresholds, evaluate the test split, write results.json."""
+    """Reload the best epoch's weights, fit the calibration (and multi-label thresholds) on validation, evaluate
+    both splits with them, and write calibration.json and results.json."""
     model, run_dir, tc, names = setup.model, setup.run_dir, setup.config.train, setup.label_names
     best_epoch = state.monitor.best_epoch
     if best_epoch == 0:
@@ -247,28 +252,47 @@ def finish(setup: Setup, state: TrainingState) -> TrainResult:
     distributed.from_main(lambda: load_weights(model, run_dir / WEIGHTS_FILE))
     distributed.broadcast_module(model)  # the best weights, from rank 0 to all
     objective = setup.plan.objective
-    validation = state.history[best_epoch - 1]["validation"]
-    thresholds = None
-    if objective.multi_label:  # tune a threshold per label on validation, then report both splits with them
-        scores = predict_split(model, setup.val_loader, setup.device, tc.precision, objective)
-        thresholds = tune_thresholds(*scores).tolist()
-        if distributed.is_main():
-            save_thresholds(run_dir, names, thresholds)
-        log.info("thresholds tuned on %s: %s", setup.config.data.validation_split,
-                 ", ".join(f"{n} {t:.3f}" for n, t in zip(names, thresholds)))
-        validation = evaluate_model(model, setup.val_loader, names, setup.device, tc.precision, objective, thresholds)
+    calibration, record, thresholds = _calibrate(setup)
+    validation = evaluate_model(model, setup.val_loader, names, setup.device, tc.precision, objective, thresholds,
+                                calibration)
+    fitted = validation["calibration"]
+    record.update(ece_before=fitted["before"]["ece"], ece_after=fitted["after"]["ece"])
+    log.info("calibration on %s: temperature %.3f, NLL %.4f -> %.4f, ECE %.4f -> %.4f",
+             setup.config.data.validation_split, calibration.temperature, record["nll_before"], record["nll_after"],
+             record["ece_before"], record["ece_after"])
     test = None
     if setup.test_loader is not None:
-        test = evaluate_model(model, setup.test_loader, names, setup.device, tc.precision, objective, thresholds)
-        log.info("test (best epoch %d): accuracy %.4f macro-F1 %.4f AUROC %s", best_epoch, test["accuracy"],
-                 test["macro_f1"], "n/a" if test["auroc"] is None else f"{test['auroc']:.4f}")
+        test = evaluate_model(model, setup.test_loader, names, setup.device, tc.precision, objective, thresholds,
+                              calibration)
+        log.info("test (best epoch %d): accuracy %.4f macro-F1 %.4f AUROC %s ECE %.4f", best_epoch, test["accuracy"],
+                 test["macro_f1"], "n/a" if test["auroc"] is None else f"{test['auroc']:.4f}",
+                 test["calibration"]["after"]["ece"])
     num_parameters = setup.num_parameters
     if distributed.is_main():
+        write_json(run_dir / CALIBRATION_FILE, record)
         write_json(run_dir / RESULTS_FILE, {"best_epoch": best_epoch, "num_parameters": num_parameters,
                                             "skipped_steps": state.skipped_steps, **setup.plan.record(names),
                                             "sampler": tc.sampler, "validation": validation, "test": test})
     return TrainResult(run_dir, best_epoch, validation, test, state.history, num_parameters,
-                       monitor=setup.plan.monitor, thresholds=thresholds)
+                       monitor=setup.plan.monitor, thresholds=thresholds, temperature=calibration.temperature)
+
+
+def _calibrate(setup: Setup) -> tuple[Calibration, dict[str, Any], Optional[list[float]]]:
+    """Fit the calibration on the validation split's logits (seqnlp.calibration), then, multi-label, a threshold per
+    label on its calibrated probabilities (saved as thresholds.json): (calibration, calibration.json, thresholds)."""
+    cc, names, objective = setup.config.calibration, setup.label_names, setup.plan.objective
+    logits, labels = split_logits(setup.model, setup.val_loader, setup.device, setup.config.train.precision)
+    calibration, record = fit_calibration(
+        logits, torch.from_numpy(labels), names, objective.multi_label, temperature=cc.temperature, rule=cc.threshold,
+        target_precision=cc.target_precision, positive_label=cc.positive_label, split=setup.config.data.validation_split)
+    if not objective.multi_label:
+        return calibration, record, None
+    thresholds = tune_thresholds(objective.probabilities(calibration.scale(logits)).numpy(), labels).tolist()
+    if distributed.is_main():
+        save_thresholds(setup.run_dir, names, thresholds)
+    log.info("thresholds tuned on %s: %s", setup.config.data.validation_split,
+             ", ".join(f"{n} {t:.3f}" for n, t in zip(names, thresholds)))
+    return calibration, record, thresholds
 
 
 def _fit_and_finish(setup: Setup, state: TrainingState, progress: bool, hooks: Sequence[Hook]) -> TrainResult:
@@ -308,6 +332,8 @@ def _load_data(config: Config, label_names: Optional[list[str]]) -> tuple[Splits
     # Class counts, weights, the monitor and the weighted sampler all come from the training labels (a stream's
     # sample when streaming), read before the run directory is prepared so a bad train.class_weights costs nothing.
     labels = _labels_of(splits.sample if splits.stream is not None else splits.data[data.train_split])
+    check_decision_labels(config.calibration.threshold, config.calibration.positive_label, splits.label_names,
+                          data.multi_label)
     return splits, plan_labels(config.train, data.multi_label, labels, splits.label_names)
 
 
