@@ -12,6 +12,7 @@
       thresholds.json    multi-label runs: {label: threshold}, tuned on the validation split
       calibration.json   the temperature (and a binary run's decision threshold) fitted on the validation split
       vectors.json       with model.pretrained_vectors: how much of the vocabulary the vectors covered
+      report.html        `seqnlp report`: curves, confusion matrix, calibration, mistakes explained (one HTML file)
       tensorboard/       with train.tensorboard: event files of the same scalars (tensorboard --logdir)
       checkpoints/       the last resumable training state (see "resumable training state" below)
 
@@ -50,6 +51,7 @@ METRICS_FILE = "metrics.jsonl"
 RESULTS_FILE = "results.json"
 THRESHOLDS_FILE = "thresholds.json"
 CALIBRATION_FILE = "calibration.json"  # seqnlp.calibration: temperature and decision, fitted after training
+REPORT_FILE = "report.html"  # seqnlp.report.run: written by `seqnlp report`, not by training
 VECTORS_FILE = "vectors.json"  # coverage of model.pretrained_vectors, when set
 TENSORBOARD_DIR = "tensorboard"  # event files, when train.tensorboard is on
 VOCAB_KEY = "vocab_sha256"  # safetensors metadata: the vocabulary the weights were trained with
@@ -66,7 +68,7 @@ def prepare_run_dir(path: str | Path, overwrite: bool = False) -> Path:
     if run_dir.exists() and not run_dir.is_dir():
         raise CheckpointError(f"output directory {run_dir} is a file")
     existing = [name for name in REQUIRED_FILES + (METRICS_FILE, RESULTS_FILE, THRESHOLDS_FILE, CALIBRATION_FILE,
-                                               VECTORS_FILE) if (run_dir / name).exists()]
+                                               VECTORS_FILE, REPORT_FILE) if (run_dir / name).exists()]
     if existing and not overwrite:
         raise CheckpointError(
             f"output directory {run_dir} already holds a run ({existing[0]}); choose another --output-dir or pass --overwrite"

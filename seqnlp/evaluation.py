@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
+from datasets import Dataset
 import torch
 
 from seqnlp import distributed
@@ -130,6 +131,30 @@ def evaluate(
         run, device=device, batch_size=batch_size or DEFAULT_BATCH_SIZE, precision=precision or DEFAULT_PRECISION)
     batch_size, precision = batch_size or clf.batch_size, precision or clf.precision
     check_inference_settings(batch_size, precision, clf.device, clf.quantized)
+    name, prepared = labelled_split(clf, split, data=data, dataset=dataset, data_files=data_files,
+                                    text_columns=text_columns, label_column=label_column)
+    encoded = encode_dataset(prepared, clf.tokenizer, desc=f"encoding {name}")
+    loader = BatchLoader(encoded, batch_size, pad_id=clf.pad_id)
+    result = evaluate_model(clf.model, loader, clf.label_names, clf.device, precision,
+                            objective=clf.objective, thresholds=clf.thresholds, calibration=clf.calibration)
+    result["split"] = name
+    if not math.isfinite(result["loss"]):
+        log.warning("evaluation loss is not finite")
+    return result
+
+
+def labelled_split(
+    clf: Classifier,
+    split: Optional[str] = None,
+    *,
+    data: Optional[DataConfig] = None,
+    dataset: Optional[str] = None,
+    data_files: Optional[Mapping[str, str | Sequence[str]]] = None,
+    text_columns: Optional[str | Sequence[str]] = None,
+    label_column: Optional[str] = None,
+) -> tuple[str, Dataset]:
+    """The split ``evaluate`` reads (its arguments mean the same), prepared but not encoded: (name, dataset with
+    ``text`` and ``label``). A split without labels is a DataError."""
     data_cfg = _data_config(clf, data, dataset, data_files, text_columns, label_column)
     name = split
     if name is None:  # the test split, else validation: which exist is known without preparing any
@@ -142,16 +167,9 @@ def evaluate(
     splits = load_splits(data_cfg, clf.config.seed, label_names=clf.label_names, only=[name])
     if name not in splits.data:
         raise DataError(f"split {name!r} not found; splits that exist: {', '.join(splits.available)} (use --split)")
-    encoded = encode_dataset(splits.data[name], clf.tokenizer, desc=f"encoding {name}")
-    if "label" not in encoded.column_names:
+    if "label" not in splits.data[name].column_names:
         raise DataError(f"split {name!r} has no label column {data_cfg.label_column!r}; it cannot be evaluated")
-    loader = BatchLoader(encoded, batch_size, pad_id=clf.pad_id)
-    result = evaluate_model(clf.model, loader, clf.label_names, clf.device, precision,
-                            objective=clf.objective, thresholds=clf.thresholds, calibration=clf.calibration)
-    result["split"] = name
-    if not math.isfinite(result["loss"]):
-        log.warning("evaluation loss is not finite")
-    return result
+    return name, splits.data[name]
 
 
 def _data_config(clf: Classifier, data: Optional[DataConfig], dataset: Optional[str],

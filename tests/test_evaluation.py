@@ -207,8 +207,24 @@ def test_format_report_single_label(toy_run: Path) -> None:
     assert not any("exact match" in line for line in report)
     rows = [line.split() for line in report]
     assert ["label", "precision", "recall", "f1", "auroc", "support"] in rows
-    assert rows[-3:] == [["neg", "pos"], ["neg", "20", "0"], ["pos", "0", "20"]]  # the confusion matrix
+    matrix = rows.index(["Confusion", "matrix", "(rows:", "true", "label,", "columns:", "predicted)"])
+    assert rows[matrix + 1:matrix + 4] == [["neg", "pos"], ["neg", "20", "0"], ["pos", "0", "20"]]
     assert format_report(result, ["neg", "pos"]) == format_report(result)  # the labels default to the result's
+    # Calibration: the scores before and after the run's temperature, then the reliability and risk-coverage tables.
+    calibration = result["calibration"]
+    assert f"  Calibration (temperature {calibration['temperature']:.3f})" in report
+    ece = next(row for row in rows if row[:1] == ["ECE"])
+    assert ece == ["ECE", f"{calibration['before']['ece']:.4f}", f"{calibration['after']['ece']:.4f}"]
+    assert ["100%", "40", "1.0000", f"{calibration['risk_coverage'][0]['min_confidence']:.4f}"] in rows
+    assert sum(int(row[1]) for row in rows if len(row) == 4 and row[0][:1].isdigit() and "-" in row[0]) == 40
+
+
+def test_evaluate_matches_the_calibration_training_reported(toy_run: Path) -> None:
+    results = json.loads((toy_run / RESULTS_FILE).read_text(encoding="utf-8"))
+    result = evaluate(toy_run, device="cpu")
+    assert result["calibration"]["risk_coverage"] == results["test"]["calibration"]["risk_coverage"]
+    for stage in ("before", "after"):
+        assert result["calibration"][stage] == pytest.approx(results["test"]["calibration"][stage], rel=1e-4)
 
 
 def multi_label_result() -> dict[str, Any]:

@@ -7,8 +7,11 @@
     seqnlp diagnose   gradient flow and saturation of trained or fresh models  (seqnlp.compare.diagnose)
     seqnlp serve      an HTTP JSON API over a run  (seqnlp.serve.create_app)
     seqnlp export     a run as one ONNX or TorchScript file  (seqnlp.export_run)
+    seqnlp explain    token attributions of a run's decisions: Integrated Gradients and occlusion  (seqnlp.explain)
+    seqnlp report     one self-contained HTML page about a run  (seqnlp.report.run.write_report)
 
-Each family of commands has a module of its own (``seqnlp.cli.train``, ``.inference``, ``.compare``, ``.deploy``);
+Each family of commands has a module of its own (``seqnlp.cli.train``, ``.inference``, ``.compare``, ``.deploy``,
+``.explain``);
 the options and error handling they share are in ``seqnlp.cli.options``. Heavy imports (torch, datasets) happen inside the commands, so ``seqnlp --help`` answers at
 once.
 """
@@ -22,6 +25,7 @@ import click
 
 from seqnlp.cli.compare import compare, diagnose
 from seqnlp.cli.deploy import export, serve
+from seqnlp.cli.explain import explain, report
 from seqnlp.cli.inference import evaluate, predict
 from seqnlp.cli.options import rank
 from seqnlp.cli.train import train
@@ -46,6 +50,8 @@ def main(ctx: click.Context, verbose: bool, quiet: bool, debug: bool) -> None:
       seqnlp diagnose runs/sst2-gru --weights both
       seqnlp serve runs/sst2-gru --port 8000
       seqnlp export runs/sst2-gru --format onnx
+      seqnlp explain runs/sst2-gru "not a bad film at all"
+      seqnlp report runs/sst2-gru                  # runs/sst2-gru/report.html
     """
     if rank() > 0:  # under torchrun, rank 0 speaks for the run: the others log warnings and errors only
         quiet, verbose = True, False
@@ -56,7 +62,7 @@ def main(ctx: click.Context, verbose: bool, quiet: bool, debug: bool) -> None:
     ctx.obj = {"quiet": quiet}
 
 
-for _command in (train, evaluate, predict, compare, diagnose, serve, export):
+for _command in (train, evaluate, predict, compare, diagnose, serve, export, explain, report):
     main.add_command(_command)
 
 if __name__ == "__main__":  # pragma: no cover
