@@ -27,12 +27,14 @@ from seqnlp.errors import ConfigError
               help="Torch threads for inference [default: the usable cores less one, at least 1].")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @inference_options
+@click.option("--min-confidence", type=click.FloatRange(0, 1), metavar="P",
+              help="Abstain below calibrated probability P unless a request sets its own \"min_confidence\".")
 @click.option("--no-access-log", is_flag=True, help="Do not log one line per request.")
 @click.pass_context
 @handle_errors
 def serve(ctx: click.Context, run_dir: str, host: str, port: int, max_batch: int, max_text_chars: int,
           max_body_bytes: int, threads: Optional[int], device: str, batch_size: int, precision: str,
-          no_access_log: bool) -> None:
+          min_confidence: Optional[float], no_access_log: bool) -> None:
     """Serve a trained run over HTTP: a JSON API for predictions (needs pip install 'seqnlp[serve]').
 
     \b
@@ -40,7 +42,10 @@ def serve(ctx: click.Context, run_dir: str, host: str, port: int, max_batch: int
       GET  /health       the model is loaded: labels, cell, version
       GET  /v1/model     labels, config summary, parameter count, limits, batch size, precision
       POST /v1/predict   {"texts": ["...", ...]} or {"text": "..."}; options "top_k": K,
-                         "return_probabilities": true
+                         "return_probabilities": true, "min_confidence": P (below: "label": null,
+                         "abstained": true)
+      POST /v1/explain   {"texts": [...]} or {"text": "..."} (at most 16); options "label", "steps",
+                         "occlusion": token attributions, as seqnlp explain --json
 
     Errors are JSON {"error": "..."}: 400 for a body that is not JSON, 422 for wrong fields or types, 413 for a
     request over a limit. Ctrl-C or SIGTERM finishes the requests in flight, then stops.
@@ -50,12 +55,14 @@ def serve(ctx: click.Context, run_dir: str, host: str, port: int, max_batch: int
       seqnlp serve runs/sms
       seqnlp serve runs/sst2-gru --host 0.0.0.0 --port 8080 --max-batch 64 --threads 2
       curl -s localhost:8000/v1/predict -d '{"texts": ["free prize, call now", "see you at lunch"]}'
+      curl -s localhost:8000/v1/predict -d '{"text": "call me", "min_confidence": 0.9}'
+      curl -s localhost:8000/v1/explain -d '{"text": "free prize, call now"}'
     """
     from seqnlp.serve import create_app, default_threads, run_server
 
     app = create_app(run_dir, max_batch=max_batch, max_text_chars=max_text_chars, max_body_bytes=max_body_bytes,
                      device=device, num_threads=threads or default_threads(), batch_size=batch_size,
-                     precision=precision)
+                     precision=precision, min_confidence=min_confidence)
     level = logging.getLogger().getEffectiveLevel()
     run_server(app, host=host, port=port, log_level=logging.getLevelName(level).lower(), access_log=not no_access_log)
 
