@@ -89,12 +89,7 @@ def train(ctx: click.Context, config_file: Optional[str], overrides: tuple[str, 
              "model.bidirectional": bidirectional, "train.epochs": epochs, "train.batch_size": batch_size,
              "train.lr": lr, "seed": seed, "train.device": device, "train.precision": precision,
              "data.streaming": streaming, "data.multi_label": multi_label,
-             "train.class_weights": _class_weights(class_weights), "calibration.threshold": threshold_rule,
-             "calibration.target_precision": target_precision}
-    if target_precision is not None:
-        if threshold_rule not in (None, "precision"):
-            raise click.UsageError(f"--target-precision sets --threshold precision; drop --threshold {threshold_rule}")
-        flags["calibration.threshold"] = "precision"
+             "train.class_weights": _class_weights(class_weights), **_decision(threshold_rule, target_precision)}
     updates.update({key: value for key, value in flags.items() if value is not None})
     config = load_config(config_file, overrides, updates)
     if print_config:
@@ -107,6 +102,14 @@ def train(ctx: click.Context, config_file: Optional[str], overrides: tuple[str, 
 
     quiet_datasets(ctx)
     _echo_result(run_training(config, overwrite=overwrite, progress=not ctx.obj["quiet"]))
+
+
+def _decision(rule: Optional[str], target_precision: Optional[float]) -> dict[str, Any]:
+    """--threshold and --target-precision as config updates; a target precision means the precision rule."""
+    if target_precision is not None and rule not in (None, "precision"):
+        raise click.UsageError(f"--target-precision sets --threshold precision; drop --threshold {rule}")
+    return {"calibration.threshold": "precision" if target_precision is not None else rule,
+            "calibration.target_precision": target_precision}
 
 
 def _class_weights(value: Optional[str]) -> Any:

@@ -18,14 +18,6 @@ log = logging.getLogger(__name__)
 INSTALL_HINT = "pip install 'seqnlp[plots]'"
 
 
-def available() -> bool:
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def _figure(width: float, height: float, columns: int) -> Optional["Figure"]:
     try:
         from matplotlib.figure import Figure

@@ -11,8 +11,6 @@ import html
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
 
-from seqnlp.checkpoint import atomic_path
-
 CSS = """
 :root { color-scheme: light; --ink: #1d2329; --muted: #5b6570; --rule: #d8dde3; --accent: #2f6f9f; }
 * { box-sizing: border-box; }
@@ -98,9 +96,9 @@ def section(title: str, *parts: Optional[str], element_id: str = "") -> str:
 
 
 def write_page(path: str | Path, document: str) -> Path:
-    """Write ``document`` to ``path`` atomically (creating its directory); returns the path."""
+    """Write ``document`` to ``path`` (creating its directory); returns the path. Nothing here imports torch, so
+    the comparison's report can use these blocks from a light module."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        tmp.write_text(document, encoding="utf-8")
+    path.write_text(document, encoding="utf-8")
     return path

@@ -132,7 +132,8 @@ def overview(clf: Classifier, result: dict[str, Any], results: dict[str, Any]) -
 def curves_section(history: list[dict[str, Any]]) -> str:
     """Loss and validation metrics per epoch: a figure (with matplotlib) and the table."""
     if not history:
-        return html.section("Training curves", '<p class="muted">No metrics.jsonl: the run has no epoch history.</p>')
+        return html.section("Training curves", '<p class="muted">No metrics.jsonl: the run has no epoch history.</p>',
+                            element_id="training")
     image = figures.training_curves(history)
     rows = [(r["epoch"], r["train"]["loss"], r["validation"]["loss"], r["validation"]["accuracy"],
              r["validation"]["macro_f1"], round(r["train"]["tokens_per_s"]), "yes" if r.get("best") else "")
@@ -203,7 +204,7 @@ def mistakes_section(mistakes: list[Mistake], explanations: list[Explanation], s
     """The most confident mistakes, each with the explanation of the label the run decided."""
     if not mistakes:
         return html.section("Misclassified examples", f'<p class="muted">No misclassified example in {split} '
-                            "(or none asked for).</p>")
+                            "(or none asked for).</p>", element_id="mistakes")
     blocks = [f'<p class="muted">The run\'s most confident mistakes on {html.escape(split)}. Colour: Integrated '
               "Gradients towards (green) or against (red) the label decided.</p>"]
     for n, (mistake, explanation) in enumerate(zip(mistakes, explanations), 1):
