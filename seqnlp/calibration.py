@@ -99,7 +99,7 @@ def fit_temperature(logits: torch.Tensor, labels: torch.Tensor, multi_label: boo
 
 
 def nll(logits: torch.Tensor, labels: torch.Tensor, multi_label: bool, temperature: float = 1.0) -> float:
-    """Mean negative log-likelihood of ``logits / temperature``: per example, summed over the labels when multi-label."""
+    """Mean negative log-likelihood of ``logits / temperature`` per example (summed over the labels, multi-label)."""
     z = logits.double() / temperature
     if multi_label:
         return float(F.binary_cross_entropy_with_logits(z, labels.double(), reduction="sum")) / max(len(z), 1)

@@ -168,7 +168,8 @@ class Metrics:
     def update(self, probs: torch.Tensor, labels: torch.Tensor) -> None:
         """probs [B, C]; labels [B] class indices, or [B, C] multi-hot."""
         target = labels.long()
-        decided = self.binary.decide(probs) if self.binary is not None else self.objective.decide(probs, self.thresholds)
+        binary = self.binary
+        decided = binary.decide(probs) if binary is not None else self.objective.decide(probs, self.thresholds)
         self.decisions.update(decided, target)
         self.scores.update(probs, target)
 
@@ -241,8 +242,8 @@ class CalibrationMetrics:
                 return BinaryCalibrationError(n_bins=bins, norm=norm, sync_on_compute=sync)
             return MulticlassCalibrationError(num_labels, n_bins=bins, norm=norm, sync_on_compute=sync)
 
-        self.stages = {stage: (MetricCollection({"ece": error("l1"), "mce": error("max")}), _Record(sync_on_compute=sync))
-                       for stage in ("before", "after")}
+        self.stages = {stage: (MetricCollection({"ece": error("l1"), "mce": error("max")}),
+                               _Record(sync_on_compute=sync)) for stage in ("before", "after")}
         self.coverage = _Record(sync_on_compute=sync)
 
     def to(self, device: torch.device) -> "CalibrationMetrics":

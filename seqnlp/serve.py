@@ -255,7 +255,8 @@ class _Api:
         payload = _parse_json(await self._read_body(request))
         texts, single = self._texts(payload, EXPLAIN_FIELDS, EXPLAIN_MAX_TEXTS,
                                     "each explanation runs a batch of steps forward and backward")
-        label, steps, occlusion = payload.get("label"), payload.get("steps", DEFAULT_STEPS), payload.get("occlusion", True)
+        label, steps = payload.get("label"), payload.get("steps", DEFAULT_STEPS)
+        occlusion = payload.get("occlusion", True)
         if label is not None and label not in self.clf.label_names:
             raise ApiError(422, f'"label" must be one of {", ".join(self.clf.label_names)}, not {_short(label)}')
         if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= MAX_STEPS:
@@ -294,8 +295,8 @@ class _Api:
         if not isinstance(probabilities, bool):
             raise ApiError(422, f'"return_probabilities" must be true or false, not {_short(probabilities)}')
         min_confidence = payload.get("min_confidence", self.min_confidence)
-        if min_confidence is not None and (isinstance(min_confidence, bool) or not isinstance(min_confidence, (int, float))
-                                           or not 0 <= min_confidence <= 1):
+        number = isinstance(min_confidence, (int, float)) and not isinstance(min_confidence, bool)
+        if min_confidence is not None and not (number and 0 <= min_confidence <= 1):
             raise ApiError(422, f'"min_confidence" must be a number from 0 to 1, not {_short(min_confidence)}')
         return texts, single, top_k, probabilities, min_confidence
 
@@ -320,7 +321,8 @@ class _Api:
             if not texts:
                 raise ApiError(422, '"texts" is an empty list; give at least one text')
             if len(texts) > most:
-                raise ApiError(413, f'"texts" has {len(texts):,} texts, over the limit of {most:,} per request ({limit})')
+                raise ApiError(413, f'"texts" has {len(texts):,} texts, over the limit of {most:,} per request '
+                                    f"({limit})")
             names = [f"texts[{i}]" for i in range(len(texts))]
         for name, text in zip(names, texts):
             if not isinstance(text, str):

@@ -53,8 +53,8 @@ def explain(ctx: click.Context, run_dir: str, texts: tuple[str, ...], input_file
         raise click.UsageError("give texts as arguments or with --input, not both")
     if not texts and input_file is None:
         raise click.UsageError("no texts: give them as arguments or with --input FILE (- for stdin)")
-    chosen = list(texts) if texts else [t for chunk in read_texts(input_file, "text", ["text"])  # type: ignore[arg-type]
-                                        for t in chunk]
+    chunks = [list(texts)] if texts else read_texts(input_file, "text", ["text"])  # type: ignore[arg-type]
+    chosen = [text for chunk in chunks for text in chunk]
     explanations = run_explain(run_dir, chosen, label=label, steps=steps, with_occlusion=not no_occlusion,
                                device=device)
     if as_json:
