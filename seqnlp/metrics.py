@@ -219,8 +219,9 @@ class _Record(Metric):
 
     def compute(self) -> dict[str, Any]:
         empty = torch.zeros(0)
-        confidence = dim_zero_cat(self.confidence) if self.confidence else empty  # type: ignore[attr-defined]
-        correct = dim_zero_cat(self.correct) if self.correct else empty  # type: ignore[attr-defined]
+        # A list of batches here; one tensor once synced over processes (torchmetrics concatenates them).
+        confidence = dim_zero_cat(self.confidence) if len(self.confidence) else empty  # type: ignore[arg-type]
+        correct = dim_zero_cat(self.correct) if len(self.correct) else empty  # type: ignore[arg-type]
         count = max(float(self.count), 1.0)  # type: ignore[arg-type]
         return {"confidence": confidence.cpu(), "correct": correct.cpu(), "brier": float(self.brier) / count,
                 "nll": float(self.nll) / count}
