@@ -1,8 +1,9 @@
 """Evaluation of a model on a labelled split: the mean loss and every metric (``seqnlp.metrics``) in one pass.
 
-``evaluate_model`` and ``predict_split`` serve training (the validation split after each epoch, and the
-probabilities thresholds are tuned on); ``evaluate`` serves a user with a trained run and a split of its own data,
-or of other data; ``format_report`` prints what ``evaluate`` returns. Every pass runs through
+``evaluate_model`` and ``split_logits`` serve training (the validation split after each epoch, and the logits
+the calibration and thresholds are fitted on); ``evaluate`` serves a user with a trained run and a split of its
+own data, or of other data; ``format_report`` prints what ``evaluate`` returns; ``calibrate`` fits a run's
+calibration again on a labelled split of the user's choosing. Every pass runs through
 ``seqnlp.predict.forward_batches``, the one inference loop.
 """
 
@@ -15,17 +16,19 @@ from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
-from datasets import Dataset
 import torch
+from datasets import Dataset
 
 from seqnlp import distributed
 from seqnlp.batching import BatchLoader
+from seqnlp.calibration import Calibration, check_decision_labels
+from seqnlp.calibration import fit as fit_calibration
+from seqnlp.checkpoint import CALIBRATION_FILE, save_thresholds, write_json
 from seqnlp.config import DataConfig, load_config
 from seqnlp.data import load_splits, split_names
-from seqnlp.errors import ConfigError, DataError
-from seqnlp.calibration import Calibration
+from seqnlp.errors import CheckpointError, ConfigError, DataError
 from seqnlp.metrics import MULTI_LABEL, CalibrationMetrics, Metrics
-from seqnlp.objective import Objective
+from seqnlp.objective import Objective, tune_thresholds
 from seqnlp.predict import (DEFAULT_BATCH_SIZE, DEFAULT_PRECISION, Classifier, check_inference_settings,
                             forward_batches)
 from seqnlp.tokenizer import encode_dataset
@@ -141,6 +144,41 @@ def evaluate(
     if not math.isfinite(result["loss"]):
         log.warning("evaluation loss is not finite")
     return result
+
+
+def calibrate(run_dir: str | Path, split: Optional[str] = None, *, temperature: bool = True,
+              threshold: str = "argmax", target_precision: float = 0.95, positive_label: Optional[str] = None,
+              device: str = "auto", batch_size: int = DEFAULT_BATCH_SIZE, **data: Any) -> dict[str, Any]:
+    """Fit ``run_dir``'s calibration again on a labelled split and write calibration.json; returns its record.
+
+    The split is the run's validation split unless ``split`` (and ``data``: the ``data``/``dataset``/``data_files``/
+    ``text_columns``/``label_column`` of ``evaluate``) name another: labelled data that looks like what the run
+    will see. ``temperature``, ``threshold``, ``target_precision`` and ``positive_label`` are the
+    ``calibration.*`` settings. A multi-label run's thresholds are tuned again on the same split (thresholds.json),
+    since they apply to the calibrated probabilities. A run trained before seqnlp calibrated runs gets its first.
+    """
+    clf = Classifier.load(run_dir, device=device, batch_size=batch_size)
+    if clf.run_dir is None:
+        raise CheckpointError(f"{run_dir} is not a run directory")
+    check_decision_labels(threshold, positive_label, clf.label_names, clf.multi_label)
+    name, prepared = labelled_split(clf, split or clf.config.data.validation_split, **data)
+    loader = BatchLoader(encode_dataset(prepared, clf.tokenizer, desc=f"encoding {name}"), batch_size,
+                         pad_id=clf.pad_id)
+    logits, labels = split_logits(clf.model, loader, clf.device, clf.precision)
+    calibration, record = fit_calibration(logits, torch.from_numpy(labels), clf.label_names, clf.multi_label,
+                                          temperature=temperature, rule=threshold, target_precision=target_precision,
+                                          positive_label=positive_label, split=name)
+    thresholds = None
+    if clf.multi_label:
+        thresholds = tune_thresholds(clf.objective.probabilities(calibration.scale(logits)).numpy(), labels).tolist()
+        save_thresholds(clf.run_dir, clf.label_names, thresholds)
+    scored = evaluate_model(clf.model, loader, clf.label_names, clf.device, clf.precision, clf.objective, thresholds,
+                            calibration)["calibration"]
+    record.update(ece_before=scored["before"]["ece"], ece_after=scored["after"]["ece"])
+    write_json(clf.run_dir / CALIBRATION_FILE, record)
+    log.info("calibration fitted on %s (%d examples): temperature %.3f, ECE %.4f -> %.4f", name, len(labels),
+             calibration.temperature, record["ece_before"], record["ece_after"])
+    return record
 
 
 def labelled_split(

@@ -85,9 +85,9 @@ def run_dir(cli_train: tuple[Path, Result]) -> Path:
 
 
 @pytest.mark.parametrize("command", [[], ["train"], ["evaluate"], ["predict"], ["compare"], ["diagnose"], ["serve"],
-                                     ["export"], ["explain"], ["report"]],
+                                     ["export"], ["explain"], ["report"], ["calibrate"]],
                          ids=["main", "train", "evaluate", "predict", "compare", "diagnose", "serve", "export",
-                              "explain", "report"])
+                              "explain", "report", "calibrate"])
 def test_help_exits_0_and_shows_examples(command: list[str]) -> None:
     result = invoke(*command, "--help")
     assert result.exit_code == 0, result.output

@@ -3,6 +3,7 @@
     seqnlp train      train a classifier into a run directory, or --resume one  (seqnlp.train)
     seqnlp evaluate   metrics of a run on a split of its own data or of other data  (seqnlp.evaluate)
     seqnlp predict    one JSON object per text, from arguments or a file  (seqnlp.load(...).predict)
+    seqnlp calibrate  fit a run's temperature (and binary threshold) again on a labelled split  (seqnlp.evaluation)
     seqnlp compare    cells and settings trained on the same data, budget and seeds  (seqnlp.compare.compare)
     seqnlp diagnose   gradient flow and saturation of trained or fresh models  (seqnlp.compare.diagnose)
     seqnlp serve      an HTTP JSON API over a run  (seqnlp.serve.create_app)
@@ -26,7 +27,7 @@ import click
 from seqnlp.cli.compare import compare, diagnose
 from seqnlp.cli.deploy import export, serve
 from seqnlp.cli.explain import explain, report
-from seqnlp.cli.inference import evaluate, predict
+from seqnlp.cli.inference import calibrate, evaluate, predict
 from seqnlp.cli.options import rank
 from seqnlp.cli.train import train
 
@@ -62,7 +63,7 @@ def main(ctx: click.Context, verbose: bool, quiet: bool, debug: bool) -> None:
     ctx.obj = {"quiet": quiet}
 
 
-for _command in (train, evaluate, predict, compare, diagnose, serve, export, explain, report):
+for _command in (train, evaluate, predict, calibrate, compare, diagnose, serve, export, explain, report):
     main.add_command(_command)
 
 if __name__ == "__main__":  # pragma: no cover

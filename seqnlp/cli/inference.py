@@ -1,4 +1,5 @@
-"""``seqnlp evaluate`` and ``seqnlp predict``: a trained run applied to a split or to texts."""
+"""``seqnlp evaluate``, ``seqnlp predict`` and ``seqnlp calibrate``: a trained run applied to a split or to texts,
+and its calibration fitted again on a split."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ from typing import Optional, TextIO
 
 import click
 
-from seqnlp.cli.options import data_options, handle_errors, inference_options, parse_data_files, quiet_datasets
+from seqnlp.cli.options import (INFERENCE_BATCH_SIZE, data_options, handle_errors, inference_options, parse_data_files,
+                                quiet_datasets)
+from seqnlp.config import THRESHOLD_RULES
 
 
 @click.command()
@@ -101,3 +104,47 @@ def predict(ctx: click.Context, run_dir: str, texts: tuple[str, ...], input_file
     for chunk in chunks:
         for result in clf.predict(chunk, top_k=top_k, min_confidence=min_confidence):
             click.echo(json.dumps(result, ensure_ascii=False))
+
+
+@click.command()
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@data_options
+@click.option("--split", help="Labelled split to fit on [default: the run's validation split].")
+@click.option("--threshold", "rule", type=click.Choice(THRESHOLD_RULES), default="argmax", show_default=True,
+              help="Binary runs: decide by the most probable label, or by a threshold tuned for F1 or precision.")
+@click.option("--target-precision", type=click.FloatRange(0, 1, min_open=True), metavar="P",
+              help="Binary runs: the most recall at precision P of the positive label; implies --threshold precision.")
+@click.option("--positive-label", metavar="LABEL", help="Binary runs: the label the threshold is on [default: the "
+              "second label].")
+@click.option("--no-temperature", is_flag=True, help="Keep temperature 1 (no temperature scaling).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=INFERENCE_BATCH_SIZE, show_default=True,
+              help="Texts per forward pass.")
+@click.pass_context
+@handle_errors
+def calibrate(ctx: click.Context, run_dir: str, dataset: Optional[str], data_files: tuple[str, ...],
+              text_columns: tuple[str, ...], label_column: Optional[str], split: Optional[str], rule: str,
+              target_precision: Optional[float], positive_label: Optional[str], no_temperature: bool,
+              batch_size: int) -> None:
+    """Fit a run's calibration again on a labelled split: its temperature, and a binary run's decision threshold.
+
+    Training fits them on the validation split; fit them here on labelled data that looks like what the run
+    will see, give a run trained before seqnlp calibrated runs its calibration.json, or move a binary run's
+    --target-precision without training again. Prints the new calibration.json.
+
+    \b
+    Examples:
+      seqnlp calibrate runs/sms --target-precision 0.99
+      seqnlp calibrate runs/sst2 --data-files heldout=data/sst2-heldout.tsv --split heldout
+    """
+    from seqnlp.evaluation import calibrate as run_calibration
+
+    if target_precision is not None and ctx.get_parameter_source("rule") == click.core.ParameterSource.COMMANDLINE \
+            and rule != "precision":
+        raise click.UsageError(f"--target-precision sets --threshold precision; drop --threshold {rule}")
+    quiet_datasets(ctx)
+    record = run_calibration(run_dir, split, temperature=not no_temperature,
+                             threshold="precision" if target_precision is not None else rule,
+                             target_precision=target_precision or 0.95, positive_label=positive_label,
+                             batch_size=batch_size, dataset=dataset, data_files=parse_data_files(data_files) or None,
+                             text_columns=text_columns or None, label_column=label_column)
+    click.echo(json.dumps(record, indent=2))
