@@ -24,6 +24,7 @@ from seqnlp.tokenizer import encode_texts, fallback_id
 log = logging.getLogger(__name__)
 
 MAX_STEPS = 1024  # interpolation steps one explanation may ask for
+GAP_NOTE = 0.05  # a completeness gap over this share of max(|logit difference|, 1) gets a note
 
 
 @dataclass
@@ -39,7 +40,8 @@ class Explanation:
     attributions: list[float]  # Integrated Gradients, per token: they sum to about logit - baseline_logit
     logit: float  # the label's log-odds for the text (before the temperature)
     baseline_logit: float  # the same for the all-[PAD] baseline
-    steps: int  # Integrated Gradients' interpolation steps
+    steps: int  # Integrated Gradients' uniform interpolation steps
+    gradient_points: int  # the points the gradient was taken at: the steps, and the halved segments' midpoints
     occlusion: Optional[list[float]] = None  # logit minus the logit without the token, per token
     agreement: Optional[float] = None  # Spearman rank correlation of attributions and occlusion
     notes: list[str] = field(default_factory=list)
@@ -95,15 +97,16 @@ def _explain_one(clf: Classifier, text: str, prediction: dict[str, Any], label: 
     target = clf.label_names.index(label)
     ids, tokens, spans = _tokens(clf, text)
     ids_on_device = ids.to(clf.device)
-    attributions, logit, baseline = integrated_gradients(clf.model, ids_on_device, target, clf.multi_label, steps)
+    attributions, logit, baseline, points = integrated_gradients(clf.model, ids_on_device, target, clf.multi_label,
+                                                                 steps)
     explanation = Explanation(text, label, float(probabilities[label]), prediction, tokens, spans,
-                              attributions.tolist(), logit, baseline, steps)
+                              attributions.tolist(), logit, baseline, steps, points)
     if with_occlusion:
         occluded = occlusion(clf.model, ids_on_device, target, clf.multi_label, fallback_id(clf.tokenizer),
                              clf.batch_size)
         explanation.occlusion = occluded.tolist()
         explanation.agreement = spearman(attributions.numpy(), occluded.numpy())
-    if explanation.relative_gap > 0.1:
+    if abs(explanation.gap) > GAP_NOTE * max(abs(logit - baseline), 1.0):
         explanation.notes.append(f"the attributions miss {explanation.relative_gap:.0%} of the logit difference: "
                                  "raise steps")
     return explanation

@@ -50,7 +50,7 @@ def summary(explanation: Explanation) -> str:
     e = explanation
     parts = [f"{e.label} (p={e.probability:.3f})",
              f"IG sum {sum(e.attributions):+.3f} vs logit difference {e.logit - e.baseline_logit:+.3f} "
-             f"(gap {e.gap:+.3f}, {e.relative_gap:.1%}; {e.steps} steps)"]
+             f"(gap {e.gap:+.3f}, {e.relative_gap:.1%}; {e.gradient_points} gradient points)"]
     if e.agreement is not None:
         parts.append(f"occlusion agrees: Spearman {e.agreement:+.2f}")
     return " | ".join(parts + e.notes)

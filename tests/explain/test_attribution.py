@@ -42,7 +42,7 @@ def test_the_target_is_the_labels_log_odds() -> None:
 @pytest.mark.parametrize("cell, pooling", [("lstm", "max"), ("gru", "attention"), ("rnn", "last")])
 def test_attributions_add_up_to_the_logit_difference(cell: str, pooling: str) -> None:
     model = random_model(cell, pooling)
-    attributions, logit, baseline = integrated_gradients(model, IDS, 1, False, steps=512)
+    attributions, logit, baseline, _ = integrated_gradients(model, IDS, 1, False, steps=512, rounds=0)
     assert attributions.shape == (len(IDS),)
     assert abs(float(attributions.sum()) - (logit - baseline)) < 0.01 * max(abs(logit - baseline), 1.0)
     with torch.no_grad():
@@ -50,14 +50,33 @@ def test_attributions_add_up_to_the_logit_difference(cell: str, pooling: str) ->
     assert logit == pytest.approx(float(expected), abs=1e-5)
 
 
+def test_without_refinement_it_is_the_midpoint_sum_of_the_gradient() -> None:
+    """A reference written out: mean over alpha_k = (k + 1/2) / S of (x - x') * grad f, summed over the embedding."""
+    model = random_model("lstm").eval()
+    with torch.no_grad():
+        x, base = model.embedding(IDS[None]), model.embedding(torch.zeros_like(IDS)[None])
+    expected = torch.zeros(len(IDS))
+    for k in range(8):
+        point = (base + (k + 0.5) / 8 * (x - base)).requires_grad_(True)
+        score = target_score(model.from_embeddings(point, torch.tensor([len(IDS)])), 2, False)
+        (grad,) = torch.autograd.grad(score.sum(), point)
+        expected += ((x - base) * grad)[0].sum(dim=1) / 8
+    attributions, _, _, points = integrated_gradients(model, IDS, 2, False, steps=8, rounds=0)
+    torch.testing.assert_close(attributions, expected.detach(), atol=1e-5, rtol=1e-4)
+    assert points == 8
+
+
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
-def test_more_steps_converge_and_shrink_the_gap(cell: str) -> None:
+def test_refinement_converges_where_equal_steps_do_not(cell: str) -> None:
     model = random_model(cell)
-    fine, logit, baseline = integrated_gradients(model, IDS, 0, False, steps=1024)
-    coarse = integrated_gradients(model, IDS, 0, False, steps=4)[0]
-    assert abs(float(fine.sum()) - (logit - baseline)) < 0.1 * abs(float(coarse.sum()) - (logit - baseline))
-    close = integrated_gradients(model, IDS, 0, False, steps=256)[0]
-    assert float((close - fine).abs().max()) < 0.05 * float(fine.abs().max())
+    uniform, logit, baseline, _ = integrated_gradients(model, IDS, 0, False, steps=8, rounds=0)
+    refined, _, _, points = integrated_gradients(model, IDS, 0, False, steps=8)
+    difference = logit - baseline
+    assert abs(float(refined.sum()) - difference) <= 0.01 * max(abs(difference), 1.0) + 1e-6  # within TOLERANCE
+    assert abs(float(refined.sum()) - difference) <= abs(float(uniform.sum()) - difference)
+    fine = integrated_gradients(model, IDS, 0, False, steps=1024, rounds=0)[0]  # what refinement should approach
+    assert float((refined - fine).abs().max()) < 0.05 * float(fine.abs().max())
+    assert 8 <= points <= 8 + 16 * 2 * 2  # at most steps / 4 = 2 segments halved per round, 2 points each
 
 
 def test_explaining_leaves_the_model_as_it_was() -> None:
@@ -91,7 +110,7 @@ def test_on_the_toy_task_both_methods_single_out_the_cue_word(toy_run: Path) -> 
         ids = torch.tensor(clf.tokenizer.encode(text).ids)
         cue = clf.tokenizer.encode(text).tokens.index("great" if label == "pos" else "awful")
         target = clf.label_names.index(label)
-        attributions, _, _ = integrated_gradients(clf.model, ids, target, False)
+        attributions, _, _, _ = integrated_gradients(clf.model, ids, target, False)
         lost = occlusion(clf.model, ids, target, False, empty_id=1)
         assert int(attributions.argmax()) == cue and float(attributions[cue]) > 0
         assert int(lost.argmax()) == cue and float(lost[cue]) > 0

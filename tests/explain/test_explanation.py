@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from seqnlp.errors import ConfigError, DataError
 from seqnlp.explain import Explanation, explain
@@ -55,13 +56,17 @@ def test_an_empty_text_is_explained_by_its_one_token(clf: Classifier) -> None:
     assert e.tokens == ["[UNK]"] and e.spans == [(0, 0)] and len(e.attributions) == 1
 
 
-def test_too_few_steps_say_so(clf: Classifier) -> None:
-    (e,) = explain(clf, ["the film was great and the plot was very quite some acting"], steps=1)
-    assert isinstance(e, Explanation)
-    if e.relative_gap > 0.1:
-        assert "raise steps" in e.notes[0]
-    else:
-        assert not e.notes
+def test_a_large_gap_gets_a_note(clf: Classifier, monkeypatch: pytest.MonkeyPatch) -> None:
+    import seqnlp.explain.explanation as explanation
+
+    def gapped(*args: object, **kwargs: object) -> tuple[torch.Tensor, float, float, int]:
+        return torch.tensor([0.5, 0.5]), 3.0, 0.0, 288  # attributions sum to 1 of a difference of 3
+
+    monkeypatch.setattr(explanation, "integrated_gradients", gapped)
+    (e,) = explain(clf, ["great film"], with_occlusion=False)
+    assert e.gap == pytest.approx(-2.0) and e.relative_gap == pytest.approx(2 / 3)
+    assert e.notes == ["the attributions miss 67% of the logit difference: raise steps"]
+    assert e.gradient_points == 288
 
 
 @pytest.mark.parametrize("kwargs, error, message", [

@@ -21,7 +21,7 @@ def example(text: str = "a <b>bold</b> & great film", **kwargs: object) -> Expla
         at = start + len(token)
     defaults = dict(text=text, label="pos", probability=0.9, prediction={"label": "pos", "score": 0.9},
                     tokens=tokens, spans=spans, attributions=[0.0, -0.5, 2.0, 0.1], logit=2.2, baseline_logit=0.5,
-                    steps=32, occlusion=[0.0, -0.3, 1.5, 0.2], agreement=0.8)
+                    steps=32, gradient_points=40, occlusion=[0.0, -0.3, 1.5, 0.2], agreement=0.8)
     defaults.update(kwargs)
     return Explanation(**defaults)  # type: ignore[arg-type]
 
