@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from seqnlp.errors import ConfigError, DataError
-from seqnlp.explain import Explanation, explain
+from seqnlp.explain import explain
 from seqnlp.explain.explanation import spearman
 from seqnlp.predict import Classifier
 
