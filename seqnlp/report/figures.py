@@ -40,6 +40,8 @@ def training_curves(history: Sequence[Mapping[str, Any]]) -> Optional[bytes]:
     figure = _figure(10, 3.6, 2) if history else None
     if figure is None:
         return None
+    from matplotlib.ticker import MaxNLocator
+
     left, right = figure.axes
     epochs = [int(r["epoch"]) for r in history]
     left.plot(epochs, [r["train"]["loss"] for r in history], marker="o", markersize=3, label="training")
@@ -52,6 +54,7 @@ def training_curves(history: Sequence[Mapping[str, Any]]) -> Optional[bytes]:
             ax.axvline(best[-1], color="0.6", linestyle=":", linewidth=1, label=f"best epoch ({best[-1]})")
         ax.set_title(title)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
     return _png(figure)

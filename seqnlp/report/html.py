@@ -40,13 +40,14 @@ def escape(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
 
-def page(title: str, body: Iterable[str], subtitle: str = "") -> str:
-    """A whole HTML document: ``body`` (HTML strings, already escaped) under an <h1>, with the CSS inline."""
+def page(title: str, body: Iterable[Optional[str]], subtitle: str = "") -> str:
+    """A whole HTML document: ``body`` (HTML strings, already escaped; None parts left out) under an <h1>, with
+    the CSS inline."""
     head = (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">\n'
             f"<title>{escape(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n<h1>{escape(title)}</h1>\n")
     meta = f'<p class="meta">{escape(subtitle)}</p>\n' if subtitle else ""
-    return head + meta + "\n".join(body) + "\n</body>\n</html>\n"
+    return head + meta + "\n".join(part for part in body if part) + "\n</body>\n</html>\n"
 
 
 def table(header: Sequence[str], rows: Iterable[Sequence[Any]], names: int = 1, css_class: str = "",

@@ -57,7 +57,7 @@ def write_report(run_dir: str | Path, output: Optional[str | Path] = None, split
     mistakes = find_mistakes(clf, prepared["text"], prepared["label"], examples)
     explanations = explain(clf, [m.text for m in mistakes], steps=steps) if mistakes else []
     results = read_json(run_dir / RESULTS_FILE) if (run_dir / RESULTS_FILE).is_file() else {}
-    body = [
+    body: list[Optional[str]] = [
         overview(clf, result, results),
         curves_section(read_history(run_dir)),
         confusion_section(result, clf.label_names),
@@ -142,7 +142,7 @@ def curves_section(history: list[dict[str, Any]]) -> str:
         "Training curves", html.png(image, "training and validation loss and metrics per epoch",
                                     "curves") if image else _no_figure(),
         html.table(["epoch", "train loss", "validation loss", "validation accuracy", "validation macro-F1",
-                    "train tokens/s", "best"], rows, names=1), element_id="training")
+                    "train tokens/s", "new best"], rows, names=1), element_id="training")
 
 
 def confusion_section(result: dict[str, Any], label_names: list[str]) -> Optional[str]:

@@ -95,3 +95,17 @@ def test_the_report_renders_in_a_browser_without_errors_and_shows_the_matrix(rep
     ys = sorted({y for _, y in matrix})
     assert ys[-1] - ys[0] > 25  # two rows of cells, one above the other
     shutil.copy(screenshot, report.with_suffix(".png"))  # beside the page, for a person to look at
+
+
+def test_a_multi_label_run_gets_its_page_without_a_confusion_matrix(tmp_path: Path) -> None:
+    from seqnlp.training import train
+    from tests.helpers import multilabel_rows, tiny_config, write_jsonl
+
+    files = {"train": write_jsonl(tmp_path / "train.jsonl", multilabel_rows(200, seed=0)),
+             "test": write_jsonl(tmp_path / "test.jsonl", multilabel_rows(40, seed=1))}
+    config = tiny_config(tmp_path, files, **{"data.multi_label": True, "data.label_column": "labels",
+                                              "train.epochs": 2})
+    train(config, progress=False)
+    document = write_report(config.output_dir, tmp_path / "ml.html", examples=2, steps=4).read_text(encoding="utf-8")
+    assert 'id="confusion-matrix"' not in document and "<th>threshold</th>" in document
+    assert '<section id="calibration">' in document and "exact match" in document
