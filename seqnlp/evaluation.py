@@ -24,9 +24,9 @@ from seqnlp.batching import BatchLoader
 from seqnlp.calibration import Calibration, check_decision_labels
 from seqnlp.calibration import fit as fit_calibration
 from seqnlp.checkpoint import CALIBRATION_FILE, save_thresholds, write_json
-from seqnlp.config import DataConfig, load_config
+from seqnlp.config import CalibrationConfig, DataConfig, load_config
 from seqnlp.data import load_splits, split_names
-from seqnlp.errors import CheckpointError, ConfigError, DataError
+from seqnlp.errors import ConfigError, DataError
 from seqnlp.metrics import MULTI_LABEL, CalibrationMetrics, Metrics
 from seqnlp.objective import Objective, tune_thresholds
 from seqnlp.predict import (DEFAULT_BATCH_SIZE, DEFAULT_PRECISION, Classifier, check_inference_settings,
@@ -146,6 +146,25 @@ def evaluate(
     return result
 
 
+def fit_calibration_on(model: torch.nn.Module, loader: BatchLoader, label_names: list[str], objective: Objective,
+                       device: torch.device, precision: str, settings: CalibrationConfig,
+                       split: str) -> tuple[Calibration, dict[str, Any], Optional[list[float]]]:
+    """Fit a calibration (``settings``: the ``calibration`` section) on the logits of ``loader``'s split, then,
+    multi-label, a threshold per label on the calibrated probabilities: (calibration, calibration.json's record,
+    thresholds or None). Training fits on its validation split; ``calibrate`` on the split a user names."""
+    check_decision_labels(settings.threshold, settings.positive_label, label_names, objective.multi_label)
+    logits, labels = split_logits(model, loader, device, precision)
+    calibration, record = fit_calibration(
+        logits, torch.from_numpy(labels), label_names, objective.multi_label, temperature=settings.temperature,
+        rule=settings.threshold, target_precision=settings.target_precision, positive_label=settings.positive_label,
+        split=split)
+    if not objective.multi_label:
+        return calibration, record, None
+    thresholds = tune_thresholds(objective.probabilities(calibration.scale(logits)).numpy(), labels).tolist()
+    log.info("thresholds tuned on %s: %s", split, ", ".join(f"{n} {t:.3f}" for n, t in zip(label_names, thresholds)))
+    return calibration, record, thresholds
+
+
 def calibrate(run_dir: str | Path, split: Optional[str] = None, *, temperature: bool = True,
               threshold: str = "argmax", target_precision: float = 0.95, positive_label: Optional[str] = None,
               device: str = "auto", batch_size: int = DEFAULT_BATCH_SIZE, **data: Any) -> dict[str, Any]:
@@ -158,26 +177,22 @@ def calibrate(run_dir: str | Path, split: Optional[str] = None, *, temperature: 
     since they apply to the calibrated probabilities. A run trained before seqnlp calibrated runs gets its first.
     """
     clf = Classifier.load(run_dir, device=device, batch_size=batch_size)
-    if clf.run_dir is None:
-        raise CheckpointError(f"{run_dir} is not a run directory")
-    check_decision_labels(threshold, positive_label, clf.label_names, clf.multi_label)
+    settings = CalibrationConfig(temperature, threshold, target_precision, positive_label)  # type: ignore[arg-type]
+    check_decision_labels(threshold, positive_label, clf.label_names, clf.multi_label)  # before any data loads
     name, prepared = labelled_split(clf, split or clf.config.data.validation_split, **data)
     loader = BatchLoader(encode_dataset(prepared, clf.tokenizer, desc=f"encoding {name}"), batch_size,
                          pad_id=clf.pad_id)
-    logits, labels = split_logits(clf.model, loader, clf.device, clf.precision)
-    calibration, record = fit_calibration(logits, torch.from_numpy(labels), clf.label_names, clf.multi_label,
-                                          temperature=temperature, rule=threshold, target_precision=target_precision,
-                                          positive_label=positive_label, split=name)
-    thresholds = None
-    if clf.multi_label:
-        thresholds = tune_thresholds(clf.objective.probabilities(calibration.scale(logits)).numpy(), labels).tolist()
-        save_thresholds(clf.run_dir, clf.label_names, thresholds)
+    calibration, record, thresholds = fit_calibration_on(clf.model, loader, clf.label_names, clf.objective,
+                                                         clf.device, clf.precision, settings, name)
+    run = Path(run_dir)
+    if thresholds is not None:
+        save_thresholds(run, clf.label_names, thresholds)
     scored = evaluate_model(clf.model, loader, clf.label_names, clf.device, clf.precision, clf.objective, thresholds,
                             calibration)["calibration"]
     record.update(ece_before=scored["before"]["ece"], ece_after=scored["after"]["ece"])
-    write_json(clf.run_dir / CALIBRATION_FILE, record)
-    log.info("calibration fitted on %s (%d examples): temperature %.3f, ECE %.4f -> %.4f", name, len(labels),
-             calibration.temperature, record["ece_before"], record["ece_after"])
+    write_json(run / CALIBRATION_FILE, record)
+    log.info("calibration fitted on %s (%d examples): temperature %.3f, ECE %.4f -> %.4f", name,
+             record["fitted_on"]["examples"], calibration.temperature, record["ece_before"], record["ece_after"])
     return record
 
 

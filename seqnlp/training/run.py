@@ -29,6 +29,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from seqnlp import distributed
 from seqnlp.batching import BatchLoader, StreamLoader, label_array
+from seqnlp.calibration import check_decision_labels
 from seqnlp.checkpoint import (
     CALIBRATION_FILE,
     CHECKPOINT_DIR,
@@ -51,11 +52,8 @@ from seqnlp.checkpoint import (
 from seqnlp.config import Config, TrainConfig, config_from_dict, read_config_file, validate
 from seqnlp.data import Splits, load_splits, load_stream, synthetic
 from seqnlp.errors import CheckpointError, ConfigError, DataError, TrainingError
-from seqnlp.calibration import Calibration, check_decision_labels
-from seqnlp.calibration import fit as fit_calibration
-from seqnlp.evaluation import evaluate_model, split_logits
+from seqnlp.evaluation import evaluate_model, fit_calibration_on
 from seqnlp.model import RNNClassifier, count_parameters
-from seqnlp.objective import tune_thresholds
 from seqnlp.runtime import check_precision, resolve_device, seed_everything, set_rng_state, set_threads
 from seqnlp.tokenizer import (
     SPECIAL_TOKENS,
@@ -252,7 +250,12 @@ def finish(setup: Setup, state: TrainingState) -> TrainResult:
     distributed.from_main(lambda: load_weights(model, run_dir / WEIGHTS_FILE))
     distributed.broadcast_module(model)  # the best weights, from rank 0 to all
     objective = setup.plan.objective
-    calibration, record, thresholds = _calibrate(setup)
+    # The temperature (and a binary decision, or multi-label thresholds) fitted on validation (seqnlp.calibration).
+    calibration, record, thresholds = fit_calibration_on(model, setup.val_loader, names, objective, setup.device,
+                                                         tc.precision, setup.config.calibration,
+                                                         setup.config.data.validation_split)
+    if thresholds is not None and distributed.is_main():
+        save_thresholds(run_dir, names, thresholds)
     validation = evaluate_model(model, setup.val_loader, names, setup.device, tc.precision, objective, thresholds,
                                 calibration)
     fitted = validation["calibration"]
@@ -275,24 +278,6 @@ def finish(setup: Setup, state: TrainingState) -> TrainResult:
                                             "sampler": tc.sampler, "validation": validation, "test": test})
     return TrainResult(run_dir, best_epoch, validation, test, state.history, num_parameters,
                        monitor=setup.plan.monitor, thresholds=thresholds, temperature=calibration.temperature)
-
-
-def _calibrate(setup: Setup) -> tuple[Calibration, dict[str, Any], Optional[list[float]]]:
-    """Fit the calibration on the validation split's logits (seqnlp.calibration), then, multi-label, a threshold per
-    label on its calibrated probabilities (saved as thresholds.json): (calibration, calibration.json, thresholds)."""
-    cc, names, objective = setup.config.calibration, setup.label_names, setup.plan.objective
-    logits, labels = split_logits(setup.model, setup.val_loader, setup.device, setup.config.train.precision)
-    calibration, record = fit_calibration(
-        logits, torch.from_numpy(labels), names, objective.multi_label, temperature=cc.temperature, rule=cc.threshold,
-        target_precision=cc.target_precision, positive_label=cc.positive_label, split=setup.config.data.validation_split)
-    if not objective.multi_label:
-        return calibration, record, None
-    thresholds = tune_thresholds(objective.probabilities(calibration.scale(logits)).numpy(), labels).tolist()
-    if distributed.is_main():
-        save_thresholds(setup.run_dir, names, thresholds)
-    log.info("thresholds tuned on %s: %s", setup.config.data.validation_split,
-             ", ".join(f"{n} {t:.3f}" for n, t in zip(names, thresholds)))
-    return calibration, record, thresholds
 
 
 def _fit_and_finish(setup: Setup, state: TrainingState, progress: bool, hooks: Sequence[Hook]) -> TrainResult:
