@@ -10,11 +10,12 @@
       metrics.jsonl      one JSON object per epoch: train loss, throughput, validation metrics, lr
       results.json       the best epoch's validation metrics and, when there is a test split, test metrics
       thresholds.json    multi-label runs: {label: threshold}, tuned on the validation split
+      calibration.json   the temperature (and a binary run's decision threshold) fitted on the validation split
       vectors.json       with model.pretrained_vectors: how much of the vocabulary the vectors covered
       data.json          where the data came from (file and content hashes), label counts, example texts per
                          label, and what the cheap data checks found (seqnlp.data.provenance)
-      calibration.json   when the run is calibrated: the fitted temperature and its before/after scores
       README.md          the model card, with Hugging Face metadata, written last (seqnlp.modelcard)
+      report.html        `seqnlp report`: curves, confusion matrix, calibration, mistakes explained (one HTML file)
       tensorboard/       with train.tensorboard: event files of the same scalars (tensorboard --logdir)
       checkpoints/       the last resumable training state (see "resumable training state" below)
       .lock              held by the process training the run (see seqnlp.rundir, where every name is declared)
@@ -41,6 +42,8 @@ import torch
 from safetensors.torch import save_file
 from tokenizers import Tokenizer
 
+from seqnlp.calibration import Calibration
+from seqnlp.calibration import from_record as calibration_from_record
 from seqnlp.config import Config, config_from_dict, read_config_file
 from seqnlp.errors import CheckpointError, ConfigError
 from seqnlp.model import RNNClassifier, min_parameters
@@ -59,6 +62,7 @@ from seqnlp.rundir import (  # the names of every file, declared without torch (
     OPTIMIZER_FILE,
     REQUIRED_FILES,
     RESULTS_FILE,
+    REPORT_FILE,
     RUN_FILES,
     STATE_FILE,
     TENSORBOARD_DIR,
@@ -76,10 +80,10 @@ from seqnlp.rundir import (  # the names of every file, declared without torch (
 from seqnlp.tensorfile import check_tensors, load_tensors, read_header
 from seqnlp.tokenizer import load_tokenizer, pad_id, vocab_digest
 
-__all__ = ["CALIBRATION_FILE", "CARD_FILE", "CHECKPOINT_DIR", "CONFIG_FILE", "DATA_FILE", "LABELS_FILE", "LAST_POINTER", "LOCK_FILE", "METRICS_FILE", "OPTIMIZER_FILE",
-           "REQUIRED_FILES", "RESULTS_FILE", "STATE_FILE", "TENSORBOARD_DIR", "THRESHOLDS_FILE", "TOKENIZER_FILE",
+__all__ = ["CALIBRATION_FILE", "CARD_FILE", "CHECKPOINT_DIR", "CONFIG_FILE", "DATA_FILE", "LABELS_FILE",
+           "LAST_POINTER", "LOCK_FILE", "METRICS_FILE", "OPTIMIZER_FILE", "REPORT_FILE", "REQUIRED_FILES", "RESULTS_FILE", "STATE_FILE", "TENSORBOARD_DIR", "THRESHOLDS_FILE", "TOKENIZER_FILE",
            "VECTORS_FILE", "VOCAB_KEY", "WEIGHTS_FILE", "append_jsonl", "atomic_path", "has_training_state",
-           "last_checkpoint", "load_run", "load_thresholds", "load_training_state", "load_weights", "prepare_run_dir",
+           "last_checkpoint", "load_calibration", "load_run", "load_thresholds", "load_training_state", "load_weights", "prepare_run_dir",
            "read_json", "save_run_files", "save_thresholds", "save_training_state", "save_weights", "write_json",
            "write_jsonl"]
 
@@ -202,6 +206,18 @@ def load_thresholds(run_dir: Path, label_names: list[str]) -> list[float] | None
     ):
         raise CheckpointError(f"{path} must map each label in {LABELS_FILE} to a threshold in [0, 1]")
     return [float(data[name]) for name in label_names]
+
+
+def load_calibration(run_dir: Path, label_names: list[str]) -> Calibration | None:
+    """A run's calibration.json as a Calibration; None when the run has none (trained before seqnlp fitted one,
+    or stopped before it), and a CheckpointError naming the file and the problem when it is malformed."""
+    path = run_dir / CALIBRATION_FILE
+    if not path.is_file():
+        return None
+    try:
+        return calibration_from_record(read_json(path), label_names)
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
 
 
 def append_jsonl(path: Path, record: dict[str, Any]) -> None:

@@ -31,6 +31,10 @@ class StorageError(SeqnlpError):
     the path and the cause. Every file written before is whole: each is written to a temporary name and renamed."""
 
 
+class MissingExtraError(SeqnlpError, ImportError):
+    """An optional dependency is not installed; the message says which extra to install (``pip install 'seqnlp[X]'``)."""
+
+
 class DataError(SeqnlpError, ValueError):
     """A dataset, split, column or value that cannot be used as given."""
 

@@ -240,7 +240,12 @@ class RNNClassifier(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """input_ids [B, T], lengths [B] (CPU, each >= 1) -> logits [B, C]."""
-        embedded = self.embedding_dropout(self.embedding(input_ids))  # [B, T, E]
+        return self.from_embeddings(self.embedding(input_ids), lengths)
+
+    def from_embeddings(self, embedded: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """embedded [B, T, E] (rows of ``embedding``, or points between them), lengths [B] -> logits [B, C]: the
+        forward pass after the lookup, which attributions (seqnlp.explain) differentiate."""
+        embedded = self.embedding_dropout(embedded)  # [B, T, E]
         outputs, final = self.encoder(embedded, lengths, need_outputs=self.pooling.needs_outputs)
         pooled = self.pooling(outputs, final, lengths)  # [B, D*H]
         return self.head(pooled)  # [B, C]

@@ -340,18 +340,24 @@ def _majority(run: _Run, split: str) -> str:
 
 
 def _calibration(run: _Run) -> str:
-    """calibration.json's numbers, as they are (one level of nesting flattened), when the run has the file."""
-    if not isinstance(run.calibration, dict):
+    """What calibration.json says: the temperature, where it was fitted, NLL and ECE before and after, a decision."""
+    record = run.calibration
+    if not isinstance(record, dict) or not isinstance(record.get("temperature"), (int, float)):
         return ""
-    rows = []
-    for key, value in run.calibration.items():
-        items = value.items() if isinstance(value, dict) else [("", value)]
-        for sub, v in items:
-            if isinstance(v, (int, float)) and not isinstance(v, bool):
-                rows.append([f"{key}.{sub}" if sub else key, f"{v:.4f}" if isinstance(v, float) else str(v)])
-    if not rows:
-        return ""
-    return f"\n\n### Calibration\n\nFrom {CALIBRATION_FILE}:\n\n" + table(["quantity", "value"], rows)
+    fitted = record.get("fitted_on") or {}
+    where = f" on {fitted['split']} ({fitted.get('examples', 0):,} examples)" if fitted.get("split") else ""
+    rows = [["temperature", f"{record['temperature']:.4f}"]]
+    for name in ("nll", "ece"):
+        before, after = record.get(f"{name}_before"), record.get(f"{name}_after")
+        if isinstance(before, (int, float)) and isinstance(after, (int, float)):
+            rows.append([f"{name.upper()} before -> after", f"{before:.4f} -> {after:.4f}"])
+    decision = record.get("decision")
+    if isinstance(decision, dict) and isinstance(decision.get("threshold"), (int, float)):
+        rows.append([f"decision: {decision.get('positive_label')!s} when its probability is at least",
+                     f"{decision['threshold']:.4f}"])
+    note = f"\n\n{record['note']}" if isinstance(record.get("note"), str) else ""
+    return (f"\n\n### Calibration\n\nTemperature scaling fitted{where} ({CALIBRATION_FILE}); the scores above and "
+            f"every prediction use it.\n\n" + table(["quantity", "value"], rows) + note)
 
 
 def _limitations(run: _Run) -> str:
@@ -375,6 +381,10 @@ def _limitations(run: _Run) -> str:
     if run.calibration is None and not run.multi_label:
         lines.append("Its scores are softmax probabilities, not calibrated ones: a score of 0.9 need not be right "
                      "90% of the time.")
+    elif run.calibration is not None:
+        lines.append("Its scores are calibrated on the validation split; on texts unlike it (another source, another "
+                     "time) a score of 0.9 need not be right 90% of the time: `seqnlp calibrate` fits it again on "
+                     "labelled data of your own.")
     lines.append("It learned from labels people gave and inherits their mistakes and biases; it has no knowledge "
                  "beyond its training texts.")
     return "## Limitations\n\n" + "\n".join(f"- {line}" for line in lines)

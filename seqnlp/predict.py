@@ -4,6 +4,11 @@
 alike, so eval mode, inference mode and autocast are decided in one place. A Classifier is a trained run loaded
 from its directory: texts in, labels and probabilities out. How it runs (batch size, precision, device,
 int8 quantization) is an inference setting given when it is loaded, not read from the run's training config.
+
+Probabilities are calibrated: the run's calibration.json (``seqnlp.calibration``) divides the logits by its
+temperature, and a binary run may decide by a threshold tuned on validation. A run trained before seqnlp fitted
+calibrations has none, and keeps its model's own probabilities (temperature 1). ``min_confidence`` makes
+``predict`` abstain on the texts it is not sure enough of.
 """
 
 from __future__ import annotations
@@ -18,7 +23,8 @@ import torch
 from tokenizers import Tokenizer
 
 from seqnlp.batching import Batch, pad_flat
-from seqnlp.checkpoint import load_run, load_thresholds
+from seqnlp.calibration import Calibration, decision_confidence
+from seqnlp.checkpoint import CALIBRATION_FILE, load_calibration, load_run, load_thresholds
 from seqnlp.config import PRECISIONS, Config
 from seqnlp.errors import ConfigError, DataError
 from seqnlp.model import RNNClassifier
@@ -75,6 +81,12 @@ class Classifier:
 
     >>> tagger.predict(["rain stops the match"])  # doctest: +SKIP
     [{'labels': ['sports', 'weather'], 'scores': {'politics': 0.02, 'sports': 0.97, 'weather': 0.88}}]
+
+    ``calibration`` (read from calibration.json) scales the logits before every probability, and may give a binary
+    run a decision threshold; ``predict(..., min_confidence=0.9)`` abstains below 0.9:
+
+    >>> clf.predict(["call me maybe"], min_confidence=0.9)  # doctest: +SKIP
+    [{'label': None, 'abstained': True, 'score': 0.71, 'best': 'ham'}]
     """
 
     def __init__(
@@ -89,8 +101,10 @@ class Classifier:
         quantized: bool = False,
         batch_size: int = DEFAULT_BATCH_SIZE,
         precision: str = DEFAULT_PRECISION,
+        calibration: Optional[Calibration] = None,
     ) -> None:
         check_inference_settings(batch_size, precision, device, quantized)
+        self.calibration = calibration or Calibration()  # temperature (and binary threshold) fitted on validation
         self.model = model.eval()
         self.quantized = quantized  # int8 weights (CPU only), fp32 activations
         self.batch_size = batch_size  # texts per forward pass
@@ -126,40 +140,51 @@ class Classifier:
         if config.data.multi_label and thresholds is None:
             log.warning("%s has no thresholds.json (training did not finish): every label's threshold is %.1f",
                         run_dir, DEFAULT_THRESHOLD)
+        calibration = load_calibration(Path(run_dir), labels)
+        if calibration is None:
+            log.info("%s has no %s (trained before seqnlp calibrated runs, or stopped before): probabilities are "
+                     "the model's own (temperature 1)", run_dir, CALIBRATION_FILE)
         if quantize:
             from seqnlp.export.quantize import quantize_dynamic
 
             model, _ = quantize_dynamic(model)
         return cls(model, tokenizer, labels, config, dev, Path(run_dir), thresholds=thresholds, quantized=quantize,
-                   batch_size=batch_size, precision=precision)
+                   batch_size=batch_size, precision=precision, calibration=calibration)
 
     @property
     def multi_label(self) -> bool:
         return self.objective.multi_label
 
-    def predict(self, texts: Sequence[str], top_k: Optional[int] = None,
-                probabilities: bool = False) -> list[dict[str, Any]]:
-        """One dict per text: ``label`` and ``score`` (its probability); with ``top_k``, also ``top_k``:
+    def predict(self, texts: Sequence[str], top_k: Optional[int] = None, probabilities: bool = False,
+                min_confidence: Optional[float] = None) -> list[dict[str, Any]]:
+        """One dict per text: ``label`` and ``score`` (its calibrated probability); with ``top_k``, also ``top_k``:
         the k most probable labels with their probabilities, best first; with ``probabilities``, also
         ``probabilities``: every label's probability, in label order.
 
         Multi-label: ``labels``, every label whose probability reaches its threshold (possibly none), in label
-        order, and ``scores``, every label's probability."""
+        order, and ``scores``, every label's probability.
+
+        With ``min_confidence``, every dict also says ``abstained``: true when the decision's confidence (the
+        probability of the label decided; multi-label: of the least sure label decision, p or 1 - p) is below it.
+        An abstention answers ``label`` (``labels``) null and names the decision it held back as ``best``.
+        """
         if top_k is not None and not 1 <= top_k <= len(self.label_names):
             raise DataError(f"top_k must be between 1 and the number of labels ({len(self.label_names)}), not {top_k}")
-        probs = self.predict_proba(texts)  # [N, C]
-        chosen = None
-        if self.thresholds is not None:
-            chosen = self.objective.decide(torch.from_numpy(probs), torch.tensor(self.thresholds, dtype=torch.float64)).numpy()  # [N, C]
+        if min_confidence is not None and not 0.0 <= min_confidence <= 1.0:
+            raise DataError(f"min_confidence must be between 0 and 1, not {min_confidence}")
+        probs = torch.from_numpy(self.predict_proba(texts))  # [N, C]
+        decided = self.decide(probs)  # [N] classes, or [N, C] multi-hot
+        confidence = decision_confidence(probs, decided, self.multi_label).tolist()  # [N]
         results = []
-        for n, row in enumerate(probs):
+        for n, row in enumerate(probs.numpy()):
             result: dict[str, Any]
-            if chosen is not None:
-                result = {"labels": [name for name, on in zip(self.label_names, chosen[n]) if on],
+            if self.multi_label:
+                result = {"labels": [name for name, on in zip(self.label_names, decided[n].tolist()) if on],
                           "scores": {name: float(p) for name, p in zip(self.label_names, row)}}
             else:
-                best = int(row.argmax())
-                result = {"label": self.label_names[best], "score": float(row[best])}
+                result = {"label": self.label_names[int(decided[n])], "score": float(row[int(decided[n])])}
+            if min_confidence is not None:
+                result = _abstain(result, confidence[n] < min_confidence)
             if top_k is not None:
                 order = np.argsort(-row, kind="stable")[:top_k]
                 result["top_k"] = [{"label": self.label_names[i], "score": float(row[i])} for i in order]
@@ -168,13 +193,23 @@ class Classifier:
             results.append(result)
         return results
 
+    def decide(self, probs: torch.Tensor) -> torch.Tensor:
+        """Calibrated probabilities [N, C] -> decisions: [N] classes (the most probable, or a binary run's tuned
+        threshold), or multi-hot [N, C] (each label at or above its threshold)."""
+        if self.calibration.threshold is not None:
+            return self.calibration.threshold.decide(probs)
+        thresholds = None if self.thresholds is None else torch.tensor(self.thresholds, dtype=torch.float64)
+        return self.objective.decide(probs, thresholds)
+
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
-        """Class probabilities [N, C] (float32), in the order of ``texts``; multi-label: one sigmoid per label."""
-        return self.objective.probabilities(self.logits(texts)).numpy()
+        """Calibrated class probabilities [N, C] (float32), in the order of ``texts``; multi-label: one sigmoid
+        per label. The logits are divided by the run's temperature first."""
+        return self.objective.probabilities(self.calibration.scale(self.logits(texts))).numpy()
 
     @torch.inference_mode()
     def logits(self, texts: Sequence[str]) -> torch.Tensor:
-        """Logits [N, C] on the CPU. Texts are batched by length, so padding stays small."""
+        """The model's own logits [N, C] on the CPU, before calibration. Texts are batched by length, so padding
+        stays small."""
         if isinstance(texts, str):
             raise DataError("pass a list of texts, not a single string")
         texts = list(texts)
@@ -199,6 +234,14 @@ class Classifier:
             )
             ids = pad_flat(flat, batch_lengths, self.pad_id)  # [B, T]
             yield Batch(torch.from_numpy(ids), torch.from_numpy(batch_lengths), None, indices)
+
+
+def _abstain(result: dict[str, Any], abstained: bool) -> dict[str, Any]:
+    """``result`` with ``abstained``; when it abstains, its label (labels) null and the decision held back as best."""
+    key = "labels" if "labels" in result else "label"
+    if not abstained:
+        return {**result, "abstained": False}
+    return {key: None, "abstained": True, "best": result[key], **{k: v for k, v in result.items() if k != key}}
 
 
 def load(run_dir: str | Path, device: str = "auto", quantize: bool = False, batch_size: int = DEFAULT_BATCH_SIZE,

@@ -50,11 +50,12 @@ VECTORS_FILE = "vectors.json"  # coverage of model.pretrained_vectors, when set
 DATA_FILE = "data.json"  # the data's provenance and what the cheap data checks found
 CALIBRATION_FILE = "calibration.json"  # temperature scaling fitted on validation, when the run is calibrated
 CARD_FILE = "README.md"  # the model card
+REPORT_FILE = "report.html"  # seqnlp.report.run: written by `seqnlp report`, not by training
 TENSORBOARD_DIR = "tensorboard"  # event files, when train.tensorboard is on
 VOCAB_KEY = "vocab_sha256"  # safetensors metadata: the vocabulary the weights were trained with
 REQUIRED_FILES = (CONFIG_FILE, LABELS_FILE, TOKENIZER_FILE, WEIGHTS_FILE)
 RUN_FILES = REQUIRED_FILES + (METRICS_FILE, RESULTS_FILE, THRESHOLDS_FILE, VECTORS_FILE, DATA_FILE, CALIBRATION_FILE,
-                              CARD_FILE)  # any one: a run is here
+                              CARD_FILE, REPORT_FILE)  # any one: a run is here
 CHECKPOINT_DIR = "checkpoints"  # resumable training state (see seqnlp.checkpoint)
 LAST_POINTER = "last.json"
 STATE_FILE = "state.json"

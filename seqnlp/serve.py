@@ -3,7 +3,10 @@
     GET  /health        liveness and readiness: the model is loaded; its labels, cell and the seqnlp version
     GET  /v1/model      metadata: labels, a summary of the config, parameter count, the request limits, and the
                         inference settings (batch size, precision)
-    POST /v1/predict    {"texts": [...]} or {"text": "..."}, optional "top_k" and "return_probabilities"
+    POST /v1/predict    {"texts": [...]} or {"text": "..."}, optional "top_k", "return_probabilities" and
+                        "min_confidence" (below it the answer abstains: {"label": null, "abstained": true, ...})
+    POST /v1/explain    {"texts": [...]} or {"text": "..."} (at most 16 texts), optional "label", "steps" and
+                        "occlusion": token attributions (seqnlp.explain), one JSON object per text
 
 ``create_app`` returns a Starlette (ASGI) app that can be mounted in a larger one; ``run_server`` serves it with
 uvicorn, which shuts down gracefully on SIGINT and SIGTERM, with the connection limits of ``seqnlp.http_guard``
@@ -31,14 +34,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, AsyncIterator, Optional
 
-from seqnlp.errors import ConfigError, SeqnlpError
+from seqnlp.errors import ConfigError, MissingExtraError, SeqnlpError
 
 INSTALL_HINT = "pip install 'seqnlp[serve]'"
-
-
-class MissingExtraError(SeqnlpError, ImportError):
-    """An optional dependency is not installed; the message says which extra to install."""
-
 
 try:
     import uvicorn  # noqa: F401 - seqnlp.http_guard runs it; missing, it is this one-line error
@@ -53,14 +51,18 @@ except ImportError as exc:  # one line for the CLI, and an ImportError for pytes
 import torch
 
 from seqnlp import __version__
+from seqnlp.explain import DEFAULT_STEPS, explain
+from seqnlp.explain.explanation import MAX_STEPS
 from seqnlp.http_guard import ConnectionLimits, make_server
 from seqnlp.model import count_parameters
 from seqnlp.predict import DEFAULT_BATCH_SIZE, DEFAULT_PRECISION, Classifier
 
 log = logging.getLogger(__name__)
 
-ROUTES = "GET /health, GET /v1/model, POST /v1/predict"
-PREDICT_FIELDS = ("texts", "text", "top_k", "return_probabilities")
+ROUTES = "GET /health, GET /v1/model, POST /v1/predict, POST /v1/explain"
+PREDICT_FIELDS = ("texts", "text", "top_k", "return_probabilities", "min_confidence")
+EXPLAIN_FIELDS = ("texts", "text", "label", "steps", "occlusion")
+EXPLAIN_MAX_TEXTS = 16  # texts per /v1/explain request: each costs a batch of ``steps`` forward and backward passes
 
 
 @dataclass(frozen=True)
@@ -108,8 +110,11 @@ def create_app(
     num_threads: Optional[int] = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     precision: str = DEFAULT_PRECISION,
+    min_confidence: Optional[float] = None,
 ) -> Starlette:
     """The ASGI app serving ``model`` (a Classifier, or a run directory to load).
+
+    ``min_confidence`` is the abstention threshold of requests that do not give their own (None: never abstain).
 
     ``device``, ``batch_size`` and ``precision`` are how a run directory is loaded (``Classifier.load``); a
     Classifier brings its own. ``num_threads`` sets torch's intra-op threads in the inference thread (None keeps
@@ -121,11 +126,13 @@ def create_app(
         raise ConfigError(f"num_threads must be a positive integer, not {num_threads!r}")
     clf = model if isinstance(model, Classifier) else Classifier.load(model, device=device, batch_size=batch_size,
                                                                        precision=precision)
-    api = _Api(clf, limits, num_threads)
+    if min_confidence is not None and not 0.0 <= min_confidence <= 1.0:
+        raise ConfigError(f"min_confidence must be between 0 and 1, not {min_confidence!r}")
+    api = _Api(clf, limits, num_threads, min_confidence)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        log.info("serving %s: labels %s; POST /v1/predict", clf.run_dir or "a classifier", ", ".join(clf.label_names))
+        log.info("serving %s: labels %s; POST /v1/predict, /v1/explain", clf.run_dir or "a classifier", ", ".join(clf.label_names))
         try:
             yield
         finally:
@@ -137,12 +144,14 @@ def create_app(
             Route("/health", api.health, methods=["GET"]),
             Route("/v1/model", api.model, methods=["GET"]),
             Route("/v1/predict", api.predict, methods=["POST"]),
+            Route("/v1/explain", api.explain, methods=["POST"]),
         ],
         exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _server_error},
         lifespan=lifespan,
     )
     app.state.classifier = clf
     app.state.limits = limits
+    app.state.min_confidence = min_confidence
     return app
 
 
@@ -169,9 +178,11 @@ def run_server(app: Starlette, host: str = "127.0.0.1", port: int = 8000, log_le
 class _Api:
     """The endpoints, sharing one classifier and the single thread it runs on."""
 
-    def __init__(self, clf: Classifier, limits: Limits, num_threads: Optional[int]) -> None:
+    def __init__(self, clf: Classifier, limits: Limits, num_threads: Optional[int],
+                 min_confidence: Optional[float] = None) -> None:
         self.clf = clf
         self.limits = limits
+        self.min_confidence = min_confidence
         self.num_threads = num_threads
         self._executor: Optional[ThreadPoolExecutor] = None
         config = clf.config
@@ -220,16 +231,41 @@ class _Api:
             "batch_size": self.clf.batch_size,
             "precision": self.clf.precision,
             "limits": asdict(self.limits),
+            "calibration": self._calibration(),
             "version": __version__,
         })
 
+    def _calibration(self) -> dict[str, Any]:
+        threshold = self.clf.calibration.threshold
+        return {"temperature": self.clf.calibration.temperature, "min_confidence": self.min_confidence,
+                "decision": None if threshold is None else {
+                    "positive_label": self.clf.label_names[threshold.positive], "threshold": threshold.threshold}}
+
     async def predict(self, request: Request) -> JSONResponse:
         payload = _parse_json(await self._read_body(request))
-        texts, single, top_k, probabilities = self._validate(payload)
+        texts, single, top_k, probabilities, min_confidence = self._validate(payload)
         loop = asyncio.get_running_loop()
-        results = await loop.run_in_executor(
-            self.executor, lambda: self.clf.predict(texts, top_k=top_k, probabilities=probabilities))
+        results = await loop.run_in_executor(self.executor, lambda: self.clf.predict(
+            texts, top_k=top_k, probabilities=probabilities, min_confidence=min_confidence))
         return JSONResponse({"prediction": results[0]} if single else {"predictions": results})
+
+    async def explain(self, request: Request) -> JSONResponse:
+        payload = _parse_json(await self._read_body(request))
+        texts, single = self._texts(payload, EXPLAIN_FIELDS, EXPLAIN_MAX_TEXTS,
+                                    "each explanation runs a batch of steps forward and backward")
+        label, steps = payload.get("label"), payload.get("steps", DEFAULT_STEPS)
+        occlusion = payload.get("occlusion", True)
+        if label is not None and label not in self.clf.label_names:
+            raise ApiError(422, f'"label" must be one of {", ".join(self.clf.label_names)}, not {_short(label)}')
+        if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= MAX_STEPS:
+            raise ApiError(422, f'"steps" must be an integer from 1 to {MAX_STEPS}, not {_short(steps)}')
+        if not isinstance(occlusion, bool):
+            raise ApiError(422, f'"occlusion" must be true or false, not {_short(occlusion)}')
+        loop = asyncio.get_running_loop()
+        found = await loop.run_in_executor(self.executor, lambda: explain(
+            self.clf, texts, label=label, steps=steps, with_occlusion=occlusion))
+        results = [e.to_dict() for e in found]
+        return JSONResponse({"explanation": results[0]} if single else {"explanations": results})
 
     async def _read_body(self, request: Request) -> bytes:
         """The body of a JSON POST: Content-Type application/json, within max_body_bytes and body_timeout."""
@@ -260,13 +296,31 @@ class _Api:
             chunks.append(chunk)
         return b"".join(chunks)
 
-    def _validate(self, payload: Any) -> tuple[list[str], bool, Optional[int], bool]:
-        """(texts, whether one "text" was given, top_k, return_probabilities), or an ApiError naming the field."""
+    def _validate(self, payload: Any) -> tuple[list[str], bool, Optional[int], bool, Optional[float]]:
+        """(texts, whether one "text" was given, top_k, return_probabilities, min_confidence), or an ApiError
+        naming the field."""
+        texts, single = self._texts(payload, PREDICT_FIELDS, self.limits.max_batch, "max_batch")
+        top_k = payload.get("top_k")
+        num_labels = len(self.clf.label_names)
+        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= num_labels):
+            raise ApiError(422, f'"top_k" must be an integer from 1 to {num_labels} (the number of labels), '
+                                f"not {_short(top_k)}")
+        probabilities = payload.get("return_probabilities", False)
+        if not isinstance(probabilities, bool):
+            raise ApiError(422, f'"return_probabilities" must be true or false, not {_short(probabilities)}')
+        min_confidence = payload.get("min_confidence", self.min_confidence)
+        number = isinstance(min_confidence, (int, float)) and not isinstance(min_confidence, bool)
+        if min_confidence is not None and not (number and 0 <= min_confidence <= 1):
+            raise ApiError(422, f'"min_confidence" must be a number from 0 to 1, not {_short(min_confidence)}')
+        return texts, single, top_k, probabilities, min_confidence
+
+    def _texts(self, payload: Any, fields: tuple[str, ...], most: int, limit: str) -> tuple[list[str], bool]:
+        """The request's texts and whether one "text" was given; an ApiError for unknown fields or bad texts."""
         if not isinstance(payload, dict):
             raise ApiError(422, f'body must be a JSON object such as {{"texts": ["..."]}}, not {_json_type(payload)}')
-        unknown = [key for key in payload if key not in PREDICT_FIELDS]
+        unknown = [key for key in payload if key not in fields]
         if unknown:
-            raise ApiError(422, f"unknown field {_short(unknown[0])}; fields: {', '.join(PREDICT_FIELDS)}")
+            raise ApiError(422, f"unknown field {_short(unknown[0])}; fields: {', '.join(fields)}")
         if ("texts" in payload) == ("text" in payload):
             raise ApiError(422, 'give either "texts" (a list of strings) or "text" (a string)'
                            + (", not both" if "text" in payload else ""))
@@ -280,9 +334,9 @@ class _Api:
                 raise ApiError(422, f'"texts" must be a list of strings, not {_json_type(texts)} {_short(texts)}')
             if not texts:
                 raise ApiError(422, '"texts" is an empty list; give at least one text')
-            if len(texts) > self.limits.max_batch:
-                raise ApiError(413, f'"texts" has {len(texts):,} texts, over the limit of {self.limits.max_batch:,} '
-                                    "per request (max_batch)")
+            if len(texts) > most:
+                raise ApiError(413, f'"texts" has {len(texts):,} texts, over the limit of {most:,} per request '
+                                    f"({limit})")
             names = [f"texts[{i}]" for i in range(len(texts))]
         for name, text in zip(names, texts):
             if not isinstance(text, str):
@@ -290,15 +344,7 @@ class _Api:
             if len(text) > self.limits.max_text_chars:
                 raise ApiError(413, f'"{name}" has {len(text):,} characters, over the limit of '
                                     f"{self.limits.max_text_chars:,} (max_text_chars)")
-        top_k = payload.get("top_k")
-        num_labels = len(self.clf.label_names)
-        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= num_labels):
-            raise ApiError(422, f'"top_k" must be an integer from 1 to {num_labels} (the number of labels), '
-                                f"not {_short(top_k)}")
-        probabilities = payload.get("return_probabilities", False)
-        if not isinstance(probabilities, bool):
-            raise ApiError(422, f'"return_probabilities" must be true or false, not {_short(probabilities)}')
-        return texts, single, top_k, probabilities
+        return texts, single
 
 
 def _parse_json(body: bytes) -> Any:

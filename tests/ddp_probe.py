@@ -110,7 +110,7 @@ class StepProbe(Hook):
 def probe() -> None:
     """Give ``train`` and ``resume`` the step probe, and log every file the training modules write."""
     import seqnlp.training
-    from seqnlp.training import loop, run
+    from seqnlp.training import loop, run, setup
 
     for name in ("train", "resume"):
         original = getattr(seqnlp.training, name)
@@ -119,7 +119,7 @@ def probe() -> None:
             return _original(*args, hooks=[StepProbe()], **kwargs)
 
         setattr(seqnlp.training, name, probed_run)  # the CLI imports them from seqnlp.training when it runs
-    for module in (run, loop):
+    for module in (run, setup, loop):
         for name in WRITERS:
             if not hasattr(module, name):
                 continue

@@ -85,8 +85,9 @@ def run_dir(cli_train: tuple[Path, Result]) -> Path:
 
 
 @pytest.mark.parametrize("command", [[], ["train"], ["evaluate"], ["predict"], ["compare"], ["diagnose"], ["serve"],
-                                     ["export"]],
-                         ids=["main", "train", "evaluate", "predict", "compare", "diagnose", "serve", "export"])
+                                     ["export"], ["explain"], ["report"], ["calibrate"]],
+                         ids=["main", "train", "evaluate", "predict", "compare", "diagnose", "serve", "export",
+                              "explain", "report", "calibrate"])
 def test_help_exits_0_and_shows_examples(command: list[str]) -> None:
     result = invoke(*command, "--help")
     assert result.exit_code == 0, result.output
@@ -353,6 +354,40 @@ def test_print_config_reflects_every_flag() -> None:
     assert config["train"]["epochs"] == 3
     assert config["train"]["batch_size"] == 8
     assert config["seed"] == 5
+
+
+def test_decision_flags_set_the_calibration_section() -> None:
+    assert print_config("--target-precision", "0.9")["calibration"] == {
+        "temperature": True, "threshold": "precision", "target_precision": 0.9, "positive_label": None}
+    assert print_config("--threshold", "f1")["calibration"]["threshold"] == "f1"
+    assert_one_line_error(invoke("train", "--threshold", "f1", "--target-precision", "0.9", "--print-config"), 2,
+                          "--target-precision sets --threshold precision; drop --threshold f1")
+
+
+def test_a_target_precision_is_tuned_saved_and_decides(tmp_path: Path, toy_files: dict[str, Path]) -> None:
+    run = tmp_path / "run"
+    result = invoke("-q", "train", "--data-files", f"train={toy_files['train']}", "--data-files",
+                    f"test={toy_files['test']}", "--output-dir", str(run), "--epochs", "3", "--batch-size", "16",
+                    "--target-precision", "0.95", "--set", "calibration.positive_label=neg", *tiny_set_args())
+    assert result.exit_code == 0, result.output
+    decision = json.loads((run / "calibration.json").read_text())["decision"]
+    assert decision["rule"] == "precision" and decision["positive_label"] == "neg" and decision["reached"]
+    assert decision["precision"] >= 0.95 and decision["target_precision"] == 0.95
+    evaluated = json.loads(invoke("evaluate", str(run), "--json").stdout)
+    assert evaluated["calibration"]["decision"] == {"positive_label": "neg", "threshold": decision["threshold"]}
+    assert "neg when its probability >= " in invoke("evaluate", str(run)).stdout
+
+
+def test_predict_min_confidence_abstains(run_dir: Path) -> None:
+    texts = ("great film", "the")
+    plain = [json.loads(line) for line in invoke("predict", str(run_dir), *texts).stdout.splitlines()]
+    cut = (plain[0]["score"] + plain[1]["score"]) / 2
+    assert plain[0]["score"] > plain[1]["score"]  # a cue word is surer than none
+    lines = invoke("predict", str(run_dir), *texts, "--min-confidence", str(cut)).stdout.splitlines()
+    sure, unsure = (json.loads(line) for line in lines)
+    assert sure == {**plain[0], "abstained": False}
+    assert unsure == {"label": None, "abstained": True, "best": plain[1]["label"], "score": plain[1]["score"]}
+    assert invoke("predict", str(run_dir), "a", "--min-confidence", "1.5").exit_code == 2
 
 
 def test_print_config_defaults_are_untouched_without_flags() -> None:

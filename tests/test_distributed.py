@@ -162,6 +162,13 @@ def test_matches_one_process_with_the_same_global_batch(ddp: dict[str, Any]) -> 
         assert a["validation"]["loss"] == pytest.approx(b["validation"]["loss"], abs=1e-6)
         assert a["validation"]["confusion_matrix"] == b["validation"]["confusion_matrix"]
         assert a["validation"]["auroc"] == pytest.approx(b["validation"]["auroc"], abs=1e-5)  # scores gathered
+    # Calibration: fitted on the gathered validation logits, scored on synced confidences, as one process does.
+    ours_cal, theirs_cal = (json.loads((run / RESULTS_FILE).read_text())["validation"]["calibration"]
+                            for run in (ddp["run"], root / "single"))
+    assert ours_cal["temperature"] == pytest.approx(theirs_cal["temperature"], rel=1e-4)
+    for stage in ("before", "after"):
+        assert ours_cal[stage] == pytest.approx(theirs_cal[stage], abs=1e-5)
+    assert [r["examples"] for r in ours_cal["risk_coverage"]] == [r["examples"] for r in theirs_cal["risk_coverage"]]
     weights = load_file(str(ddp["run"] / WEIGHTS_FILE))
     for name, tensor in load_file(str(root / "single" / WEIGHTS_FILE)).items():
         assert (weights[name] - tensor).abs().max() < 1e-5, name

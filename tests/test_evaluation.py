@@ -7,21 +7,24 @@ The metrics themselves are checked against references in tests/test_metrics.py.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import pytest
 import torch
+from click.testing import CliRunner
 from datasets import Dataset
 
 import seqnlp
 from seqnlp.batching import BatchLoader
-from seqnlp.checkpoint import RESULTS_FILE
+from seqnlp.checkpoint import CALIBRATION_FILE, RESULTS_FILE
+from seqnlp.cli import main
 from seqnlp.config import Config, DataConfig
 from seqnlp.data import load_splits
 from seqnlp.errors import ConfigError, DataError
-from seqnlp.evaluation import evaluate, evaluate_model, format_report, predict_split
+from seqnlp.evaluation import calibrate, evaluate, evaluate_model, format_report, predict_split
 from seqnlp.metrics import Metrics
 from seqnlp.objective import MultiLabelObjective
 from seqnlp.predict import Classifier
@@ -207,8 +210,24 @@ def test_format_report_single_label(toy_run: Path) -> None:
     assert not any("exact match" in line for line in report)
     rows = [line.split() for line in report]
     assert ["label", "precision", "recall", "f1", "auroc", "support"] in rows
-    assert rows[-3:] == [["neg", "pos"], ["neg", "20", "0"], ["pos", "0", "20"]]  # the confusion matrix
+    matrix = rows.index(["Confusion", "matrix", "(rows:", "true", "label,", "columns:", "predicted)"])
+    assert rows[matrix + 1:matrix + 4] == [["neg", "pos"], ["neg", "20", "0"], ["pos", "0", "20"]]
     assert format_report(result, ["neg", "pos"]) == format_report(result)  # the labels default to the result's
+    # Calibration: the scores before and after the run's temperature, then the reliability and risk-coverage tables.
+    calibration = result["calibration"]
+    assert f"  Calibration (temperature {calibration['temperature']:.3f})" in report
+    ece = next(row for row in rows if row[:1] == ["ECE"])
+    assert ece == ["ECE", f"{calibration['before']['ece']:.4f}", f"{calibration['after']['ece']:.4f}"]
+    assert ["100%", "40", "1.0000", f"{calibration['risk_coverage'][0]['min_confidence']:.4f}"] in rows
+    assert sum(int(row[1]) for row in rows if len(row) == 4 and row[0][:1].isdigit() and "-" in row[0]) == 40
+
+
+def test_evaluate_matches_the_calibration_training_reported(toy_run: Path) -> None:
+    results = json.loads((toy_run / RESULTS_FILE).read_text(encoding="utf-8"))
+    result = evaluate(toy_run, device="cpu")
+    assert result["calibration"]["risk_coverage"] == results["test"]["calibration"]["risk_coverage"]
+    for stage in ("before", "after"):
+        assert result["calibration"][stage] == pytest.approx(results["test"]["calibration"][stage], rel=1e-4)
 
 
 def multi_label_result() -> dict[str, Any]:
@@ -235,3 +254,53 @@ def test_format_report_needs_the_task(toy_run: Path) -> None:
     del result["task"]  # a summary written before seqnlp recorded the task
     with pytest.raises(DataError, match="no 'task'"):
         format_report(result)
+
+
+# --- calibrate: the calibration fitted again on a split -----------------------------------------------------------
+
+
+def noisy_rows(n: int, seed: int) -> list[dict[str, str]]:
+    """Toy rows with every fifth label flipped: the learned model is wrong on those, right on the rest."""
+    rows = toy_rows(n, seed=seed)
+    for row in rows[::5]:
+        row["label"] = "neg" if row["label"] == "pos" else "pos"
+    return rows
+
+
+def test_calibrate_fits_again_on_the_split_named_and_the_run_uses_it(toy_run: Path, tmp_path: Path) -> None:
+    run = Path(shutil.copytree(toy_run, tmp_path / "run", ignore=shutil.ignore_patterns("checkpoints", "tensorboard")))
+    (run / CALIBRATION_FILE).unlink()  # a run trained before seqnlp calibrated runs
+    held = write_csv(tmp_path / "held.csv", noisy_rows(100, seed=5))
+    record = calibrate(run, "held", data_files={"held": held})
+    assert record["fitted_on"] == {"split": "held", "examples": 100} and record["method"] == "temperature_scaling"
+    # The toy model says 0.6 where it is right 80% of the time: the fitted temperature sharpens it.
+    assert record["temperature"] < 1 and record["nll_after"] < record["nll_before"]
+    assert json.loads((run / CALIBRATION_FILE).read_text(encoding="utf-8")) == record
+    assert Classifier.load(run, device="cpu").calibration.temperature == record["temperature"]
+    after = evaluate(run, "held", data_files={"held": held})["calibration"]
+    assert after["after"]["ece"] == pytest.approx(record["ece_after"]) and record["ece_after"] < record["ece_before"]
+
+
+def test_calibrate_moves_a_binary_decision_without_training(toy_run: Path, tmp_path: Path) -> None:
+    run = Path(shutil.copytree(toy_run, tmp_path / "run", ignore=shutil.ignore_patterns("checkpoints", "tensorboard")))
+    held = write_csv(tmp_path / "held.csv", noisy_rows(100, seed=6))
+    record = calibrate(run, "held", data_files={"held": held}, threshold="precision", target_precision=0.9,
+                       positive_label="pos")
+    decision = record["decision"]
+    assert decision["positive_label"] == "pos" and decision["target_precision"] == 0.9
+    threshold = Classifier.load(run, device="cpu").calibration.threshold
+    assert threshold is not None and threshold.threshold == decision["threshold"]
+    with pytest.raises(ConfigError, match="calibration.positive_label: 'spam' is not one of the labels"):
+        calibrate(run, positive_label="spam")
+
+
+def test_cli_calibrate_prints_the_new_record(toy_run: Path, tmp_path: Path) -> None:
+    run = Path(shutil.copytree(toy_run, tmp_path / "run", ignore=shutil.ignore_patterns("checkpoints", "tensorboard")))
+    held = write_csv(tmp_path / "held.csv", noisy_rows(60, seed=7))
+    result = CliRunner().invoke(main, ["calibrate", str(run), "--data-files", f"held={held}", "--split", "held",
+                                       "--target-precision", "0.8"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == json.loads((run / CALIBRATION_FILE).read_text(encoding="utf-8"))
+    assert json.loads(result.stdout)["decision"]["rule"] == "precision"
+    clash = CliRunner().invoke(main, ["calibrate", str(run), "--threshold", "f1", "--target-precision", "0.8"])
+    assert clash.exit_code == 2 and "drop --threshold f1" in clash.output

@@ -10,7 +10,10 @@ from typing import Any
 import pytest
 import torch
 
-from seqnlp.metrics import MULTI_LABEL, SINGLE_LABEL, Metrics, build_metrics, summarize
+from torchmetrics.functional.classification import binary_calibration_error, multiclass_calibration_error
+
+from seqnlp.calibration import BinaryThreshold, Calibration
+from seqnlp.metrics import MULTI_LABEL, SINGLE_LABEL, CalibrationMetrics, Metrics, build_metrics, summarize
 from seqnlp.objective import MultiLabelObjective, Objective
 
 NAMES = ["a", "b", "c"]
@@ -178,3 +181,83 @@ def test_every_summary_names_its_task() -> None:
     assert multi["task"] == MULTI_LABEL == "multi_label"
     assert computed(PREDS, TARGET, NAMES)["task"] == SINGLE_LABEL
     assert json.loads(json.dumps(multi))["task"] == "multi_label"  # results.json and evaluate --json carry it
+
+
+# --- calibration: ECE, MCE, Brier, NLL, reliability and risk-coverage -------------------------------------------
+
+
+def calibration_of(logits: torch.Tensor, labels: torch.Tensor, temperature: float, multi: bool = False,
+                   chunk: int | None = None, **kwargs: Any) -> dict[str, Any]:
+    objective = MultiLabelObjective(logits.shape[1]) if multi else Objective(logits.shape[1])
+    metrics = CalibrationMetrics(objective, logits.shape[1], Calibration(temperature, **kwargs))
+    step = chunk or len(logits)
+    for start in range(0, len(logits), step):
+        metrics.update(logits[start:start + step], labels[start:start + step])
+    return metrics.compute()
+
+
+def random_logits(n: int = 300, c: int = 3, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(n, c, generator=generator) * 3, torch.randint(0, c, (n,), generator=generator)
+
+
+def test_calibration_metrics_match_torchmetrics_and_definitions() -> None:
+    logits, labels = random_logits()
+    result = calibration_of(logits, labels, temperature=2.0)
+    for stage, t in (("before", 1.0), ("after", 2.0)):
+        probs = torch.softmax(logits / t, dim=1)
+        got = result[stage]
+        assert got["ece"] == pytest.approx(float(multiclass_calibration_error(probs, labels, 3, n_bins=10)), abs=1e-6)
+        assert got["mce"] == pytest.approx(float(multiclass_calibration_error(probs, labels, 3, n_bins=10,
+                                                                              norm="max")), abs=1e-6)
+        brier = ((probs - torch.nn.functional.one_hot(labels, 3)) ** 2).sum(dim=1).mean()
+        assert got["brier"] == pytest.approx(float(brier), rel=1e-5)
+        assert got["nll"] == pytest.approx(float(torch.nn.functional.cross_entropy(logits / t, labels)), rel=1e-5)
+        rows = result["reliability"][stage]  # the table's weighted gap is the ECE
+        assert sum(r["count"] for r in rows) == 300
+        assert sum(r["count"] / 300 * abs(r["accuracy"] - r["confidence"]) for r in rows) == pytest.approx(
+            got["ece"], abs=1e-6)
+    assert result["temperature"] == 2.0 and result["bins"] == 10
+
+
+def test_calibration_metrics_batched_equal_the_whole_set() -> None:
+    logits, labels = random_logits(101, seed=4)
+    whole, batched = calibration_of(logits, labels, 1.7), calibration_of(logits, labels, 1.7, chunk=13)
+    assert batched["after"] == pytest.approx(whole["after"], rel=1e-5)
+    assert batched["risk_coverage"] == whole["risk_coverage"]
+
+
+def test_a_probability_of_exactly_one_has_its_own_bin() -> None:
+    logits, labels = torch.tensor([[100.0, 0.0], [0.0, 0.1]]), torch.tensor([0, 0])
+    rows = calibration_of(logits, labels, 1.0)["reliability"]["before"]
+    assert [(r["low"], r["high"], r["count"]) for r in rows] == [(0.5, 0.6, 1), (1.0, 1.0, 1)]
+
+
+def test_risk_coverage_keeps_the_most_confident_decisions() -> None:
+    # Binary probabilities of class 1: confidences 0.95, 0.9, 0.8, 0.7, 0.6, 0.55; the two least confident are wrong.
+    p = torch.tensor([0.95, 0.1, 0.8, 0.3, 0.6, 0.45])
+    logits = torch.stack([torch.zeros(6), torch.logit(p)], dim=1)
+    labels = torch.tensor([1, 0, 1, 0, 0, 1])
+    rows = {r["coverage"]: r for r in calibration_of(logits, labels, 1.0)["risk_coverage"]}
+    assert rows[1.0]["accuracy"] == pytest.approx(4 / 6) and rows[1.0]["examples"] == 6
+    assert rows[0.7]["examples"] == 5 and rows[0.7]["accuracy"] == pytest.approx(4 / 5)
+    assert rows[0.6]["examples"] == 4 and rows[0.6]["accuracy"] == 1.0
+    assert rows[0.6]["min_confidence"] == pytest.approx(0.7)
+    # A binary threshold changes the decisions, so the coverage table follows it.
+    strict = {r["coverage"]: r for r in calibration_of(logits, labels, 1.0, threshold=BinaryThreshold(1, 0.9))[
+        "risk_coverage"]}
+    assert strict[1.0]["accuracy"] == pytest.approx(4 / 6)  # calls 1 only for 0.95: right on 0.95, 0.1, 0.3, 0.6
+
+
+def test_multi_label_calibration_scores_every_label_probability() -> None:
+    generator = torch.Generator().manual_seed(6)
+    logits = torch.randn(50, 3, generator=generator) * 2
+    labels = (torch.rand(50, 3, generator=generator) < 0.4).float()
+    result = calibration_of(logits, labels, 1.5, multi=True)
+    probs = torch.sigmoid(logits / 1.5)
+    assert result["after"]["ece"] == pytest.approx(float(binary_calibration_error(
+        probs.flatten(), labels.long().flatten(), n_bins=10)), abs=1e-6)
+    assert result["after"]["brier"] == pytest.approx(float(((probs - labels) ** 2).mean()), rel=1e-5)
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(logits / 1.5, labels, reduction="sum") / 50
+    assert result["after"]["nll"] == pytest.approx(float(bce), rel=1e-5)
+    assert sum(r["count"] for r in result["reliability"]["after"]) == 150

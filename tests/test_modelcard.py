@@ -63,7 +63,9 @@ def test_contents_come_from_the_run_files(toy_run: Path) -> None:
     assert f"{counts['neg']:,} (" in text and f"{counts['pos']:,} (" in text  # the label distribution
     assert "tokens/s" in text and "torch threads" in text
     assert "| lstm, 1 layer(s), bidirectional, hidden 16, embedding 16, max pooling" in text
-    assert "not calibrated" in text and "### Calibration" not in text
+    calibration = json.loads((toy_run / "calibration.json").read_text(encoding="utf-8"))
+    assert "### Calibration" in text and f"| temperature | {calibration['temperature']:.4f} |" in text
+    assert f"{calibration['ece_before']:.4f} -> {calibration['ece_after']:.4f}" in text
 
 
 def test_render_is_reproducible_and_names_the_repository(toy_run: Path) -> None:
@@ -74,12 +76,21 @@ def test_render_is_reproducible_and_names_the_repository(toy_run: Path) -> None:
 
 
 def test_calibration_json_is_reported_when_present(run_copy: Path) -> None:
-    calibration = {"temperature": 1.7, "validation": {"ece_before": 0.081, "ece_after": 0.012}, "bins": [1, 2]}
+    calibration = {"method": "temperature_scaling", "temperature": 1.7, "fitted_on": {"split": "validation",
+                   "examples": 40}, "nll_before": 0.5, "nll_after": 0.4, "ece_before": 0.081, "ece_after": 0.012,
+                   "decision": {"positive_label": "pos", "threshold": 0.62}}
     (run_copy / CALIBRATION_FILE).write_text(json.dumps(calibration))
     text = (write_model_card(run_copy)).read_text()
-    assert "### Calibration" in text
-    assert "| temperature | 1.7000 |" in text and "| validation.ece_after | 0.0120 |" in text
+    assert "### Calibration" in text and "fitted on validation (40 examples)" in text
+    assert "| temperature | 1.7000 |" in text and "| ECE before -> after | 0.0810 -> 0.0120 |" in text
+    assert "| decision: pos when its probability is at least | 0.6200 |" in text
     assert "not calibrated" not in text
+
+
+def test_a_run_without_calibration_says_its_scores_are_not_calibrated(run_copy: Path) -> None:
+    (run_copy / CALIBRATION_FILE).unlink()
+    text = write_model_card(run_copy).read_text()
+    assert "### Calibration" not in text and "not calibrated" in text
 
 
 def test_a_run_without_data_json_still_gets_a_card(run_copy: Path) -> None:

@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 from tests.helpers import CUES, multilabel_rows, tiny_config, tiny_set_args, write_jsonl
 
-from seqnlp.checkpoint import RESULTS_FILE, THRESHOLDS_FILE
+from seqnlp.checkpoint import CALIBRATION_FILE, RESULTS_FILE, THRESHOLDS_FILE
 from seqnlp.cli import main
 from seqnlp.config import DataConfig, load_config
 from seqnlp.data import load_splits
@@ -138,6 +138,23 @@ def test_predict_returns_every_label_at_or_above_its_threshold(ml_run: Path) -> 
     top = clf.predict(texts[:1], top_k=2)[0]["top_k"]
     assert [t["label"] for t in top] == [LABELS[i] for i in np.argsort(-probs[0])[:2]]
     assert {t["label"] for t in top} == {"sports", "weather"}
+
+
+def test_one_temperature_is_fitted_and_multi_label_abstains_on_its_least_sure_label(ml_run: Path) -> None:
+    record = json.loads((ml_run / CALIBRATION_FILE).read_text())
+    assert record["scope"] == "one temperature shared by every label" and "decision" not in record
+    clf = Classifier.load(ml_run, device="cpu")
+    assert clf.calibration.temperature == record["temperature"]
+    texts = ["the goal was great and the rain came", "a film with a plot", "vote vote", "rain goal vote"]
+    probs = clf.predict_proba(texts)
+    assert clf.thresholds is not None
+    sure = [min(p if p >= t else 1 - p for p, t in zip(row, clf.thresholds)) for row in probs]  # least sure label
+    cut = float(np.median(sure))
+    for result, confidence, plain in zip(clf.predict(texts, min_confidence=cut), sure, clf.predict(texts)):
+        assert result["abstained"] is bool(confidence < cut)
+        assert result["labels"] == (None if result["abstained"] else plain["labels"])
+    calibration = evaluate(clf)["calibration"]
+    assert sum(row["count"] for row in calibration["reliability"]["after"]) == 3 * 60  # every (text, label)
 
 
 def test_predict_and_evaluate_use_the_saved_thresholds(ml_run: Path, tmp_path: Path) -> None:

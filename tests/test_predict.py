@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import re
 import shutil
 from pathlib import Path
@@ -11,7 +13,9 @@ import pytest
 import torch
 import yaml
 
-from seqnlp.errors import ConfigError, DataError
+from seqnlp.calibration import BinaryThreshold, Calibration
+from seqnlp.checkpoint import CALIBRATION_FILE
+from seqnlp.errors import CheckpointError, ConfigError, DataError
 from seqnlp.predict import DEFAULT_BATCH_SIZE, Classifier, forward_batches, load
 
 TEXTS = [
@@ -221,3 +225,65 @@ def test_forward_batches_runs_without_autograd_and_restores_the_mode(clf: Classi
         assert clf.model.training
     finally:
         clf.model.eval()
+
+
+# --- calibration and abstention -------------------------------------------------------------------------------
+
+
+def calibrated(clf: Classifier, calibration: Calibration) -> Classifier:
+    return Classifier(clf.model, clf.tokenizer, clf.label_names, clf.config, clf.device, clf.run_dir,
+                      calibration=calibration)
+
+
+def test_load_reads_the_runs_calibration(toy_run: Path, clf: Classifier) -> None:
+    record = json.loads((toy_run / CALIBRATION_FILE).read_text(encoding="utf-8"))
+    assert clf.calibration.temperature == record["temperature"]
+
+
+def test_probabilities_are_divided_by_the_temperature(clf: Classifier) -> None:
+    warm = calibrated(clf, Calibration(2.5))
+    expected = torch.softmax(clf.logits(TEXTS) / 2.5, dim=1).numpy()
+    np.testing.assert_allclose(warm.predict_proba(TEXTS), expected, rtol=1e-6)
+    assert [r["label"] for r in warm.predict(TEXTS)] == [r["label"] for r in clf.predict(TEXTS)]  # argmax kept
+
+
+def test_a_run_without_calibration_keeps_its_probabilities_and_says_so(toy_run: Path, tmp_path: Path,
+                                                                       caplog: pytest.LogCaptureFixture) -> None:
+    run = Path(shutil.copytree(toy_run, tmp_path / "old"))
+    (run / CALIBRATION_FILE).unlink()
+    with caplog.at_level(logging.INFO, logger="seqnlp.predict"):
+        old = Classifier.load(run, device="cpu")
+    assert old.calibration == Calibration() and "no calibration.json" in caplog.text
+    expected = torch.softmax(old.logits(TEXTS), dim=1).numpy()
+    np.testing.assert_allclose(old.predict_proba(TEXTS), expected, rtol=1e-6)
+
+
+def test_a_malformed_calibration_file_is_a_checkpoint_error(toy_run: Path, tmp_path: Path) -> None:
+    run = Path(shutil.copytree(toy_run, tmp_path / "bad"))
+    (run / CALIBRATION_FILE).write_text('{"temperature": -1}', encoding="utf-8")
+    with pytest.raises(CheckpointError, match=r"calibration\.json: temperature must be a number in \[0.01, 100"):
+        Classifier.load(run, device="cpu")
+
+
+def test_a_binary_threshold_decides_and_scores_the_label_decided(clf: Classifier) -> None:
+    strict = calibrated(clf, Calibration(1.0, BinaryThreshold(clf.label_names.index("pos"), 0.99)))
+    probs = clf.predict_proba(TEXTS)
+    for result, row in zip(strict.predict(TEXTS), probs):
+        label = "pos" if row[clf.label_names.index("pos")] >= 0.99 else "neg"
+        assert result == {"label": label, "score": pytest.approx(float(row[clf.label_names.index(label)]))}
+
+
+def test_min_confidence_abstains_below_it(clf: Classifier) -> None:
+    plain = clf.predict(TEXTS)
+    cut = float(np.median([r["score"] for r in plain]))
+    results = clf.predict(TEXTS, min_confidence=cut, top_k=1)
+    assert any(r["abstained"] for r in results) and not all(r["abstained"] for r in results)
+    for before, after in zip(plain, results):
+        if before["score"] < cut:
+            assert after["label"] is None and after["abstained"] is True and after["best"] == before["label"]
+        else:
+            assert after["label"] == before["label"] and after["abstained"] is False and "best" not in after
+        assert after["score"] == before["score"] and after["top_k"][0]["label"] == before["label"]
+    assert all(not r["abstained"] for r in clf.predict(TEXTS, min_confidence=0.0))
+    with pytest.raises(DataError, match="min_confidence must be between 0 and 1"):
+        clf.predict(TEXTS, min_confidence=1.5)

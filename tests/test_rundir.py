@@ -302,7 +302,7 @@ def test_an_output_directory_that_cannot_be_created_is_found_before_the_data(tmp
     """Issue 14, item 9: found first, not after loading the data and training the tokenizer."""
     import seqnlp.training.run
 
-    monkeypatch.setattr(seqnlp.training.run, "_load_data", lambda *a: pytest.fail("the data was loaded"))
+    monkeypatch.setattr(seqnlp.training.setup, "_load_data", lambda *a: pytest.fail("the data was loaded"))
     blocker = tmp_path / "file"
     blocker.write_text("x", encoding="utf-8")
     result = invoke("-q", "train", "--data-files", f"train={tmp_path / 'file'}", "--dataset", "csv",
@@ -315,7 +315,7 @@ def test_a_read_only_output_directory_is_found_before_the_data(tmp_path: Path, t
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     import seqnlp.training.run
 
-    monkeypatch.setattr(seqnlp.training.run, "_load_data", lambda *a: pytest.fail("the data was loaded"))
+    monkeypatch.setattr(seqnlp.training.setup, "_load_data", lambda *a: pytest.fail("the data was loaded"))
     out = tmp_path / "out"
     out.mkdir()
     real_open = os.open

@@ -21,6 +21,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
+import numpy as np
 import pytest
 import uvicorn
 from click.testing import CliRunner
@@ -28,6 +29,7 @@ from click.testing import CliRunner
 from seqnlp import __version__
 from seqnlp.cli import main
 from seqnlp.errors import ConfigError
+from seqnlp.explain import explain
 from seqnlp.model import count_parameters
 from seqnlp.predict import Classifier
 from seqnlp.serve import Limits, create_app
@@ -132,6 +134,51 @@ def test_predict_one_text(base_url: str, clf: Classifier) -> None:
     assert body == {"prediction": clf.predict(["awful film"], top_k=1)[0]}
 
 
+def test_min_confidence_abstains_as_classifier_predict_does(base_url: str, clf: Classifier) -> None:
+    cut = float(np.median([p["score"] for p in clf.predict(TEXTS)]))
+    status, _, body = call(base_url + "/v1/predict", "POST", {"texts": TEXTS, "min_confidence": cut})
+    assert status == 200 and body == {"predictions": clf.predict(TEXTS, min_confidence=cut)}
+    assert any(p["label"] is None and p["abstained"] for p in body["predictions"])
+
+
+def test_the_servers_min_confidence_is_the_default_a_request_overrides(clf: Classifier) -> None:
+    with running(create_app(clf, num_threads=1, min_confidence=1.0)) as url:
+        _, _, strict = call(url + "/v1/predict", "POST", {"texts": TEXTS})
+        _, _, lenient = call(url + "/v1/predict", "POST", {"texts": TEXTS, "min_confidence": 0})
+        _, _, model = call(url + "/v1/model")
+    assert all(p["abstained"] and p["label"] is None for p in strict["predictions"])
+    assert lenient == {"predictions": clf.predict(TEXTS, min_confidence=0)}
+    assert model["calibration"] == {"temperature": clf.calibration.temperature, "min_confidence": 1.0,
+                                    "decision": None}
+    with pytest.raises(ConfigError, match="min_confidence must be between 0 and 1"):
+        create_app(clf, min_confidence=2.0)
+
+
+def test_explain_equals_the_library(base_url: str, clf: Classifier) -> None:
+    status, _, body = call(base_url + "/v1/explain", "POST", {"texts": TEXTS[:3], "steps": 8})
+    assert status == 200
+    expected = [e.to_dict() for e in explain(clf, TEXTS[:3], steps=8)]
+    assert body["explanations"] == json.loads(json.dumps(expected))  # the same numbers, through JSON
+    status, _, body = call(base_url + "/v1/explain", "POST", {"text": "awful film", "label": "pos",
+                                                              "occlusion": False})
+    assert status == 200
+    one = body["explanation"]
+    assert one["label"] == "pos" and one["occlusion"] is None and one["tokens"] == ["awful", "film"]
+    assert abs(one["completeness"]["relative_gap"]) < 0.1
+
+
+@pytest.mark.parametrize("request_body, status, fragment", [
+    ({"texts": ["a"] * 17}, 413, '"texts" has 17 texts, over the limit of 16'),
+    ({"text": "a", "steps": 0}, 422, '"steps" must be an integer from 1 to 1024, not 0'),
+    ({"text": "a", "label": "spam"}, 422, '"label" must be one of neg, pos, not "spam"'),
+    ({"text": "a", "occlusion": "no"}, 422, '"occlusion" must be true or false'),
+    ({"text": "a", "top_k": 1}, 422, "unknown field \"top_k\"; fields: texts, text, label, steps, occlusion"),
+])
+def test_bad_explain_requests_name_the_field(base_url: str, request_body: dict, status: int, fragment: str) -> None:
+    got, _, body = call(base_url + "/v1/explain", "POST", request_body)
+    assert got == status and fragment in body["error"], body
+
+
 def test_predict_at_every_limit_is_accepted(base_url: str, clf: Classifier) -> None:
     texts = ["great " * 33 + "ok"] * (LIMITS["max_batch"] - 1) + ["x" * LIMITS["max_text_chars"]]
     assert len(json.dumps({"texts": texts}).encode()) <= LIMITS["max_body_bytes"]
@@ -182,6 +229,8 @@ BAD_REQUESTS = [
     ("top-k-float", b'{"text": "a", "top_k": 1.5}', 422, ['"top_k"', "not 1.5"]),
     ("probabilities-not-bool", b'{"text": "a", "return_probabilities": "yes"}', 422,
      ['"return_probabilities"', '"yes"']),
+    ("min-confidence-too-high", b'{"text": "a", "min_confidence": 1.5}', 422,
+     ['"min_confidence" must be a number from 0 to 1, not 1.5']),
     ("too-many-texts", json.dumps({"texts": ["a"] * 9}).encode(), 413, ['"texts" has 9 texts', "limit of 8",
                                                                        "max_batch"]),
     ("text-too-long", json.dumps({"texts": ["a", "b" * 201]}).encode(), 413,
@@ -336,6 +385,10 @@ def test_serve_options_reach_the_classifier(toy_run: Path, monkeypatch: pytest.M
     ((app, options),) = served
     assert (app.state.classifier.batch_size, app.state.classifier.precision) == (5, "bf16")
     assert options["port"] == 0 and options["host"] == "127.0.0.1"
+    assert app.state.min_confidence is None
+    result = CliRunner().invoke(main, ["serve", str(toy_run), "--device", "cpu", "--min-confidence", "0.9"])
+    assert result.exit_code == 0, result.output
+    assert served[-1][0].state.min_confidence == 0.9
 
 
 def test_serve_fp16_on_the_cpu_is_a_one_line_error(toy_run: Path) -> None:

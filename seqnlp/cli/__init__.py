@@ -3,17 +3,19 @@
     seqnlp train      train a classifier into a run directory, or --resume one  (seqnlp.train)
     seqnlp evaluate   metrics of a run on a split of its own data or of other data  (seqnlp.evaluate)
     seqnlp predict    one JSON object per text, from arguments or a file  (seqnlp.load(...).predict)
+    seqnlp calibrate  fit a run's temperature (and binary threshold) again on a labelled split  (seqnlp.evaluation)
     seqnlp compare    cells and settings trained on the same data, budget and seeds  (seqnlp.compare.compare)
     seqnlp diagnose   gradient flow and saturation of trained or fresh models  (seqnlp.compare.diagnose)
     seqnlp serve      an HTTP JSON API over a run  (seqnlp.serve.create_app)
     seqnlp export     a run as one ONNX or TorchScript file  (seqnlp.export_run)
+    seqnlp explain    token attributions of a run's decisions: Integrated Gradients and occlusion  (seqnlp.explain)
+    seqnlp report     one self-contained HTML page about a run  (seqnlp.report.run.write_report)
     seqnlp audit      duplicates, leakage, label conflicts, lengths and baselines of a data set  (seqnlp.data.audit)
     seqnlp push       a run directory to the Hugging Face Hub, or to a folder  (seqnlp.hub.push)
 
 Each family of commands has a module of its own (``seqnlp.cli.train``, ``.inference``, ``.compare``, ``.deploy``,
-``.audit``);
-the options and error handling they share are in ``seqnlp.cli.options``. Heavy imports (torch, datasets) happen inside the commands, so ``seqnlp --help`` answers at
-once.
+``.explain``, ``.audit``); the options and error handling they share are in ``seqnlp.cli.options``. Heavy imports
+(torch, datasets) happen inside the commands, so ``seqnlp --help`` answers at once.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ import click
 from seqnlp.cli.audit import audit, push
 from seqnlp.cli.compare import compare, diagnose
 from seqnlp.cli.deploy import export, serve
-from seqnlp.cli.inference import evaluate, predict
+from seqnlp.cli.explain import explain, report
+from seqnlp.cli.inference import calibrate, evaluate, predict
 from seqnlp.cli.options import rank
 from seqnlp.cli.train import train
 
@@ -50,6 +53,8 @@ def main(ctx: click.Context, verbose: bool, quiet: bool, debug: bool) -> None:
       seqnlp diagnose runs/sst2-gru --weights both
       seqnlp serve runs/sst2-gru --port 8000
       seqnlp export runs/sst2-gru --format onnx
+      seqnlp explain runs/sst2-gru "not a bad film at all"
+      seqnlp report runs/sst2-gru                  # runs/sst2-gru/report.html
       seqnlp audit --config configs/sst2.yaml --strict
       seqnlp push runs/sst2-gru me/sst2-gru
     """
@@ -62,7 +67,7 @@ def main(ctx: click.Context, verbose: bool, quiet: bool, debug: bool) -> None:
     ctx.obj = {"quiet": quiet}
 
 
-for _command in (train, evaluate, predict, compare, diagnose, serve, export, audit, push):
+for _command in (train, evaluate, predict, calibrate, compare, diagnose, serve, export, explain, report, audit, push):
     main.add_command(_command)
 
 if __name__ == "__main__":  # pragma: no cover

@@ -10,6 +10,7 @@ import click
 from seqnlp.cli.options import data_options, data_updates, handle_errors, quiet_datasets
 from seqnlp.config import load_config
 from seqnlp.errors import DataError
+from seqnlp.rundir import check_run_dir
 
 
 @click.command()
@@ -76,6 +77,7 @@ def push(run_dir: str, repo_id: str, to_dir: Optional[str], private: bool, revis
       seqnlp push runs/sms me/sms-spam-lstm --private --revision experiments
       seqnlp push runs/sms me/sms-spam-lstm --to-dir export/sms-spam-lstm     # offline: what would be uploaded
     """
+    check_run_dir(run_dir)
     from seqnlp.hub import push as run_push
 
     result = run_push(run_dir, repo_id, to_dir=to_dir, private=private, revision=revision, message=message,

@@ -39,13 +39,15 @@ from seqnlp.rundir import check_run_dir
               help="Torch threads for inference [default: the usable cores less one, at least 1].")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @inference_options
+@click.option("--min-confidence", type=click.FloatRange(0, 1), metavar="P",
+              help="Abstain below calibrated probability P unless a request sets its own \"min_confidence\".")
 @click.option("--no-access-log", is_flag=True, help="Do not log one line per request.")
 @click.pass_context
 @handle_errors
 def serve(ctx: click.Context, run_dir: str, host: str, port: int, max_batch: int, max_text_chars: int,
           max_body_bytes: int, body_timeout: float, header_timeout: float, keep_alive_timeout: float,
           max_connections: Optional[int], max_header_bytes: int, threads: Optional[int], device: str,
-          batch_size: int, precision: str, no_access_log: bool) -> None:
+          batch_size: int, precision: str, min_confidence: Optional[float], no_access_log: bool) -> None:
     """Serve a trained run over HTTP: a JSON API for predictions (needs pip install 'seqnlp[serve]').
 
     \b
@@ -53,7 +55,10 @@ def serve(ctx: click.Context, run_dir: str, host: str, port: int, max_batch: int
       GET  /health       the model is loaded: labels, cell, version
       GET  /v1/model     labels, config summary, parameter count, limits, batch size, precision
       POST /v1/predict   {"texts": ["...", ...]} or {"text": "..."}; options "top_k": K,
-                         "return_probabilities": true
+                         "return_probabilities": true, "min_confidence": P (below: "label": null,
+                         "abstained": true)
+      POST /v1/explain   {"texts": [...]} or {"text": "..."} (at most 16); options "label", "steps",
+                         "occlusion": token attributions, as seqnlp explain --json
 
     Errors are JSON {"error": "..."}: 400 for a body that is not JSON, 422 for wrong fields or types, 413 for a
     request over a limit, 415 for a POST that is not Content-Type: application/json, 408 for a request that
@@ -67,6 +72,8 @@ def serve(ctx: click.Context, run_dir: str, host: str, port: int, max_batch: int
       seqnlp serve runs/sms --max-connections 100 --header-timeout 5 --body-timeout 10
       curl -s localhost:8000/v1/predict -H 'Content-Type: application/json' \\
            -d '{"texts": ["free prize, call now", "see you at lunch"]}'
+      curl -s localhost:8000/v1/predict -H 'Content-Type: application/json' -d '{"text": "call me", "min_confidence": 0.9}'
+      curl -s localhost:8000/v1/explain -H 'Content-Type: application/json' -d '{"text": "free prize, call now"}'
     """
     check_run_dir(run_dir)  # before the heavy imports: a usage error answers at once
     from seqnlp.http_guard import ConnectionLimits, default_max_connections
@@ -74,7 +81,7 @@ def serve(ctx: click.Context, run_dir: str, host: str, port: int, max_batch: int
 
     app = create_app(run_dir, max_batch=max_batch, max_text_chars=max_text_chars, max_body_bytes=max_body_bytes,
                      body_timeout=body_timeout, device=device, num_threads=threads or default_threads(),
-                     batch_size=batch_size, precision=precision)
+                     batch_size=batch_size, precision=precision, min_confidence=min_confidence)
     connections = ConnectionLimits(max_connections or default_max_connections(), header_timeout, keep_alive_timeout,
                                    max_header_bytes)
     level = logging.getLogger().getEffectiveLevel()

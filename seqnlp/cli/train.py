@@ -7,7 +7,7 @@ from typing import Any, Optional
 import click
 
 from seqnlp.cli.options import data_options, data_updates, handle_errors, quiet_datasets, rank, show_progress
-from seqnlp.config import CELLS, PRECISIONS, load_config
+from seqnlp.config import CELLS, PRECISIONS, THRESHOLD_RULES, load_config
 from seqnlp.data.files import check_data_files
 from seqnlp.errors import ConfigError
 from seqnlp.rundir import check_output_dir, check_run_dir
@@ -35,6 +35,12 @@ from seqnlp.rundir import check_output_dir, check_run_dir
               help="The label column holds lists of labels: a sigmoid per label (data.multi_label).")
 @click.option("--class-weights", metavar="auto|none|W1,W2,...",
               help="Loss weight per label: auto (inverse frequency in train), none, or one number per label.")
+@click.option("--threshold", "threshold_rule", type=click.Choice(THRESHOLD_RULES),
+              help="Binary runs: decide by the most probable label (argmax), or by a threshold tuned on validation "
+                   "for the best F1 (f1) or for --target-precision (precision) [calibration.threshold].")
+@click.option("--target-precision", type=click.FloatRange(0, 1, min_open=True), metavar="P",
+              help="Binary runs: the threshold with the most validation recall at precision P of the positive "
+                   "label (calibration.positive_label); implies --threshold precision.")
 @click.option("--print-config", is_flag=True, help="Print the resolved config as YAML and exit.")
 @click.option("--resume", "resume_dir", type=click.Path(file_okay=False), metavar="RUN_DIR",
               help="Continue an interrupted run from its last checkpoint, with its saved config.")
@@ -45,7 +51,8 @@ def train(ctx: click.Context, config_file: Optional[str], overrides: tuple[str, 
           label_column: Optional[str], cell: Optional[str], layers: Optional[int], bidirectional: Optional[bool],
           epochs: Optional[int], batch_size: Optional[int], lr: Optional[float], seed: Optional[int],
           device: Optional[str], precision: Optional[str], streaming: Optional[bool], multi_label: Optional[bool],
-          class_weights: Optional[str], print_config: bool, resume_dir: Optional[str]) -> None:
+          class_weights: Optional[str], threshold_rule: Optional[str], target_precision: Optional[float],
+          print_config: bool, resume_dir: Optional[str]) -> None:
     """Train a classifier and write its run directory.
 
     Settings come from the defaults, then --config, then --set, then the flags below. With no dataset
@@ -65,6 +72,7 @@ def train(ctx: click.Context, config_file: Optional[str], overrides: tuple[str, 
       seqnlp train --dataset big.jsonl --streaming --set train.schedule=constant --set train.warmup_ratio=0
       seqnlp train --class-weights auto          # imbalanced classes: inverse-frequency loss weights
       seqnlp train --data-files train=tagged.jsonl --label-column labels --multi-label
+      seqnlp train --target-precision 0.95       # spam only when validation says 95% of such calls are right
     """
     if resume_dir is not None:
         _resume(ctx, resume_dir)
@@ -74,7 +82,7 @@ def train(ctx: click.Context, config_file: Optional[str], overrides: tuple[str, 
              "model.bidirectional": bidirectional, "train.epochs": epochs, "train.batch_size": batch_size,
              "train.lr": lr, "seed": seed, "train.device": device, "train.precision": precision,
              "data.streaming": streaming, "data.multi_label": multi_label,
-             "train.class_weights": _class_weights(class_weights)}
+             "train.class_weights": _class_weights(class_weights), **_decision(threshold_rule, target_precision)}
     updates.update({key: value for key, value in flags.items() if value is not None})
     config = load_config(config_file, overrides, updates)
     if print_config:
@@ -107,6 +115,14 @@ def _resume(ctx: click.Context, resume_dir: str) -> None:
 
     quiet_datasets(ctx)
     _echo_result(resume(resume_dir, progress=show_progress(ctx)))
+
+
+def _decision(rule: Optional[str], target_precision: Optional[float]) -> dict[str, Any]:
+    """--threshold and --target-precision as config updates; a target precision means the precision rule."""
+    if target_precision is not None and rule not in (None, "precision"):
+        raise click.UsageError(f"--target-precision sets --threshold precision; drop --threshold {rule}")
+    return {"calibration.threshold": "precision" if target_precision is not None else rule,
+            "calibration.target_precision": target_precision}
 
 
 def _class_weights(value: Optional[str]) -> Any:

@@ -4,6 +4,8 @@
 
     REPORT_DIR/
       report.md              the table (mean ± sample standard deviation over seeds) and what each column means
+      report.html            the same in one self-contained page (inline CSS, the curves inline), with every run
+                             and its calibration (ECE before and after its temperature), as `seqnlp report` writes
       results.csv / .json    one row per grid point: every measure's mean, std, min and max (JSON: also every run)
       runs.csv               one row per run (grid point x seed)
       curves.csv             per run and epoch: train loss and validation loss, accuracy, macro-F1
@@ -23,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence
 
 from seqnlp.config import Config
 from seqnlp.compare.plots import plot_validation_curves
+from seqnlp.report import html
 
 if TYPE_CHECKING:
     from seqnlp.compare.runs import RunRecord
@@ -35,6 +38,7 @@ RESULTS_JSON = "results.json"
 RUNS_CSV = "runs.csv"
 CURVES_CSV = "curves.csv"
 CURVES_PNG = "validation_curves.png"
+HTML_FILE = "report.html"
 
 # measure -> (table header, number format, whether the spread over seeds is shown)
 MEASURES: dict[str, tuple[str, str, bool]] = {
@@ -160,6 +164,7 @@ def write_report(
         paths[CURVES_PNG] = plot
     markdown = _markdown(summaries, records, base, grid, seeds, plot)
     paths[REPORT_FILE].write_text(markdown + (f"\n{appendix}\n" if appendix else ""), encoding="utf-8")
+    paths[HTML_FILE] = write_html(report_dir / HTML_FILE, summaries, records, markdown, plot, appendix)
     log.info("report written to %s", report_dir)
     return paths
 
@@ -209,3 +214,43 @@ def _write_csv(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
         writer.writerows(rows)
+
+
+def write_html(path: Path, summaries: Sequence[dict[str, Any]], records: Sequence[RunRecord], markdown: str,
+               plot: Optional[Path], appendix: str = "") -> Path:
+    """report.html: the table, what its columns mean, the curves, and one row per run with its calibration."""
+    keys = list(summaries[0]["values"]) if summaries else []
+    measures = [m for m in MEASURES if any(s["measures"][m] is not None for s in summaries)]
+    table = html.table([k.rsplit(".", 1)[-1] for k in keys] + [MEASURES[m][0] for m in measures],
+                       [[str(s["values"][k]) for k in keys] + [_format(s["measures"][m], m, len(s["seeds"]))
+                                                                for m in measures] for s in summaries],
+                       names=len(keys) + len(measures), element_id="comparison")
+    notes = "<ul>" + "".join(f"<li>{html.escape(line[2:])}</li>" for line in markdown.splitlines()
+                             if line.startswith("- ")) + "</ul>"
+    intro = [html.escape(line) for line in markdown.splitlines()[2:4] if line]
+    curves = html.png(plot.read_bytes(), "validation accuracy and loss per epoch", "curves") if plot else None
+    runs = html.table(["setting", "seed", "split", "accuracy", "macro-F1", "ECE before", "ECE after", "temperature",
+                       "run directory"], [[point_label(r.values), r.seed, r.split, r.accuracy, r.macro_f1,
+                                           *_calibration(r), r.run_dir] for r in records], names=3)
+    body = [f"<p>{'<br>'.join(intro)}</p>", html.section("Results", table, notes, element_id="results"),
+            html.section("Validation curves", curves, element_id="curves") if curves else "",
+            html.section("Runs", runs, '<p class="muted">ECE on each run\'s split, before and after the temperature '
+                         "fitted on its validation split; <code>seqnlp report RUN_DIR</code> shows one run in full."
+                         "</p>", element_id="runs")]
+    if appendix:
+        body.append(html.section("Diagnostics", f"<pre>{html.escape(appendix)}</pre>", element_id="diagnostics"))
+    return html.write_page(path, html.page(markdown.splitlines()[0].lstrip("# "), body))
+
+
+def _calibration(record: RunRecord) -> list[Any]:
+    """ECE before and after, and the temperature, of a run's split (results.json); n/a when it has none."""
+    from seqnlp.checkpoint import RESULTS_FILE  # torch comes with it: only once runs exist
+
+    path = Path(record.run_dir) / RESULTS_FILE
+    try:
+        found = (json.loads(path.read_text(encoding="utf-8")).get(record.split) or {}).get("calibration")
+    except (OSError, ValueError):
+        found = None
+    if not found:
+        return [None, None, None]
+    return [found["before"]["ece"], found["after"]["ece"], found["temperature"]]

@@ -26,8 +26,10 @@ from seqnlp.config.schema import (
     RECURRENCES,
     SAMPLERS,
     SCHEDULES,
+    THRESHOLD_RULES,
     TOKENIZER_KINDS,
     TRUNCATION_SIDES,
+    CalibrationConfig,
     Config,
     DataConfig,
     ModelConfig,
@@ -39,7 +41,7 @@ from seqnlp.config.rules import CLASS_WEIGHTS, validate
 
 __all__ = [
     "ACTIVATIONS", "BUCKETINGS", "CELLS", "CHOICES", "CLASS_WEIGHTS", "MONITORS", "NONLINEARITIES", "NORMALIZATIONS",
-    "ON_NONFINITE", "POOLINGS", "PRECISIONS", "RECURRENCES", "SAMPLERS", "SCHEDULES", "TOKENIZER_KINDS",
-    "TRUNCATION_SIDES", "Config", "DataConfig", "ModelConfig", "TokenizerConfig", "TrainConfig", "config_from_dict",
+    "ON_NONFINITE", "POOLINGS", "PRECISIONS", "RECURRENCES", "SAMPLERS", "SCHEDULES", "THRESHOLD_RULES",
+    "TOKENIZER_KINDS", "TRUNCATION_SIDES", "CalibrationConfig", "Config", "DataConfig", "ModelConfig", "TokenizerConfig", "TrainConfig", "config_from_dict",
     "get_value", "load_config", "read_config_file", "set_value", "validate",
 ]

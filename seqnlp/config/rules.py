@@ -73,6 +73,7 @@ def validate(config: Config) -> None:
                           "and <= 100000")
     if config.model.pretrained_vectors is not None and not config.model.pretrained_vectors.strip():
         raise ConfigError("model.pretrained_vectors: give a vectors file or a named source, or null for none")
+    _validate_calibration(config)
     _validate_class_weights(config.train.class_weights)
     _validate_sampling(config)  # the vectors' dimension is checked with the file, by training's preflight
 
@@ -92,6 +93,16 @@ def _validate_sampling(config: Config) -> None:
     ):
         if clash:
             raise ConfigError(message)
+
+
+def _validate_calibration(config: Config) -> None:
+    """A decision threshold is for binary single-label runs (the number of labels is checked once they are known)."""
+    calibration = config.calibration
+    if not 0.0 < calibration.target_precision <= 1.0:
+        raise ConfigError(f"calibration.target_precision: {calibration.target_precision!r} must be in (0, 1]")
+    if calibration.threshold != "argmax" and config.data.multi_label:
+        raise ConfigError(f"calibration.threshold: {calibration.threshold} is for binary single-label runs; a "
+                          "multi-label run tunes a threshold per label (thresholds.json): use argmax")
 
 
 def _validate_class_weights(value: Any) -> None:

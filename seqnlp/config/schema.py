@@ -113,6 +113,16 @@ class TrainConfig:
 
 
 @dataclass
+class CalibrationConfig:
+    """What is fitted on the validation split after training (calibration.json): a temperature, a binary decision."""
+
+    temperature: bool = True  # fit temperature scaling (one scalar minimizing validation NLL); false: keep temperature 1
+    threshold: Literal["argmax", "f1", "precision"] = "argmax"  # binary runs: argmax (most probable label) | f1 (best validation F1) | precision (most recall at target_precision)
+    target_precision: float = 0.95  # threshold=precision: the validation precision of positive_label to reach
+    positive_label: Optional[str] = None  # binary runs: the label the threshold is on; None: the second label of labels.json
+
+
+@dataclass
 class Config:
     """Everything a run needs; saved as config.yaml in the run directory."""
 
@@ -120,6 +130,7 @@ class Config:
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)  # text -> ids
     model: ModelConfig = field(default_factory=ModelConfig)  # ids -> logits
     train: TrainConfig = field(default_factory=TrainConfig)  # the optimization loop
+    calibration: CalibrationConfig = field(default_factory=CalibrationConfig)  # fitted on validation after training
     seed: int = 13  # seeds data splits, batch order, initialization and dropout
     output_dir: Optional[str] = None  # the run directory (config, tokenizer, labels, weights, metrics); None: runs/<cell>-<time>
 
@@ -138,5 +149,6 @@ TOKENIZER_KINDS, NORMALIZATIONS = CHOICES["tokenizer.kind"], CHOICES["tokenizer.
 TRUNCATION_SIDES, SCHEDULES, MONITORS = CHOICES["tokenizer.truncation_side"], CHOICES["train.schedule"], CHOICES["train.monitor"]
 SAMPLERS, PRECISIONS, BUCKETINGS = CHOICES["train.sampler"], CHOICES["train.precision"], CHOICES["train.bucketing"]
 ON_NONFINITE = CHOICES["train.on_nonfinite"]
+THRESHOLD_RULES = CHOICES["calibration.threshold"]
 
 

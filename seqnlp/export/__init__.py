@@ -9,7 +9,11 @@ without seqnlp::
       model.onnx | model.pt   the model (model.int8.* when quantized)
       tokenizer.json          the run's tokenizer: text -> ids, truncation to max_length included
       labels.json             label names in logit order
-      export.json             inputs, outputs, pad id, max_length, label names, and the parity check
+      export.json             inputs, outputs, pad id, max_length, label names, calibration, and the parity check
+
+The run's calibration temperature (calibration.json) is part of the exported model: its logits are already divided
+by it, so their softmax is the calibrated probability seqnlp predicts. export.json records the temperature and a
+binary run's decision threshold (which the consumer applies to the probabilities).
 
 Every export is checked before it is reported: the exported file is run (by onnxruntime or torch.jit.load) on
 random texts of mixed lengths, and its logits are compared with the packed model's.
@@ -28,7 +32,7 @@ from typing import Optional
 
 import torch
 
-from seqnlp.checkpoint import LABELS_FILE, TOKENIZER_FILE, load_run, write_json
+from seqnlp.checkpoint import LABELS_FILE, TOKENIZER_FILE, load_calibration, load_run, write_json
 from seqnlp.errors import ConfigError, SeqnlpError
 from seqnlp.export.common import (
     FORMATS,
@@ -65,17 +69,20 @@ def export_run(run_dir: str | Path, format: str = "onnx", output: Optional[str |
         require_onnx()  # before any work: a missing package is the user's first error, not the last
     config, tokenizer, labels, model = load_run(run_dir, "cpu")
     run_dir = Path(run_dir)
+    calibration = load_calibration(run_dir, labels)
+    temperature = 1.0 if calibration is None else calibration.temperature
     model_file = model_path(run_dir, output, format, quantize)
     with storage_errors(model_file):  # a full or read-only disk: one line naming the file, not a traceback
         model_file.parent.mkdir(parents=True, exist_ok=True)
-        int8, run_exported = _write(format, MaskedRNNClassifier(model), example_inputs(pad_id(tokenizer)),
-                                    model_file, quantize)
+        int8, run_exported = _write(format, MaskedRNNClassifier(model, temperature),
+                                    example_inputs(pad_id(tokenizer)), model_file, quantize)
     max_abs_diff, scale = parity_check(model, run_exported, tokenizer.get_vocab_size(), pad_id(tokenizer),
-                                        config.tokenizer.max_length)
+                                       config.tokenizer.max_length, temperature=temperature)
     if not quantize and max_abs_diff > FP32_TOLERANCE * max(1.0, scale):
         raise SeqnlpError(f"{model_file}: exported logits differ from the trained model's by {max_abs_diff:.2e} "
                           f"(logits up to {scale:.3g}); please report this with {run_dir / 'config.yaml'}")
-    meta = metadata(config, tokenizer, labels, model_file, format, quantize, int8, max_abs_diff, run_dir)
+    meta = metadata(config, tokenizer, labels, model_file, format, quantize, int8, max_abs_diff, run_dir,
+                    calibration)
     files = [model_file]
     for name in (TOKENIZER_FILE, LABELS_FILE):
         target = model_file.parent / name

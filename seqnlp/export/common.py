@@ -67,23 +67,27 @@ def example_inputs(pad: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def parity_check(model: nn.Module, run_exported: Runner, vocab_size: int, pad: int, max_length: int, batch: int = 8,
-                 seed: int = 0) -> tuple[float, float]:
-    """Max |logit difference| between the exported file and the packed model on random ids of mixed lengths,
-    in a batch shape unlike the one traced; and the largest |logit|, the scale that difference is read on."""
+                 seed: int = 0, temperature: float = 1.0) -> tuple[float, float]:
+    """Max |logit difference| between the exported file and the packed model (its logits divided by
+    ``temperature``, as the export divides them) on random ids of mixed lengths, in a batch shape unlike the one
+    traced; and the largest |logit|, the scale that difference is read on."""
     generator = torch.Generator().manual_seed(seed)
     width = min(max_length, 37)
     lengths = torch.linspace(1, width, batch).round().long()  # [B]: 1 .. width
     ids = torch.randint(2 if vocab_size > 2 else 0, vocab_size, (batch, width), generator=generator)  # [B, T]
     ids[torch.arange(width)[None, :] >= lengths[:, None]] = pad
     with torch.no_grad():
-        expected = model(ids, lengths).numpy()  # [B, C]
+        expected = (model(ids, lengths) / temperature).numpy()  # [B, C]
     got = run_exported(ids.numpy(), lengths.numpy())  # [B, C]
     return float(np.abs(got - expected).max()), float(np.abs(expected).max())
 
 
 def metadata(config: Any, tokenizer: Any, labels: list[str], model_file: Path, format: str, quantize: bool,
-              int8: list[str], max_abs_diff: float, run_dir: Path) -> dict[str, Any]:
-    """export.json: what a user without seqnlp needs to feed the model and read its logits, and where it came from."""
+             int8: list[str], max_abs_diff: float, run_dir: Path, calibration: Any = None) -> dict[str, Any]:
+    """export.json: what a user without seqnlp needs to feed the model and read its logits, and where it came from.
+
+    ``calibration`` (a seqnlp.calibration.Calibration, or None) is recorded: its temperature is already applied
+    to the exported logits; a binary run's decision threshold is for the consumer to apply."""
     from seqnlp import __version__
 
     return {
@@ -98,7 +102,10 @@ def metadata(config: Any, tokenizer: Any, labels: list[str], model_file: Path, f
              "about": "real tokens per text, each between 1 and time"},
         ],
         "outputs": [{"name": "logits", "dtype": "float32", "shape": ["batch", len(labels)],
-                     "about": "unnormalized scores in label order; softmax gives probabilities"}],
+                     "about": "unnormalized scores in label order, already divided by calibration.temperature; "
+                              + ("a sigmoid per label" if config.data.multi_label else "softmax")
+                              + " gives calibrated probabilities"}],
+        "calibration": _calibration(calibration, labels),
         "pad_id": pad_id(tokenizer),
         "empty_text_id": fallback_id(tokenizer),
         "max_length": config.tokenizer.max_length,
@@ -113,6 +120,17 @@ def metadata(config: Any, tokenizer: Any, labels: list[str], model_file: Path, f
         "torch_version": torch.__version__.split("+")[0],
         **({"opset": OPSET} if format == "onnx" else {}),
     }
+
+
+def _calibration(calibration: Any, labels: list[str]) -> dict[str, Any]:
+    """export.json's calibration: the temperature inside the model, and a binary run's decision rule."""
+    temperature = 1.0 if calibration is None else calibration.temperature
+    threshold = None if calibration is None else calibration.threshold
+    decision = None if threshold is None else {
+        "positive_label": labels[threshold.positive], "threshold": threshold.threshold,
+        "about": "decide positive_label when its probability is at least threshold, else the other label"}
+    return {"temperature": temperature, "applied_in_model": True, "fitted": calibration is not None,
+            "decision": decision}
 
 
 @contextlib.contextmanager

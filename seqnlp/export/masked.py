@@ -15,9 +15,12 @@ exporter turns into ONNX RNN/LSTM/GRU operators. In short:
   text's last real token and its padding again comes last; its outputs are gathered back into place;
 - the final state of a direction is its output at the text's last real step (``length - 1``), which is
   exactly what the packed RNN's ``h_n`` holds;
-- pooling and head are the trained model's own modules, fed the same masked outputs.
+- pooling and head are the trained model's own modules, fed the same masked outputs;
+- the logits are divided by the run's calibration temperature (calibration.json; 1 when it has none), so the
+  exported model's softmax (sigmoid) gives the calibrated probabilities ``Classifier.predict_proba`` gives.
 
-So for every text the logits equal those of the packed ``RNNClassifier`` up to float rounding.
+So for every text the logits equal those of the packed ``RNNClassifier`` divided by the temperature, up to float
+rounding.
 """
 
 from __future__ import annotations
@@ -31,8 +34,9 @@ from seqnlp.model import CELL_CLASSES, Pooling, RNNClassifier, cell_name, layer_
 class MaskedRNNClassifier(nn.Module):
     """``input_ids [B, T]`` and ``lengths [B]`` (int64) in, logits ``[B, C]`` out: no packing anywhere."""
 
-    def __init__(self, model: RNNClassifier) -> None:
+    def __init__(self, model: RNNClassifier, temperature: float = 1.0) -> None:
         super().__init__()
+        self.temperature = float(temperature)  # a constant of the exported graph
         rnn = model.encoder.rnn
         self.num_layers = rnn.num_layers
         self.num_directions = 2 if rnn.bidirectional else 1
@@ -53,7 +57,8 @@ class MaskedRNNClassifier(nn.Module):
         hidden = self.embedding(input_ids)  # [B, T, E]
         outputs, final = masked_recurrence(hidden, lengths, self._run_layer, self.num_layers, self.num_directions)
         pooled = self.pooling(outputs, final, lengths)  # [B, D*H]
-        return self.head(pooled)  # [B, C]
+        logits = self.head(pooled)  # [B, C]
+        return logits if self.temperature == 1.0 else logits / self.temperature
 
     def _run_layer(self, layer: int, reverse: bool, inputs: torch.Tensor) -> torch.Tensor:
         """inputs [B, T, F] -> outputs [B, T, H] of one layer and direction's own module."""

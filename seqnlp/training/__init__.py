@@ -5,6 +5,7 @@ and epoch, and ``preflight`` checks a config's files and packages without traini
 """
 
 from seqnlp.training.loop import Hook, StepStats
-from seqnlp.training.run import Setup, TrainResult, preflight, resume, train
+from seqnlp.training.run import TrainResult, preflight, resume, train
+from seqnlp.training.setup import Setup
 
 __all__ = ["Hook", "Setup", "StepStats", "TrainResult", "preflight", "resume", "train"]

@@ -39,7 +39,7 @@ from seqnlp.training.state import TrainingState
 from seqnlp.training.vectors import set_frozen
 
 if TYPE_CHECKING:
-    from seqnlp.training.run import Setup
+    from seqnlp.training.setup import Setup
 
 log = logging.getLogger(__name__)
 

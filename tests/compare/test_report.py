@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -95,6 +96,28 @@ def test_write_report_writes_every_file(tmp_path: Path) -> None:
     assert report.rstrip().endswith("## more")
 
 
+def test_write_report_writes_one_self_contained_html_page(tmp_path: Path) -> None:
+    """report.html in the form of `seqnlp report`: the table, the curves inline, and every run."""
+    run = tmp_path / "runs" / "gru"
+    run.mkdir(parents=True)
+    (run / "results.json").write_text(json.dumps({"validation": {"calibration": {
+        "temperature": 1.5, "before": {"ece": 0.08}, "after": {"ece": 0.02}}}}), encoding="utf-8")
+    records = [*RECORDS[:3], record("gru", 2, 0.9, 430.0)]
+    records[3].run_dir = str(run)
+    files = write_report(tmp_path, records, Config(), {"model.cell": ["rnn", "gru"]}, [1, 2], appendix="## more")
+    document = files["report.html"].read_text(encoding="utf-8")
+    assert document.startswith("<!DOCTYPE html>") and "<style>" in document and "<script" not in document
+    assert "<title>seqnlp compare: 2 settings x 2 seeds</title>" in document
+    links = re.findall(r"""(?:src|href)\s*=\s*["']([^"']*)""", document)
+    assert links and all(link.startswith("data:") for link in links)  # nothing fetched from elsewhere
+    assert document.count('src="data:image/png;base64,') == 1  # the validation curves
+    assert "<td class=\"name\">0.600 ± 0.141</td>" in document  # the comparison, as report.md has it
+    rows = re.findall(r"<tr>(.*?)</tr>", document[document.index('<section id="runs">'):], re.S)
+    assert len(rows) == 5 and rows[1].count("n/a") == 3  # a run without calibration
+    assert "<td>0.0800</td><td>0.0200</td><td>1.5000</td>" in rows[4]
+    assert "<pre>## more</pre>" in document
+
+
 def test_write_report_without_matplotlib_still_writes_the_tables(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                                   caplog: pytest.LogCaptureFixture) -> None:
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now raises ImportError
@@ -104,6 +127,7 @@ def test_write_report_without_matplotlib_still_writes_the_tables(tmp_path: Path,
     assert "validation_curves.png" not in files and not (tmp_path / "validation_curves.png").exists()
     assert (tmp_path / "results.csv").is_file() and (tmp_path / "curves.csv").is_file()
     assert "![validation curves]" not in (tmp_path / "report.md").read_text(encoding="utf-8")
+    assert "data:image" not in (tmp_path / "report.html").read_text(encoding="utf-8")
     assert "pip install 'seqnlp[plots]'" in caplog.text
 
 

@@ -19,7 +19,7 @@ import torch
 from click.testing import CliRunner
 from tokenizers import Tokenizer
 
-from seqnlp.checkpoint import load_run, save_weights
+from seqnlp.checkpoint import CALIBRATION_FILE, load_run, save_weights
 from seqnlp.cli import main
 from seqnlp.config import Config, config_from_dict, read_config_file
 from seqnlp.errors import ConfigError, SeqnlpError
@@ -202,6 +202,7 @@ def test_trained_run_exports_with_its_tokenizer_labels_and_metadata(toy_run: Pat
     assert meta["outputs"][0]["shape"] == ["batch", 2] and meta["labels"] == ["neg", "pos"]
     assert meta["pad_id"] == 0 and meta["max_length"] == 256 and meta["model_file"] == result.model_file.name
     assert meta["check"]["max_abs_logit_diff"] == result.max_abs_diff < 1e-5
+    assert meta["calibration"]["temperature"] == Classifier.load(toy_run, device="cpu").calibration.temperature
 
     # Standalone use, as the README shows it: no seqnlp below this line.
     tokenizer = Tokenizer.from_file(str(out / "tokenizer.json"))
@@ -216,6 +217,27 @@ def test_trained_run_exports_with_its_tokenizer_labels_and_metadata(toy_run: Pat
     clf = Classifier.load(toy_run, device="cpu")
     np.testing.assert_allclose(logits, clf.logits(TEXTS).numpy(), atol=1e-5, rtol=0)
     assert [labels[i] for i in logits.argmax(axis=1)] == [r["label"] for r in clf.predict(TEXTS)]
+
+
+def test_the_export_divides_its_logits_by_the_runs_temperature(toy_run: Path, tmp_path: Path) -> None:
+    """export.json tells the consumer: the model's softmax is the calibrated probability; the threshold is theirs."""
+    run = Path(shutil.copytree(toy_run, tmp_path / "run", ignore=shutil.ignore_patterns("checkpoints", "export")))
+    (run / CALIBRATION_FILE).write_text(json.dumps({"temperature": 2.5, "decision": {
+        "rule": "precision", "positive_label": "pos", "threshold": 0.7}}), encoding="utf-8")
+    result = export_run(run, format="torchscript", output=tmp_path / "out")
+    assert result.max_abs_diff < 1e-5  # against the packed model's logits divided by 2.5
+    calibration = result.metadata["calibration"]
+    assert calibration == {"temperature": 2.5, "applied_in_model": True, "fitted": True, "decision": {
+        "positive_label": "pos", "threshold": 0.7, "about": calibration["decision"]["about"]}}
+    clf = Classifier.load(run, device="cpu")
+    encoded = [clf.tokenizer.encode(t).ids or [result.metadata["empty_text_id"]] for t in TEXTS[:2]]
+    lengths = torch.tensor([len(x) for x in encoded])
+    ids = torch.zeros(len(encoded), int(lengths.max()), dtype=torch.long)
+    for row, x in enumerate(encoded):
+        ids[row, : len(x)] = torch.tensor(x)
+    logits = RUNNERS["torchscript"](result.model_file)(ids, lengths)
+    np.testing.assert_allclose(torch.softmax(torch.as_tensor(logits), dim=1).numpy(), clf.predict_proba(TEXTS[:2]),
+                               atol=1e-5)
 
 
 def test_default_output_is_the_run_export_directory(toy_run: Path, tmp_path: Path) -> None:

@@ -376,10 +376,11 @@ def test_freezing_is_refused_under_torchrun_before_any_data_loads(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, freeze: bool | int
 ) -> None:
     from seqnlp.training import run as training
+    from seqnlp.training import setup
 
     loads: list[object] = []
     monkeypatch.setenv("WORLD_SIZE", "2")  # as if launched by torchrun with 2 processes
-    monkeypatch.setattr(training, "load_splits", lambda *args, **kwargs: loads.append(args))
+    monkeypatch.setattr(setup, "load_splits", lambda *args, **kwargs: loads.append(args))
     config = load_config(updates={"model.freeze_embeddings": freeze, "output_dir": str(tmp_path / "run")})
     with pytest.raises(ConfigError, match="model.freeze_embeddings is not supported under torchrun"):
         training.train(config, progress=False)
