@@ -7,12 +7,12 @@ from typing import Optional, TextIO
 
 import click
 
-from seqnlp.cli.options import data_options, handle_errors, inference_options, parse_data_files, quiet_datasets
+from seqnlp.cli.options import handle_errors, inference_options, other_data_options, parse_data_files, quiet_datasets
 
 
 @click.command()
 @click.argument("run_dir", type=click.Path(file_okay=False))
-@data_options
+@other_data_options
 @click.option("--split", help="Split to evaluate [default: test, else validation].")
 @inference_options
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
