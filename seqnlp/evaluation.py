@@ -125,6 +125,7 @@ def evaluate(
     result = evaluate_model(clf.model, loader, clf.label_names, clf.device, precision,
                             objective=clf.objective, thresholds=clf.thresholds)
     result["split"] = name
+    result["carved"] = splits.carved.get(name)  # "carved from train, 10%" for a split carved as training did
     if not math.isfinite(result["loss"]):
         log.warning("evaluation loss is not finite")
     return result
@@ -164,7 +165,8 @@ def format_report(result: dict[str, Any], label_names: Optional[Sequence[str]] =
         raise DataError("the result has no 'task' (it was written before seqnlp recorded one): evaluate the run again")
     names = list(label_names) if label_names is not None else list(result["per_class"])
     multi = result["task"] == MULTI_LABEL
-    lines = [f"Split: {result['split']} ({result['num_examples']:,} examples)", ""]
+    carved = f", {result['carved']}" if result.get("carved") else ""
+    lines = [f"Split: {result['split']}{carved} ({result['num_examples']:,} examples)", ""]
     headline = ((("exact_match", "exact match"), ("hamming_loss", "Hamming loss"), ("micro_f1", "micro-F1"))
                 if multi else (("accuracy", "accuracy"),))
     for key, name in headline + (("macro_f1", "macro-F1"), ("macro_precision", "macro-precision"),

@@ -111,11 +111,17 @@ def _echo_result(result: Any) -> None:
     if rank() > 0:
         return
     click.echo(f"Run directory: {result.run_dir}")
-    click.echo(f"Best epoch {result.best_epoch} (by validation {result.monitor}): "
-               f"validation {_headline(result.validation)}")
+    click.echo(f"Best epoch {result.best_epoch} (by validation {result.monitor})")
+    click.echo(f"{_split(result.validation, 'validation')}: {_headline(result.validation)}")
     if result.test is not None:
-        click.echo(f"Test: {_headline(result.test)}")
+        click.echo(f"{_split(result.test, 'test')}: {_headline(result.test)}")
     click.echo(f"Next: seqnlp evaluate {result.run_dir}  |  seqnlp predict {result.run_dir} \"some text\"")
+
+
+def _split(metrics: dict[str, Any], default: str) -> str:
+    """The split the metrics are on, as carved when it was: ``test, carved from train, 10%``."""
+    name = metrics.get("split") or default
+    return f"{name}, {metrics['carved']}" if metrics.get("carved") else name
 
 
 def _headline(metrics: dict[str, Any]) -> str:

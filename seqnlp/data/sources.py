@@ -19,6 +19,7 @@ import datasets
 from datasets import DatasetDict, IterableDatasetDict
 
 from seqnlp.config import DataConfig
+from seqnlp.config.paths import FILE_FORMATS, path_origin
 from seqnlp.data import synthetic
 from seqnlp.data.files import find_bad_line
 from seqnlp.errors import DataError
@@ -35,7 +36,7 @@ _BUILDERS: dict[str, tuple[str, dict[str, Any]]] = {
     ".jsonl": ("json", {}),
     ".parquet": ("parquet", {}),
 }
-_BUILDER_NAMES = {"csv", "json", "parquet", "text", "arrow"}
+_BUILDER_NAMES = set(FILE_FORMATS)
 
 
 def describe_source(cfg: DataConfig) -> str:
@@ -143,7 +144,11 @@ def _existing(paths: Any, split: str) -> list[str]:
     paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
     for p in paths:
         if not any(ch in str(p) for ch in "*?[") and not Path(p).expanduser().exists():
-            raise DataError(f"data file for split {split!r} does not exist: {p}")
+            origin = path_origin(str(p))
+            where = (origin if origin is not None else "" if Path(p).expanduser().is_absolute()
+                     else f"relative to the current directory, {Path.cwd()}")
+            raise DataError(f"data file for split {split!r} does not exist: {p}{f' ({where})' if where else ''}; "
+                            f"point at your copy with --data-files {split}=PATH")
     return [str(Path(p).expanduser()) for p in paths]
 
 

@@ -109,6 +109,7 @@ class Setup:
     label_names: list[str]
     plan: LabelPlan  # the objective, the monitored metric and the sampler weights, from the training labels
     num_parameters: int  # trainable parameters of the model as built (before any freezing)
+    carved: dict[str, str] = field(default_factory=dict)  # split -> how it was carved from train (Splits.carved)
 
 
 def train(config: Config, overwrite: bool = False, progress: bool = True, hooks: Sequence[Hook] = ()) -> TrainResult:
@@ -212,7 +213,7 @@ def prepare(config: Config, device: torch.device, run_dir: Path, tokenizer: Opti
     # and the lengths stay on the CPU, where packing wants them.
     train_model = DistributedDataParallel(model) if distributed.world_size() > 1 else model
     return Setup(config, device, run_dir, model, train_model, optimizer, scaler, train_loader, val_loader,
-                 test_loader, tokenizer, splits.label_names, plan, num_parameters)
+                 test_loader, tokenizer, splits.label_names, plan, num_parameters, carved=splits.carved)
 
 
 def restore(setup: Setup) -> TrainingState:
@@ -262,6 +263,10 @@ def finish(setup: Setup, state: TrainingState) -> TrainResult:
         test = evaluate_model(model, setup.test_loader, names, setup.device, tc.precision, objective, thresholds)
         log.info("test (best epoch %d): accuracy %.4f macro-F1 %.4f AUROC %s", best_epoch, test["accuracy"],
                  test["macro_f1"], "n/a" if test["auroc"] is None else f"{test['auroc']:.4f}")
+    data = setup.config.data
+    validation = {**validation, "split": data.validation_split, "carved": setup.carved.get(data.validation_split)}
+    if test is not None:
+        test = {**test, "split": data.test_split, "carved": setup.carved.get(str(data.test_split))}
     num_parameters = setup.num_parameters
     if distributed.is_main():
         write_json(run_dir / RESULTS_FILE, {"best_epoch": best_epoch, "num_parameters": num_parameters,

@@ -14,7 +14,7 @@ import datasets
 import pytest
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 
-from seqnlp.config import DataConfig
+from seqnlp.config import DataConfig, load_config
 from seqnlp.data import load_raw
 from seqnlp.data.sources import own_split_names
 from seqnlp.errors import DataError
@@ -113,6 +113,21 @@ def test_nonexistent_data_file(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"data file for split 'train' does not exist") as info:
         load(DataConfig(data_files={"train": str(missing)}))
     assert str(missing) in str(info.value)
+
+
+def test_a_missing_file_says_what_it_was_resolved_against(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 17: a recipe's relative path failed with only the path; now the message says where it was looked for
+    and how to point at another copy."""
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "run.yaml").write_text("data:\n  data_files: {train: ../data/train.tsv}\n")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DataError) as info:
+        load(load_config("configs/run.yaml").data)
+    assert str(info.value) == (
+        f"data file for split 'train' does not exist: {tmp_path / 'data' / 'train.tsv'} (configs/run.yaml names it as "
+        "../data/train.tsv, read from that file's folder, configs/); point at your copy with --data-files train=PATH")
+    with pytest.raises(DataError, match=r"does not exist: mine.tsv \(relative to the current directory, .*\); point at"):
+        load(DataConfig(data_files={"train": "mine.tsv"}))
 
 
 @pytest.mark.parametrize("name", ["nope.csv", "nope_dir", "sub/dir/nope"])
