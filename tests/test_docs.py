@@ -68,6 +68,7 @@ def test_the_config_reference_lists_every_key_with_its_default(hook: Any) -> Non
     assert "| `model.cell` | one of `rnn`, `lstm`, `gru` | `lstm` |" in text
     assert "| `data.text_columns` | list of str | `[text]` |" in text
     assert "| `train.max_grad_norm` | float or null | `1.0` |" in text
+    assert "runs/&lt;cell&gt;-&lt;time&gt;" in text  # a description is text, never HTML
 
 
 def test_the_command_reference_has_every_commands_help(hook: Any) -> None:

@@ -133,7 +133,8 @@ def config_reference() -> str:
         out += [f"## `{section}` section" if section else f"## The {titles['']}", "", summary, "",
                 "| key | type | default | description |", "| --- | --- | --- | --- |"]
         for d in docs:
-            description = d.description.replace("|", "\\|")
+            description = d.description.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+            description = description.replace("|", "\\|")  # HTML-safe: runs/<cell>-<time> is text, not a tag
             out.append(f"| `{d.key}` | {d.type.replace('|', chr(92) + '|')} | `{d.default}` | {description} |")
         out.append("")
     return "\n".join(out)
