@@ -136,8 +136,12 @@ def _load_raw(cfg: DataConfig, streaming: bool) -> DatasetDict | IterableDataset
     if _looks_like_path(name):
         raise DataError(f"dataset path {name!r} does not exist")
     # A Hub dataset: the default for users who are online.
-    return _load(name, name=cfg.config_name, revision=cfg.revision, source=f"Hub dataset {name!r}",
-                 streaming=streaming, **cfg.load_kwargs)
+    try:
+        return _load(name, name=cfg.config_name, revision=cfg.revision, source=f"Hub dataset {name!r}",
+                     streaming=streaming, **cfg.load_kwargs)
+    except DataError as exc:  # offline, or a typo: say how to use local copies instead
+        raise DataError(f"{exc}; without the Hub, give local files per split: --data-files train=PATH "
+                        "(and validation=PATH, test=PATH)") from exc
 
 
 def _existing(paths: Any, split: str) -> list[str]:

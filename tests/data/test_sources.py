@@ -192,3 +192,15 @@ def test_own_split_names_come_from_the_config_when_it_tells_them(tmp_path: Path)
     assert own_split_names(DataConfig(dataset=str(tmp_path / "saved"))) == ["train", "dev"]
     assert own_split_names(DataConfig(dataset=str(tmp_path / "one"))) == ["train"]
     assert own_split_names(DataConfig(dataset="some/hub-dataset")) is None  # only loading it tells
+
+
+def test_a_hub_dataset_that_cannot_load_says_how_to_use_local_files(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Offline, a recipe's Hub data set fails; the message names the way to give local copies (issue 17)."""
+    def offline(*args: Any, **kwargs: Any) -> None:
+        raise FileNotFoundError("Dataset nyu-mll/glue is not cached")
+
+    monkeypatch.setattr(datasets, "load_dataset", offline)
+    with pytest.raises(DataError) as info:
+        load(DataConfig(dataset="nyu-mll/glue", config_name="sst2"))
+    assert str(info.value) == ("Hub dataset 'nyu-mll/glue' not found: Dataset nyu-mll/glue is not cached; without the "
+                               "Hub, give local files per split: --data-files train=PATH (and validation=PATH, test=PATH)")
