@@ -140,7 +140,7 @@ def carved_split_names(cfg: DataConfig, own: Sequence[str]) -> list[str]:
     """
     if cfg.train_split not in own or cfg.validation_split in own:
         return []
-    names = [cfg.validation_split]
+    names = [cfg.validation_split] if cfg.validation_split is not None else []
     if cfg.test_split is not None and cfg.test_split not in own and cfg.test_size > 0:
         names.append(cfg.test_split)
     return names
