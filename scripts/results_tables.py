@@ -132,7 +132,7 @@ def table(names: list[str], records: dict[str, dict[str, Any]]) -> str:
         rows.append(f"| {entry['title']} | `{command}` | {_metrics_cell(entry)} | "
                     f"{_duration(entry['wall_s'])}, {entry['peak_rss_mib']:,} MiB |")
     machines = sorted({records[n]["machine"] for n in names})
-    notes = [records[n]["note"] for n in names if records[n].get("note")]
+    notes = list(dict.fromkeys(records[n]["note"] for n in names if records[n].get("note")))  # each once
     footer = [f"Machine: {m}." for m in machines] + notes
     return "\n".join(rows) + "\n\n" + "\n".join(footer) + "\n"
 
