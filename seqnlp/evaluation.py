@@ -134,13 +134,14 @@ def evaluate(
         run, device=device, batch_size=batch_size or DEFAULT_BATCH_SIZE, precision=precision or DEFAULT_PRECISION)
     batch_size, precision = batch_size or clf.batch_size, precision or clf.precision
     check_inference_settings(batch_size, precision, clf.device, clf.quantized)
-    name, prepared = labelled_split(clf, split, data=data, dataset=dataset, data_files=data_files,
-                                    text_columns=text_columns, label_column=label_column)
+    name, prepared, carved = labelled_split(clf, split, data=data, dataset=dataset, data_files=data_files,
+                                            text_columns=text_columns, label_column=label_column)
     encoded = encode_dataset(prepared, clf.tokenizer, desc=f"encoding {name}")
     loader = BatchLoader(encoded, batch_size, pad_id=clf.pad_id)
     result = evaluate_model(clf.model, loader, clf.label_names, clf.device, precision,
                             objective=clf.objective, thresholds=clf.thresholds, calibration=clf.calibration)
     result["split"] = name
+    result["carved"] = carved  # "carved from train, 10%" for a split carved as training did
     if not math.isfinite(result["loss"]):
         log.warning("evaluation loss is not finite")
     return result
@@ -179,7 +180,7 @@ def calibrate(run_dir: str | Path, split: Optional[str] = None, *, temperature: 
     clf = Classifier.load(run_dir, device=device, batch_size=batch_size)
     settings = CalibrationConfig(temperature, threshold, target_precision, positive_label)  # type: ignore[arg-type]
     check_decision_labels(threshold, positive_label, clf.label_names, clf.multi_label)  # before any data loads
-    name, prepared = labelled_split(clf, split or clf.config.data.validation_split, **data)
+    name, prepared, _ = labelled_split(clf, split or clf.config.data.validation_split, **data)
     loader = BatchLoader(encode_dataset(prepared, clf.tokenizer, desc=f"encoding {name}"), batch_size,
                          pad_id=clf.pad_id)
     calibration, record, thresholds = fit_calibration_on(clf.model, loader, clf.label_names, clf.objective,
@@ -205,9 +206,9 @@ def labelled_split(
     data_files: Optional[Mapping[str, str | Sequence[str]]] = None,
     text_columns: Optional[str | Sequence[str]] = None,
     label_column: Optional[str] = None,
-) -> tuple[str, Dataset]:
+) -> tuple[str, Dataset, Optional[str]]:
     """The split ``evaluate`` reads (its arguments mean the same), prepared but not encoded: (name, dataset with
-    ``text`` and ``label``). A split without labels is a DataError."""
+    ``text`` and ``label``, how it was carved from train or None). A split without labels is a DataError."""
     data_cfg = _data_config(clf, data, dataset, data_files, text_columns, label_column)
     name = split
     if name is None:  # the test split, else validation: which exist is known without preparing any
@@ -222,7 +223,7 @@ def labelled_split(
         raise DataError(f"split {name!r} not found; splits that exist: {', '.join(splits.available)} (use --split)")
     if "label" not in splits.data[name].column_names:
         raise DataError(f"split {name!r} has no label column {data_cfg.label_column!r}; it cannot be evaluated")
-    return name, splits.data[name]
+    return name, splits.data[name], splits.carved.get(name)
 
 
 def _data_config(clf: Classifier, data: Optional[DataConfig], dataset: Optional[str],
@@ -259,7 +260,8 @@ def format_report(result: dict[str, Any], label_names: Optional[Sequence[str]] =
         raise DataError("the result has no 'task' (it was written before seqnlp recorded one): evaluate the run again")
     names = list(label_names) if label_names is not None else list(result["per_class"])
     multi = result["task"] == MULTI_LABEL
-    lines = [f"Split: {result['split']} ({result['num_examples']:,} examples)", ""]
+    carved = f", {result['carved']}" if result.get("carved") else ""
+    lines = [f"Split: {result['split']}{carved} ({result['num_examples']:,} examples)", ""]
     headline = ((("exact_match", "exact match"), ("hamming_loss", "Hamming loss"), ("micro_f1", "micro-F1"))
                 if multi else (("accuracy", "accuracy"),))
     for key, name in headline + (("macro_f1", "macro-F1"), ("macro_precision", "macro-precision"),

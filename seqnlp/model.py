@@ -34,7 +34,7 @@ _ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh, "g
 # recurrence=auto on the CPU takes the masked path when at most this share of a batch is padding, or when the
 # batch is at least MASKED_MIN_WIDTH steps wide: PyTorch's packed CPU path slows down per token as batches get
 # longer (5-7x slower than masked for an LSTM at 150-200 tokens), while the masked path pays for every padded position.
-# Measured with scripts/recurrence_paths.py (README "How it works").
+# Measured with scripts/recurrence_paths.py (docs/cells.md, "How padding is handled").
 MASKED_MAX_PADDING = 0.15
 MASKED_MIN_WIDTH = 64
 

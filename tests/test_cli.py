@@ -155,7 +155,8 @@ def test_train_writes_a_complete_run(cli_train: tuple[Path, Result]) -> None:
     for name in RUN_FILES:
         assert (run_dir / name).is_file(), name
     assert f"Run directory: {run_dir}" in result.stdout
-    assert "Test: accuracy 1.0000" in result.stdout
+    assert "\ntest: accuracy 1.0000" in result.stdout  # its own test file: no "carved"
+    assert "\nvalidation, carved from train, 20%: accuracy" in result.stdout  # the tiny settings carve 20%
     assert json.loads((run_dir / "labels.json").read_text()) == ["neg", "pos"]
     epochs = json_lines((run_dir / "metrics.jsonl").read_text())
     assert [record["epoch"] for record in epochs] == [1, 2, 3, 4, 5]
@@ -412,6 +413,23 @@ def test_print_config_data_and_run_flags(tmp_path: Path) -> None:
     assert config["model"]["bidirectional"] is True
     assert config["output_dir"] == str(tmp_path / "out")
     assert not (tmp_path / "out").exists()  # --print-config writes nothing
+
+
+def test_data_files_merge_into_a_config_files_splits(tmp_path: Path) -> None:
+    """Issue 17: --data-files train=X on a config with train and validation files kept only X, and validation was
+    then carved from train. Each split is merged now; a recipe's Hub dataset gives way to local files."""
+    (tmp_path / "train.tsv").write_text("sentence\tlabel\n")
+    (tmp_path / "dev.tsv").write_text("sentence\tlabel\n")
+    path = tmp_path / "config.yaml"
+    path.write_text("data:\n  data_files: {train: train.tsv, validation: dev.tsv}\n")
+    config = print_config("--config", str(path), "--data-files", "train=mine.tsv")
+    assert config["data"]["data_files"] == {"train": ["mine.tsv"], "validation": str(tmp_path / "dev.tsv")}
+    recipe = Path(__file__).resolve().parents[1] / "configs" / "sst2.yaml"
+    config = print_config("--config", str(recipe), "--data-files", "train=t.tsv", "--data-files", "validation=d.tsv",
+                          "--set", "data.load_kwargs.quoting=3")
+    assert config["data"]["dataset"] is None and config["data"]["config_name"] is None
+    assert config["data"]["data_files"] == {"train": ["t.tsv"], "validation": ["d.tsv"]}
+    assert config["data"]["load_kwargs"] == {"quoting": 3}
 
 
 def test_config_file_then_set_then_flags(tmp_path: Path) -> None:

@@ -86,7 +86,7 @@ def test_evaluate_defaults_to_the_test_split_and_matches_results_json(toy_run: P
 def test_evaluate_a_run_directory_by_path(toy_run: Path) -> None:
     results = json.loads((toy_run / RESULTS_FILE).read_text(encoding="utf-8"))
     result = evaluate(toy_run)
-    assert result["split"] == "test"
+    assert result["split"] == "test" and result["carved"] is None  # the toy run's own test file
     assert result["confusion_matrix"] == results["test"]["confusion_matrix"]
     assert result["loss"] == pytest.approx(results["test"]["loss"], rel=1e-3)
 
@@ -105,6 +105,10 @@ def test_evaluate_reproduces_a_carved_test_split(make_config: Callable[..., Conf
     again = evaluate(Classifier.load(result.run_dir, device="cpu"))
     assert again["split"] == "test"
     assert again["num_examples"] == 40
+    # Named as carved wherever it is reported: the run's results, evaluate's result and its report.
+    assert result.test["carved"] == again["carved"] == "carved from train, 20%"
+    assert json.loads((result.run_dir / RESULTS_FILE).read_text())["test"]["carved"] == "carved from train, 20%"
+    assert format_report(again).splitlines()[0] == "Split: test, carved from train, 20% (40 examples)"
     assert again["loss"] == pytest.approx(result.test["loss"], rel=1e-5)
     assert again["confusion_matrix"] == result.test["confusion_matrix"]
 

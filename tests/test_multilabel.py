@@ -202,7 +202,7 @@ def test_cli_train_evaluate_predict(tmp_path: Path, ml_files: dict[str, Path]) -
             "--label-column", "labels", "--multi-label", "--epochs", "8", "--batch-size", "16", "-o", str(run)]
     result = runner.invoke(main, args + tiny_set_args())
     assert result.exit_code == 0, result.output
-    assert "(by validation macro_f1)" in result.stdout and "Test: exact match" in result.stdout
+    assert "(by validation macro_f1)" in result.stdout and "\ntest: exact match" in result.stdout
     assert (run / THRESHOLDS_FILE).is_file()
 
     shown = runner.invoke(main, ["-q", "evaluate", str(run)])

@@ -8,15 +8,15 @@ from typing import Optional, TextIO
 
 import click
 
-from seqnlp.cli.options import (INFERENCE_BATCH_SIZE, data_options, handle_errors, inference_options, parse_data_files,
-                                quiet_datasets)
+from seqnlp.cli.options import (INFERENCE_BATCH_SIZE, data_options, handle_errors, inference_options, other_data_options,
+                                parse_data_files, quiet_datasets)
 from seqnlp.config import THRESHOLD_RULES
 from seqnlp.rundir import check_run_dir
 
 
 @click.command()
 @click.argument("run_dir", type=click.Path(file_okay=False))
-@data_options
+@other_data_options
 @click.option("--split", help="Split to evaluate [default: test, else validation].")
 @inference_options
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")

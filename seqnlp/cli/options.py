@@ -78,12 +78,13 @@ def parse_data_files(values: tuple[str, ...]) -> dict[str, list[str]]:
 
 def data_updates(dataset: Optional[str], data_files: tuple[str, ...], text_columns: tuple[str, ...],
                  label_column: Optional[str]) -> dict[str, Any]:
-    """The data options given, as dotted config updates."""
+    """The data options given, as dotted config updates; ``--data-files`` sets one split at a time
+    (``data.data_files.train``), so a config's other splits keep their files."""
     updates: dict[str, Any] = {}
     if dataset is not None:
         updates["data.dataset"] = dataset
-    if data_files:
-        updates["data.data_files"] = parse_data_files(data_files)
+    for split, paths in parse_data_files(data_files).items():  # merged per split into the config's data files
+        updates[f"data.data_files.{split}"] = paths
     if text_columns:
         updates["data.text_columns"] = list(text_columns)
     if label_column is not None:
@@ -92,12 +93,23 @@ def data_updates(dataset: Optional[str], data_files: tuple[str, ...], text_colum
 
 
 def data_options(command: Callable) -> Callable:
-    """--dataset, --data-files, --text-column and --label-column."""
+    """--dataset, --data-files, --text-column and --label-column of the commands that train."""
+    return _data_options(command, "A local file for a split (csv, tsv, json, jsonl, parquet); repeat for each split. "
+                                  "Merged into the config's data files split by split; replaces a Hub dataset the "
+                                  "config names.")
+
+
+def other_data_options(command: Callable) -> Callable:
+    """The same options for ``evaluate``, where they name other data than the run's."""
+    return _data_options(command, "A local file for a split of other data than the run's (csv, tsv, json, jsonl, "
+                                  "parquet); repeat for each split.")
+
+
+def _data_options(command: Callable, files_help: str) -> Callable:
     options = [
         click.option("--dataset", metavar="NAME_OR_PATH",
                      help="Hub name, local directory, saved dataset, data file, or a format (csv, json, parquet)."),
-        click.option("--data-files", multiple=True, metavar="SPLIT=PATH",
-                     help="A local file for a split; repeat for each split."),
+        click.option("--data-files", multiple=True, metavar="SPLIT=PATH", help=files_help),
         click.option("--text-column", "text_columns", multiple=True, metavar="COL",
                      help="Text column; repeat to join several."),
         click.option("--label-column", metavar="COL", help="Label column."),

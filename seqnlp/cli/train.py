@@ -55,18 +55,22 @@ def train(ctx: click.Context, config_file: Optional[str], overrides: tuple[str, 
           print_config: bool, resume_dir: Optional[str]) -> None:
     """Train a classifier and write its run directory.
 
-    Settings come from the defaults, then --config, then --set, then the flags below. With no dataset
-    named, seqnlp trains on the embedded SMS Spam Collection. Under torchrun, every process trains on its
-    share of each batch (--batch-size is per process) and rank 0 writes the run directory. One process writes a
-    run directory at a time: a second train or --resume on it stops at once, naming the first.
+    Settings come from the defaults, then --config (its relative paths read from its folder), then --set,
+    then the flags below. With no data named: the embedded SMS Spam Collection. A recipe reads its Hub data
+    set; --data-files gives local files instead, split by split. Missing splits are carved from train (test
+    only when validation is). Under torchrun, --batch-size is per process; rank 0 writes the run directory.
+    One process writes a run directory at a time: a second train or --resume on it stops at once, naming the first.
 
     \b
     Examples:
       seqnlp train
       seqnlp train --config configs/sst2.yaml --cell gru --output-dir runs/sst2-gru
+      seqnlp train --config configs/sst2.yaml --data-files train=PATH/train.tsv \\
+                   --data-files validation=PATH/dev.tsv          # local copies instead of the Hub
       seqnlp train --data-files train=train.csv --data-files test=test.csv \\
                    --text-column title --text-column body --label-column topic
-      seqnlp train --dataset imdb --set tokenizer.max_length=400 --set model.pooling=mean
+      seqnlp train --data-files train=data.csv --set 'data.load_kwargs.delimiter=;' \\
+                   --set 'data.load_kwargs.column_names=[label, text]'   # no header row
       seqnlp train --resume runs/imdb            # after Ctrl-C, SIGTERM or a crash
       torchrun --nproc_per_node=4 -m seqnlp train --config configs/imdb.yaml
       seqnlp train --dataset big.jsonl --streaming --set train.schedule=constant --set train.warmup_ratio=0
@@ -140,11 +144,17 @@ def _echo_result(result: Any) -> None:
     if rank() > 0:
         return
     click.echo(f"Run directory: {result.run_dir}")
-    click.echo(f"Best epoch {result.best_epoch} (by validation {result.monitor}): "
-               f"validation {_headline(result.validation)}")
+    click.echo(f"Best epoch {result.best_epoch} (by validation {result.monitor})")
+    click.echo(f"{_split(result.validation, 'validation')}: {_headline(result.validation)}")
     if result.test is not None:
-        click.echo(f"Test: {_headline(result.test)}")
+        click.echo(f"{_split(result.test, 'test')}: {_headline(result.test)}")
     click.echo(f"Next: seqnlp evaluate {result.run_dir}  |  seqnlp predict {result.run_dir} \"some text\"")
+
+
+def _split(metrics: dict[str, Any], default: str) -> str:
+    """The split the metrics are on, as carved when it was: ``test, carved from train, 10%``."""
+    name = metrics.get("split") or default
+    return f"{name}, {metrics['carved']}" if metrics.get("carved") else name
 
 
 def _headline(metrics: dict[str, Any]) -> str:

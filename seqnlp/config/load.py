@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import logging
 import types
 import typing
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any, Iterable, Literal, Mapping, Optional, Union
 import yaml
 
 from seqnlp.config import rules
+from seqnlp.config.paths import FILE_FORMATS, resolve_paths
 from seqnlp.config.schema import Config
 from seqnlp.config.typed import build, field_types, set_value
 from seqnlp.errors import ConfigError
@@ -20,6 +22,8 @@ from seqnlp.errors import ConfigError
 MAX_CONFIG_BYTES = 1 << 20  # a config is a few KB; a larger file is not one
 MAX_DEPTH = 32  # mappings and lists inside each other: a config has 2 or 3 levels, load_kwargs a few more
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's parser when PyYAML was built with it
+log = logging.getLogger(__name__)
+
 
 
 def load_config(path: str | Path | None = None, overrides: Iterable[str] = (),
@@ -34,6 +38,9 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = (),
     if base is not None and path is not None:
         raise ConfigError("give a base config or a config file, not both")
     config = copy.deepcopy(base) if base is not None else build(Config, read_config_file(path) if path else {}, "")
+    if path:
+        resolve_paths(config, Path(path).parent, origin=Path(path))
+    file_data = copy.deepcopy(config.data)
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
@@ -41,13 +48,31 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = (),
         set_value(config, key.strip(), _parse_override(config, key.strip(), value))
     for key, value in (updates or {}).items():
         set_value(config, key, value)
+    if path:
+        _files_replace_dataset(config, file_data, Path(path))
     rules.validate(config)
     return config
 
 
+def _files_replace_dataset(config: Config, file_data: Any, path: Path) -> None:
+    """Data files given on top of a config file that names a dataset (a recipe's Hub data set) replace it: the
+    documented way to run a recipe on local copies (``--data-files train=... --data-files validation=...``)."""
+    data = config.data
+    named = file_data.dataset
+    if (not data.data_files or data.data_files == file_data.data_files or named is None
+            or named in FILE_FORMATS or data.dataset != named):
+        return
+    log.info("data files given: they replace data.dataset %r of %s", named, path)
+    data.dataset, data.config_name, data.revision = None, None, None
+
+
 def _parse_override(config: Config, dotted: str, text: str) -> Any:
     """Parse an override's value as YAML, except that a text field (str, Optional[str], Literal) keeps its literal
-    text: "1.10" stays "1.10". A Union such as bool | str keeps YAML's parse (true is a bool there)."""
+    text: "1.10" stays "1.10". A Union such as bool | str keeps YAML's parse (true is a bool there). Inside a
+    mapping (``data.load_kwargs.delimiter=;``) one character that is not a letter or digit is itself (a tab too):
+    YAML would read ``|`` or ``#`` as syntax."""
+    if len(text) == 1 and not text.isalnum() and _inside_mapping(config, dotted):
+        return text
     try:
         parsed = safe_yaml(text, f"--set {dotted}") if text.strip() else None
     except yaml.YAMLError:
@@ -61,6 +86,15 @@ def _parse_override(config: Config, dotted: str, text: str) -> Any:
     options = [a for a in typing.get_args(tp) if a is not type(None)] if union else [tp]
     text_field = len(options) == 1 and (options[0] is str or typing.get_origin(options[0]) is Literal)
     return text.strip() if text_field and parsed is not None and not isinstance(parsed, (str, list, dict)) else parsed
+
+
+def _inside_mapping(config: Config, dotted: str) -> bool:
+    target: Any = config
+    for name in dotted.split(".")[:-1]:
+        if not dataclasses.is_dataclass(target):
+            return False
+        target = getattr(target, name, None)
+    return isinstance(target, dict)
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:

@@ -6,6 +6,7 @@ is named in one place.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any, Literal, Optional, Union
 
 import yaml
 
+from seqnlp.config.paths import resolve_paths
 from seqnlp.config.typed import literal_fields
 
 
@@ -29,12 +31,12 @@ class DataConfig:
     text_separator: str = " "  # placed between several text columns
     label_column: str = "label"  # the column holding the label (a list of labels with multi_label)
     label_names: Optional[list[str]] = None  # names for integer labels 0..C-1 (ClassLabel names are used when present)
-    multi_label: bool = False  # the label column holds lists of labels (a sigmoid per label; see README "Multi-label")
+    multi_label: bool = False  # the label column holds lists of labels: a sigmoid per label (docs: Data, "Multi-label")
     train_split: str = "train"  # the split trained on
-    validation_split: str = "validation"  # carved from train (seeded, stratified) when the data has none
+    validation_split: str = "validation"  # the split that picks the best epoch; carved from train (seeded, stratified) when the data has none
     test_split: Optional[str] = "test"  # used by `evaluate` when present
     validation_size: float = 0.1  # fraction of train carved off when there is no validation split
-    test_size: float = 0.1  # fraction of train carved off as a test split when there is none (0: no test split)
+    test_size: float = 0.1  # fraction of train carved off as a test split when the data has neither test nor validation (0: none)
     max_train_samples: Optional[int] = None  # a seeded subset of train, for quick experiments (streaming: the first N)
     streaming: bool = False  # read train as a stream, never materialized: for corpora larger than memory or disk
     streaming_sample: int = 10000  # streaming: the first N training texts train the tokenizer (and name the labels)
@@ -97,7 +99,7 @@ class TrainConfig:
     plateau_patience: int = 1  # schedule=plateau: epochs without improvement before the lr drops
     max_grad_norm: Optional[float] = 1.0  # gradient-norm clipping; None disables it
     label_smoothing: float = 0.0  # cross-entropy label smoothing (single-label)
-    monitor: Literal["auto", "loss", "accuracy", "macro_f1"] = "auto"  # validation metric that picks the best epoch and drives early stopping; auto: see README
+    monitor: Literal["auto", "loss", "accuracy", "macro_f1"] = "auto"  # validation metric that picks the best epoch and drives early stopping; auto: macro_f1 for imbalanced or multi-label data, else accuracy
     class_weights: Any = None  # None/"none" | "auto" (inverse label frequency in train) | a list, one weight per label
     sampler: Literal["bucket", "weighted"] = "bucket"  # bucket: every example once per epoch | weighted: draws inverse to class frequency
     patience: Optional[int] = 3  # epochs without improvement before stopping; None trains every epoch
@@ -138,7 +140,10 @@ class Config:
         return dataclasses.asdict(self)
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False), encoding="utf-8")
+        """Write as YAML; relative local paths are written absolute, since a config file's are read from its folder."""
+        saved = copy.deepcopy(self)
+        resolve_paths(saved, Path("."))
+        Path(path).write_text(yaml.safe_dump(saved.to_dict(), sort_keys=False), encoding="utf-8")
 
 
 # Valid choices per dotted key, read from the Literal types above; checked by validate().

@@ -37,6 +37,9 @@ def set_value(config: Any, dotted: str, value: Any) -> None:
         hints = field_types(type(target))
         if name not in hints:
             raise ConfigError(_unknown_key(prefix, name, hints))
+        if depth < len(parts) - 1 and typing.get_origin(hints[name]) is dict:
+            _set_item(target, name, parts[depth + 1:], value, dotted)
+            return
         if depth == len(parts) - 1:
             if dataclasses.is_dataclass(hints[name]):
                 if not isinstance(value, Mapping):
@@ -48,6 +51,26 @@ def set_value(config: Any, dotted: str, value: Any) -> None:
         target = getattr(target, name)
         if not dataclasses.is_dataclass(target):
             raise ConfigError(f"{'.'.join(parts[: depth + 1])} is a value, not a section")
+
+
+def _set_item(section: Any, name: str, keys: list[str], value: Any, dotted: str) -> None:
+    """Set one entry inside a mapping field: ``data.load_kwargs.delimiter`` or ``data.data_files.train``.
+
+    The mapping's other entries are kept; a deeper key (``a.b.c``) walks nested mappings, making them as needed.
+    """
+    mapping = dict(getattr(section, name))
+    inner = mapping
+    for key in keys[:-1]:
+        child = inner.get(key)
+        if child is None:
+            child = inner[key] = {}
+        elif not isinstance(child, dict):
+            raise ConfigError(f"{dotted}: {key!r} holds {child!r}, not a mapping")
+        else:
+            child = inner[key] = dict(child)
+        inner = child
+    inner[keys[-1]] = value
+    setattr(section, name, mapping)
 
 
 def get_value(config: Any, dotted: str) -> Any:

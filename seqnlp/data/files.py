@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Optional, TextIO
 
 from seqnlp.config import DataConfig
+from seqnlp.config.paths import FILE_FORMATS
 from seqnlp.errors import DataError
 
 PREDICT_CHUNK = 1024  # input lines read, predicted and written at a time: memory stays bounded
@@ -24,7 +25,7 @@ BUILDERS: dict[str, tuple[str, dict[str, Any]]] = {
     ".jsonl": ("json", {}),
     ".parquet": ("parquet", {}),
 }
-BUILDER_NAMES = ("arrow", "csv", "json", "parquet", "text")  # data.dataset may name a format for files of any suffix
+BUILDER_NAMES = FILE_FORMATS  # data.dataset may name a format for files of any suffix
 FORMAT_HINT = "name the format with --dataset csv (or json, parquet) and the file with --data-files train=PATH"
 
 

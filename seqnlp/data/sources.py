@@ -19,6 +19,7 @@ import datasets
 from datasets import DatasetDict, IterableDatasetDict
 
 from seqnlp.config import DataConfig
+from seqnlp.config.paths import path_origin
 from seqnlp.data import synthetic
 from seqnlp.data.files import BUILDER_NAMES, BUILDERS, FORMAT_HINT, find_bad_line
 from seqnlp.data.hub import NO_NETWORK_HINT, offline_mode, offline_reason
@@ -128,28 +129,34 @@ def _load_raw(cfg: DataConfig, streaming: bool) -> DatasetDict | IterableDataset
 
 
 def _load_hub(name: str, cfg: DataConfig, streaming: bool) -> DatasetDict | IterableDatasetDict:
-    """A Hub dataset: the default for users who are online. Without a network, the cache alone, at once."""
+    """A Hub dataset: the default for users who are online. Without a network, the cache alone, at once; any other
+    failure (a typo, a private or gated data set) says how to use local copies instead."""
     source = f"Hub dataset {name!r}"
     reason = offline_reason()
-    if reason is None:
-        return _load(name, name=cfg.config_name, revision=cfg.revision, source=source, streaming=streaming,
-                     **cfg.load_kwargs)
     try:
+        if reason is None:
+            return _load(name, name=cfg.config_name, revision=cfg.revision, source=source, streaming=streaming,
+                         **cfg.load_kwargs)
         with offline_mode():
             return _load(name, name=cfg.config_name, revision=cfg.revision, source=source, streaming=streaming,
                          **cfg.load_kwargs)
     except DataError as exc:
-        if not isinstance(exc.__cause__, (FileNotFoundError, ConnectionError)):
-            raise
-        raise DataError(f"{source} is not in the local datasets cache and there is no network ({reason}); "
-                        f"{NO_NETWORK_HINT}") from None
+        if reason is not None and isinstance(exc.__cause__, (FileNotFoundError, ConnectionError)):
+            raise DataError(f"{source} is not in the local datasets cache and there is no network ({reason}); "
+                            f"{NO_NETWORK_HINT}") from None
+        raise DataError(f"{exc}; without the Hub, give local files per split: --data-files train=PATH "
+                        "(and validation=PATH, test=PATH)") from exc
 
 
 def _existing(paths: Any, split: str) -> list[str]:
     paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
     for p in paths:
         if not any(ch in str(p) for ch in "*?[") and not Path(p).expanduser().exists():
-            raise DataError(f"data file for split {split!r} does not exist: {p}")
+            origin = path_origin(str(p))
+            where = (origin if origin is not None else "" if Path(p).expanduser().is_absolute()
+                     else f"relative to the current directory, {Path.cwd()}")
+            raise DataError(f"data file for split {split!r} does not exist: {p}{f' ({where})' if where else ''}; "
+                            f"point at your copy with --data-files {split}=PATH")
     return [str(Path(p).expanduser()) for p in paths]
 
 

@@ -15,6 +15,7 @@ from typing import Optional, Sequence
 
 import datasets
 import pyarrow as pa
+import pyarrow.compute as pc
 from datasets import ClassLabel, Dataset, DatasetDict, IterableDataset, IterableDatasetDict
 
 from seqnlp.config import DataConfig
@@ -43,6 +44,7 @@ class Splits:
     sample: Optional[Dataset] = None
     stream_size: Optional[int] = None
     available: list[str] = field(default_factory=list)
+    carved: dict[str, str] = field(default_factory=dict)  # split -> how it was carved: "carved from train, 10%"
 
     def split(self, name: Optional[str]) -> Optional[Dataset]:
         return self.data[name] if name is not None and name in self.data else None
@@ -64,6 +66,11 @@ def load_splits(cfg: DataConfig, seed: int, label_names: Optional[list[str]] = N
     known = own_split_names(cfg) if only is not None else None
     raw = load_raw(cfg, splits=None if known is None else _to_read(cfg, known, only, label_names))
     own = known if known is not None else list(raw)
+    if only is None:  # a run uses train, validation and test: others (IMDB's "unsupervised") are not prepared
+        unused = [name for name in raw if name not in (cfg.train_split, cfg.validation_split, cfg.test_split)]
+        if unused:
+            log.info("not used: split(s) %s of %s", ", ".join(unused), describe_source(cfg))
+            raw = DatasetDict({name: split for name, split in raw.items() if name not in unused})
     if cfg.train_split not in raw and label_names is None:
         raise _no_train_split(cfg, own)
     if label_names is None:
@@ -86,9 +93,33 @@ def load_splits(cfg: DataConfig, seed: int, label_names: Optional[list[str]] = N
             prepared[cfg.train_split] = train.flatten_indices()
     if only is not None:
         prepared = DatasetDict({name: prepared[name] for name in dict.fromkeys(only) if name in prepared})
+    carved = carving(cfg, own)
     for name, split in prepared.items():
-        log.info("split %s: %d examples", name, len(split))
-    return Splits(prepared, list(label_names), available=own + carved_split_names(cfg, own))
+        log.info("split %s: %d examples", split_label(name, carved.get(name)), len(split))
+    _note_missing_test(cfg, own, only)
+    return Splits(prepared, list(label_names), available=own + list(carved), carved=carved)
+
+
+def split_label(name: str, carved: Optional[str]) -> str:
+    """How a split is named wherever it is reported: ``test``, or ``test, carved from train, 10%``."""
+    return f"{name}, {carved}" if carved else name
+
+
+def carving(cfg: DataConfig, own: Sequence[str]) -> dict[str, str]:
+    """Split -> how it is carved from train (``carved from train, 10%``), for each split the data lacks."""
+    sizes = {cfg.validation_split: cfg.validation_size, cfg.test_split: cfg.test_size}
+    return {name: f"carved from {cfg.train_split}, {round(100 * sizes[name], 4):g}%"
+            for name in carved_split_names(cfg, own)}
+
+
+def _note_missing_test(cfg: DataConfig, own: Sequence[str], only: Optional[Sequence[str]]) -> None:
+    """Say why a run given a validation split of its own but no test split gets no test split."""
+    if (only is None and cfg.test_split is not None and cfg.test_split not in own and cfg.test_size > 0
+            and cfg.validation_split in own):
+        log.warning("no test split: the data has its own %s split and no %s split, and a test split is carved from "
+                    "%s only when validation is carved too; results are on %s, which also picks the best epoch "
+                    "(give a test file for an unbiased estimate: --data-files %s=PATH)", cfg.validation_split,
+                    cfg.test_split, cfg.train_split, cfg.validation_split, cfg.test_split)
 
 
 def split_names(cfg: DataConfig) -> list[str]:
@@ -102,12 +133,15 @@ def split_names(cfg: DataConfig) -> list[str]:
 
 
 def carved_split_names(cfg: DataConfig, own: Sequence[str]) -> list[str]:
-    """The splits carved from train when the data has only ``own``, in the order they are carved."""
-    if cfg.train_split not in own:
+    """The splits carved from train when the data has only ``own``, in the order they are carved.
+
+    A test split is carved only together with validation: data that brings its own validation split (a dev
+    file) is evaluated on it, and a test carved from train beside it would measure something else (SST-2's
+    train holds phrases of the same sentences, so such a "test" scored 7 points above dev).
+    """
+    if cfg.train_split not in own or cfg.validation_split in own:
         return []
-    names = []
-    if cfg.validation_split is not None and cfg.validation_split not in own:
-        names.append(cfg.validation_split)
+    names = [cfg.validation_split] if cfg.validation_split is not None else []
     if cfg.test_split is not None and cfg.test_split not in own and cfg.test_size > 0:
         names.append(cfg.test_split)
     return names
@@ -137,11 +171,13 @@ def load_stream(cfg: DataConfig, seed: int, label_names: Optional[list[str]] = N
     stream = raw[cfg.train_split]
     size = cfg.streaming_size or _stated_size(stream, cfg.train_split)
     finite = {name: _read_all(split, name) for name, split in raw.items() if name != cfg.train_split}
+    carved: dict[str, str] = {}
     if cfg.validation_split is not None and cfg.validation_split not in finite:
         finite[cfg.validation_split] = _read_head(stream, cfg.streaming_validation_size, cfg.train_split)
         stream = stream.skip(cfg.streaming_validation_size)
         if cfg.streaming_size is None and size is not None:
             size = max(1, size - cfg.streaming_validation_size)
+        carved[cfg.validation_split] = f"carved from {cfg.train_split}, its first {cfg.streaming_validation_size:,}"
         log.info("carved %s split: the first %d examples of %s", cfg.validation_split,
                  len(finite[cfg.validation_split]), cfg.train_split)
     if cfg.max_train_samples is not None:
@@ -160,7 +196,8 @@ def load_stream(cfg: DataConfig, seed: int, label_names: Optional[list[str]] = N
     for name, split in prepared.items():
         log.info("split %s: %d examples", name, len(split))
     log.info("split %s: read as a stream", cfg.train_split)
-    return Splits(prepared, list(label_names), stream=stream, sample=prepared_sample, stream_size=size)
+    return Splits(prepared, list(label_names), stream=stream, sample=prepared_sample, stream_size=size,
+                  carved=carved)
 
 
 def _stated_size(stream: IterableDataset, name: str) -> Optional[int]:
@@ -210,9 +247,7 @@ def prepare_split(split: Dataset, cfg: DataConfig, label_names: list[str], split
     check_text_columns(split, cfg, split_name)
     # datasets gives every split of a file-based dataset the same columns: an unlabeled test file gets a
     # label column of nulls, which means "no labels", not "bad labels".
-    has_labels = cfg.label_column in split.column_names and (
-        split.data.column(cfg.label_column).null_count < len(split)
-    )
+    has_labels = cfg.label_column in split.column_names and not _unlabelled(split, cfg.label_column)
     convert, features = label_converter(cfg, label_names, split_name, has_labels, split.features.get(cfg.label_column))
     try:
         prepared = split.map(
@@ -232,6 +267,16 @@ def prepare_split(split: Dataset, cfg: DataConfig, label_names: list[str], split
         raise
     count_empty(prepared, split_name)
     return prepared
+
+
+def _unlabelled(split: Dataset, column: str) -> bool:
+    """A label column of nulls, or a ClassLabel column of -1 (the Hub's "no label", as in GLUE's test splits)."""
+    values = split.data.column(column)
+    if values.null_count == len(split):
+        return True
+    if isinstance(split.features.get(column), ClassLabel):
+        return bool(pc.all(pc.equal(values, -1)).as_py())
+    return False
 
 
 def _carve_missing_splits(data: DatasetDict, cfg: DataConfig, seed: int, own: Sequence[str]) -> DatasetDict:

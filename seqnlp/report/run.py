@@ -53,7 +53,7 @@ def write_report(run_dir: str | Path, output: Optional[str | Path] = None, split
     run_dir = Path(run_dir)
     clf = Classifier.load(run_dir, device=device)
     result = evaluate(clf, split)
-    _, prepared = labelled_split(clf, result["split"])
+    _, prepared, _ = labelled_split(clf, result["split"])
     mistakes = find_mistakes(clf, prepared["text"], prepared["label"], examples)
     explanations = explain(clf, [m.text for m in mistakes], steps=steps) if mistakes else []
     results = read_json(run_dir / RESULTS_FILE) if (run_dir / RESULTS_FILE).is_file() else {}

@@ -175,6 +175,10 @@ def finish(setup: Setup, state: TrainingState) -> TrainResult:
         log.info("test (best epoch %d): accuracy %.4f macro-F1 %.4f AUROC %s ECE %.4f", best_epoch, test["accuracy"],
                  test["macro_f1"], "n/a" if test["auroc"] is None else f"{test['auroc']:.4f}",
                  test["calibration"]["after"]["ece"])
+    data = setup.config.data
+    validation = {**validation, "split": data.validation_split, "carved": setup.carved.get(data.validation_split)}
+    if test is not None:
+        test = {**test, "split": data.test_split, "carved": setup.carved.get(str(data.test_split))}
     num_parameters = setup.num_parameters
     if distributed.is_main():
         write_json(run_dir / CALIBRATION_FILE, record)

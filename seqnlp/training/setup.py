@@ -9,7 +9,7 @@ costs the run that ``--overwrite`` would replace.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
@@ -76,6 +76,7 @@ class Setup:
     label_names: list[str]
     plan: LabelPlan  # the objective, the monitored metric and the sampler weights, from the training labels
     num_parameters: int  # trainable parameters of the model as built (before any freezing)
+    carved: dict[str, str] = field(default_factory=dict)  # split -> how it was carved from train (Splits.carved)
 
 
 def prepare(config: Config, device: torch.device, run_dir: Path, tokenizer: Optional[Tokenizer] = None,
@@ -111,7 +112,7 @@ def prepare(config: Config, device: torch.device, run_dir: Path, tokenizer: Opti
     # and the lengths stay on the CPU, where packing wants them.
     train_model = DistributedDataParallel(model) if distributed.world_size() > 1 else model
     return Setup(config, device, run_dir, model, train_model, optimizer, scaler, train_loader, val_loader,
-                 test_loader, tokenizer, splits.label_names, plan, num_parameters)
+                 test_loader, tokenizer, splits.label_names, plan, num_parameters, carved=splits.carved)
 
 
 def restore(setup: Setup) -> TrainingState:

@@ -138,7 +138,7 @@ def initialize_embedding(embedding: nn.Embedding, source: str, vocab: Mapping[st
     found = aligned.exact + aligned.lowercase
     if found == 0:
         raise DataError(f"{KEY}: none of the {words:,} vocabulary entries is in {source}; "
-                        "is the tokenizer word-level, with the vectors' casing? (README: Pretrained word vectors)")
+                        "is the tokenizer word-level, with the vectors' casing? (docs/tokenizers.md: Pretrained word vectors)")
     weight, std = embedding_init(aligned, pad_id, seed)
     with torch.no_grad():
         embedding.weight.copy_(weight)

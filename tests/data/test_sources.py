@@ -14,7 +14,7 @@ import datasets
 import pytest
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 
-from seqnlp.config import DataConfig
+from seqnlp.config import DataConfig, load_config
 from seqnlp.data import load_raw
 from seqnlp.data.sources import own_split_names
 from seqnlp.errors import DataError
@@ -115,6 +115,21 @@ def test_nonexistent_data_file(tmp_path: Path) -> None:
     assert str(missing) in str(info.value)
 
 
+def test_a_missing_file_says_what_it_was_resolved_against(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 17: a recipe's relative path failed with only the path; now the message says where it was looked for
+    and how to point at another copy."""
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "run.yaml").write_text("data:\n  data_files: {train: ../data/train.tsv}\n")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DataError) as info:
+        load(load_config("configs/run.yaml").data)
+    assert str(info.value) == (
+        f"data file for split 'train' does not exist: {tmp_path / 'data' / 'train.tsv'} (configs/run.yaml names it as "
+        "../data/train.tsv, read from that file's folder, configs/); point at your copy with --data-files train=PATH")
+    with pytest.raises(DataError, match=r"does not exist: mine.tsv \(relative to the current directory, .*\); point at"):
+        load(DataConfig(data_files={"train": "mine.tsv"}))
+
+
 @pytest.mark.parametrize("name", ["nope.csv", "nope_dir", "sub/dir/nope"])
 def test_nonexistent_dataset_path(tmp_path: Path, name: str) -> None:
     missing = tmp_path / name
@@ -177,3 +192,21 @@ def test_own_split_names_come_from_the_config_when_it_tells_them(tmp_path: Path)
     assert own_split_names(DataConfig(dataset=str(tmp_path / "saved"))) == ["train", "dev"]
     assert own_split_names(DataConfig(dataset=str(tmp_path / "one"))) == ["train"]
     assert own_split_names(DataConfig(dataset="some/hub-dataset")) is None  # only loading it tells
+
+
+def test_a_hub_dataset_that_cannot_load_says_how_to_use_local_files(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A recipe's Hub data set fails (online: a typo, a gated set); the message names the way to give local copies
+    (issue 17). Offline, the no-network message does the same, at once (issue 14, tests/data/test_hub.py)."""
+    from seqnlp.data import sources
+
+    def failing(*args: Any, **kwargs: Any) -> None:
+        raise FileNotFoundError("Dataset nyu-mll/glue is not cached")
+
+    monkeypatch.setattr(datasets, "load_dataset", failing)
+    monkeypatch.setattr(sources, "offline_reason", lambda: None)  # as if online
+    with pytest.raises(DataError) as info:
+        load(DataConfig(dataset="nyu-mll/glue", config_name="sst2"))
+    assert str(info.value) == ("Hub dataset 'nyu-mll/glue' not found: Dataset nyu-mll/glue is not cached; without the "
+                               "Hub, give local files per split: --data-files train=PATH (and validation=PATH, test=PATH)")
+
+

@@ -127,14 +127,33 @@ def test_carving_is_deterministic_per_seed(tmp_path: Path) -> None:
     assert set(texts(first, "test")) != set(texts(other, "test"))
 
 
-def test_existing_validation_split_is_kept(tmp_path: Path) -> None:
+def test_existing_validation_split_is_kept_and_no_test_is_carved_beside_it(tmp_path: Path,
+                                                                          caplog: pytest.LogCaptureFixture) -> None:
+    """A dev file is the evaluation split: a test carved from train beside it would measure something else (on
+    SST-2, whose train holds phrases of the same sentences, such a "test" scored 7 points above dev). The run
+    says so (issue 17)."""
     train = write_rows(tmp_path / "train.jsonl", labelled_rows(100))
     validation_rows = labelled_rows(7, prefix="v")
     validation = write_rows(tmp_path / "dev.jsonl", validation_rows)
-    splits = load(DataConfig(**files_config(train=train, validation=validation)))
+    cfg = DataConfig(**files_config(train=train, validation=validation))
+    with caplog.at_level(logging.INFO, logger="seqnlp"):
+        splits = load(cfg)
     assert texts(splits, "validation") == [r["text"] for r in validation_rows]  # same rows, same order
-    assert sizes(splits) == {"train": 90, "validation": 7, "test": 10}  # only the test split is carved
-    assert not set(texts(splits, "train")) & set(texts(splits, "validation"))
+    assert sizes(splits) == {"train": 100, "validation": 7}  # nothing carved
+    assert splits.carved == {} and split_names(cfg) == ["train", "validation"]
+    warning = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warning) == 1 and warning[0].startswith("no test split: the data has its own validation split")
+    assert "--data-files test=PATH" in warning[0]
+
+
+def test_carved_splits_are_named_as_carved(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    train = write_rows(tmp_path / "train.jsonl", labelled_rows(100))
+    with caplog.at_level(logging.INFO, logger="seqnlp"):
+        splits = load(DataConfig(**files_config(train=train), validation_size=0.1, test_size=0.125))
+    assert splits.carved == {"validation": "carved from train, 10%", "test": "carved from train, 12.5%"}
+    assert "split test, carved from train, 12.5%: 12 examples" in caplog.text
+    test = write_rows(tmp_path / "test.jsonl", labelled_rows(5, prefix="x"))
+    assert load(DataConfig(**files_config(train=train, test=test))).carved == {"validation": "carved from train, 10%"}
 
 
 def test_custom_split_names(tmp_path: Path) -> None:
@@ -268,11 +287,11 @@ def test_only_an_own_split_is_prepared_without_train(tmp_path: Path, prepared_sp
     (("train",), "validation"),
     (("train",), "test"),
     (("train",), "train"),
-    (("train", "validation"), "test"),
-], ids=["validation-carved-first", "test-carved-after-validation", "train-after-carving", "test-beside-validation"])
+    (("train", "test"), "validation"),
+], ids=["validation-carved-first", "test-carved-after-validation", "train-after-carving", "validation-beside-test"])
 def test_only_a_carved_split_is_the_one_training_carved(tmp_path: Path, files: tuple[str, ...], wanted: str) -> None:
     abc = ("a", "b", "c")
-    rows = {"train": labelled_rows(200, labels=abc), "validation": labelled_rows(9, labels=abc, prefix="v")}
+    rows = {"train": labelled_rows(200, labels=abc), "test": labelled_rows(9, labels=abc, prefix="v")}
     cfg = DataConfig(**files_config(**{name: write_rows(tmp_path / f"{name}.jsonl", rows[name]) for name in files}),
                      validation_size=0.15, test_size=0.1)
     full = load(cfg, seed=7)  # what training loads
@@ -298,3 +317,18 @@ def test_split_names_lists_own_then_carved_splits_without_preparing(tmp_path: Pa
     assert split_names(DataConfig(**files_config(test=test))) == ["test"]  # nothing to carve from
     assert split_names(DataConfig()) == ["train", "validation", "test"]  # the embedded data: train only
     assert prepared_splits == []
+
+
+def test_a_run_prepares_only_the_splits_it_uses(tmp_path: Path, prepared_splits: list[str]) -> None:
+    """Hub data sets bring splits a run does not use, with -1 labels (IMDB's "unsupervised", GLUE's test): they
+    are left out, and a ClassLabel split of -1 alone is unlabelled."""
+    features = Features({"text": Value("string"), "label": ClassLabel(names=["neg", "pos"])})
+    rows = {"text": [f"t{i} words" for i in range(40)], "label": [i % 2 for i in range(40)]}
+    hidden = {"text": [f"h{i}" for i in range(6)], "label": [-1] * 6}
+    DatasetDict({"train": Dataset.from_dict(rows, features=features),
+                 "unsupervised": Dataset.from_dict(hidden, features=features),
+                 "test": Dataset.from_dict(hidden, features=features)}).save_to_disk(str(tmp_path / "hub"))
+    splits = load(DataConfig(dataset=str(tmp_path / "hub")))
+    assert sorted(prepared_splits) == ["test", "train"]
+    assert set(splits.data) == {"train", "validation", "test"}
+    assert splits.data["test"].column_names == ["text"]  # unlabelled: evaluated by no one, predicted on

@@ -130,8 +130,9 @@ def test_fit_runs_every_epoch_calls_the_hooks_and_finish_reports(setup: Setup) -
     assert json.loads((setup.run_dir / CHECKPOINT_DIR / LAST_POINTER).read_text())["dir"] == "step-00000020"
     result = finish(setup, state)
     assert result.best_epoch == state.monitor.best_epoch >= 1 and (setup.run_dir / WEIGHTS_FILE).is_file()
-    assert {k: v for k, v in result.validation.items() if k != "calibration"} == \
-        state.history[result.best_epoch - 1]["validation"]
+    assert {k: v for k, v in result.validation.items() if k != "calibration"} == {
+        **state.history[result.best_epoch - 1]["validation"], "split": "validation",
+        "carved": setup.carved.get("validation")}
 
 
 def test_fit_stops_after_the_step_at_which_should_stop_answers(setup: Setup) -> None:

@@ -57,10 +57,12 @@ def test_toy_task_is_learned_to_100_percent(make_config: MakeConfig, cell: str) 
                        "label_counts": {"neg": 80, "pos": 80}, "class_weights": None, "sampler": "bucket",
                        "validation": result.validation, "test": result.test}
     assert result.monitor == "accuracy" and result.thresholds is None
-    # The best epoch's validation metrics again, now with how calibrated its probabilities are.
-    assert {k: v for k, v in result.validation.items() if k != "calibration"} == \
-        result.history[result.best_epoch - 1]["validation"]
+    # The best epoch's record, with the split named as carved (results.json, the CLI's summary), now with how
+    # calibrated its probabilities are.
+    assert {k: v for k, v in result.validation.items() if k != "calibration"} == {
+        **result.history[result.best_epoch - 1]["validation"], "split": "validation", "carved": "carved from train, 20%"}
     assert result.validation["calibration"]["temperature"] == result.temperature
+    assert result.test["split"] == "test" and result.test["carved"] is None  # the toy run's own test file
     assert read_metrics(result.run_dir) == result.history
     assert result.num_parameters == sum(t.numel() for t in load_file(str(result.run_dir / WEIGHTS_FILE)).values())
 
@@ -92,7 +94,8 @@ def test_metrics_jsonl_has_one_record_per_epoch(toy_run: Path) -> None:
     results = read_results(toy_run)
     best = results["best_epoch"]
     assert records[best - 1]["best"] is True and not any(r["best"] for r in records[best:])
-    assert {k: v for k, v in results["validation"].items() if k != "calibration"} == records[best - 1]["validation"]
+    assert {k: v for k, v in results["validation"].items() if k != "calibration"} == {
+        **records[best - 1]["validation"], "split": "validation", "carved": "carved from train, 20%"}
 
 
 def test_throughput_and_padding_ratio_count_real_tokens(toy_run: Path) -> None:
