@@ -7,8 +7,10 @@
     seqnlp diagnose   gradient flow and saturation of trained or fresh models  (seqnlp.compare.diagnose)
     seqnlp serve      an HTTP JSON API over a run  (seqnlp.serve.create_app)
     seqnlp export     a run as one ONNX or TorchScript file  (seqnlp.export_run)
+    seqnlp tune       a hyper-parameter search in a time budget, on Optuna  (seqnlp.tune.tune)
 
-Each family of commands has a module of its own (``seqnlp.cli.train``, ``.inference``, ``.compare``, ``.deploy``);
+Each family of commands has a module of its own (``seqnlp.cli.train``, ``.inference``, ``.compare``, ``.deploy``,
+``.tune``);
 the options and error handling they share are in ``seqnlp.cli.options``. Heavy imports (torch, datasets) happen inside the commands, so ``seqnlp --help`` answers at
 once.
 """
@@ -25,6 +27,7 @@ from seqnlp.cli.deploy import export, serve
 from seqnlp.cli.inference import evaluate, predict
 from seqnlp.cli.options import rank
 from seqnlp.cli.train import train
+from seqnlp.cli.tune import tune
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -46,6 +49,7 @@ def main(ctx: click.Context, verbose: bool, quiet: bool, debug: bool) -> None:
       seqnlp diagnose runs/sst2-gru --weights both
       seqnlp serve runs/sst2-gru --port 8000
       seqnlp export runs/sst2-gru --format onnx
+      seqnlp tune --config configs/sst2.yaml --budget 20m
     """
     if rank() > 0:  # under torchrun, rank 0 speaks for the run: the others log warnings and errors only
         quiet, verbose = True, False
@@ -56,7 +60,7 @@ def main(ctx: click.Context, verbose: bool, quiet: bool, debug: bool) -> None:
     ctx.obj = {"quiet": quiet}
 
 
-for _command in (train, evaluate, predict, compare, diagnose, serve, export):
+for _command in (train, evaluate, predict, compare, diagnose, serve, export, tune):
     main.add_command(_command)
 
 if __name__ == "__main__":  # pragma: no cover
