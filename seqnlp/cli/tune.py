@@ -92,8 +92,9 @@ def _echo_result(result: Any) -> None:
         click.echo(f"No trial completed; see {result.output_dir / 'trials.md'}")
         return
     best = result.best
-    params = " ".join(f"{key}={value}" for key, value in best.params.items())
-    click.echo(f"Best trial {best.number}: validation {result.metric} {best.value:.4f}  ({params})")
+    from seqnlp.tune.objective import describe
+
+    click.echo(f"Best trial {best.number}: validation {result.metric} {best.value:.4f}  ({describe(best.params)})")
     click.echo(f"Best config: {result.files.get('best.yaml')}   Best run: {best.user_attrs.get('run_dir')}")
     click.echo(f"Report: {result.output_dir}  ({', '.join(sorted(result.files))})")
     click.echo(f"Next: seqnlp train -c {result.files.get('best.yaml')} -o runs/best")

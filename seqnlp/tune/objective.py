@@ -47,6 +47,7 @@ class TrialHook(Hook):
         self.trial, self.metric, self.epochs, self.deadline = trial, metric, epochs, deadline
         self.epoch_start = time.monotonic()
         self.last_epoch_seconds = 0.0
+        self.first_epoch_end: Optional[float] = None  # time.monotonic() at the end of the first epoch
         self.reported: dict[int, float] = {}  # epoch -> validation metric
 
     def on_step(self, state: TrainingState, batch: Any, stats: Any) -> None:
@@ -59,6 +60,7 @@ class TrialHook(Hook):
         self.trial.report(value, state.epoch)
         now = time.monotonic()
         self.last_epoch_seconds, self.epoch_start = now - self.epoch_start, now
+        self.first_epoch_end = self.first_epoch_end or now
         if self.trial.should_prune():
             raise optuna.TrialPruned(f"pruned at epoch {state.epoch} (validation {self.metric} {value:.4f})")
         more = state.epoch < self.epochs and not state.finished
@@ -76,7 +78,7 @@ class Objective:
     output_dir: Path
     deadline: Optional[float] = None  # time.monotonic() at which the budget ends; None: no budget
     failures: int = 0  # failed trials in a row in this process
-    epoch_seconds: list[float] = field(default_factory=list)  # the epochs timed so far, for the budget's estimate
+    first_epoch_seconds: list[float] = field(default_factory=list)  # trial start to its first epoch's end, so far
 
     def __call__(self, trial: optuna.Trial) -> float:
         values = self.space.sample(trial)
@@ -110,8 +112,8 @@ class Objective:
             seconds = time.monotonic() - start
             trial.set_user_attr("seconds", round(seconds, 3))
             trial.set_user_attr("epochs", len(hook.reported))
-            if hook.reported:
-                self.epoch_seconds.append(seconds / len(hook.reported))
+            if hook.first_epoch_end is not None:
+                self.first_epoch_seconds.append(hook.first_epoch_end - start)
             outcome.update(seconds=round(seconds, 3), **{f"validation_{self.metric}_by_epoch": hook.reported})
             if run_dir.is_dir():
                 close_run_dir(run_dir, outcome)

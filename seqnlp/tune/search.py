@@ -157,7 +157,8 @@ def _run(study: optuna.Study, settings: Settings, out: Path, budget: Optional[fl
         report.write_tables(study, settings, out)
         _close_lost(study, recover_lost_trials(study))
         done = finished(study.get_trials(deepcopy=False))
-        shortest = min(objective.epoch_seconds, default=0.0)
+        # No new trial when what is left would not see even the quickest trial so far through its first epoch.
+        shortest = min(objective.first_epoch_seconds, default=0.0)
         if (trials is not None and done >= trials) or (left is not None and left < shortest):
             study.stop()
 
@@ -165,7 +166,7 @@ def _run(study: optuna.Study, settings: Settings, out: Path, budget: Optional[fl
     try:
         with _quiet_trials():
             if remaining is None or remaining > 0:
-                study.optimize(objective, timeout=budget, callbacks=[after_trial])
+                study.optimize(objective, timeout=budget, callbacks=[after_trial], gc_after_trial=True)
     except TrainingInterrupted as exc:
         raise TuneInterrupted(exc.signum, out) from None
     finally:

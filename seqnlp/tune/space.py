@@ -109,6 +109,7 @@ class SearchSpace:
 def default_space(base: Config) -> SearchSpace:
     """The space searched when no file says otherwise: the settings that matter most for an RNN classifier.
 
+    It is sized for trials that take minutes on a CPU: up to 2 layers of 256 units (a space file widens it).
     ``tokenizer.max_length`` is searched around the base config's own value (half, as is, double), since what
     is long depends on the data; ``char`` tokenizers are left out, since their max_length counts characters.
     """
@@ -116,8 +117,8 @@ def default_space(base: Config) -> SearchSpace:
     lengths = tuple(sorted({max(8, length // 2), length, length * 2}))
     return SearchSpace({
         "model.cell": Choice(("rnn", "lstm", "gru")),
-        "model.hidden_size": Range(int, 32, 512, log=True),
-        "model.num_layers": Range(int, 1, 3),
+        "model.hidden_size": Range(int, 32, 256, log=True),
+        "model.num_layers": Range(int, 1, 2),
         "model.bidirectional": Choice((True, False)),
         "model.pooling": Choice(("last", "mean", "max", "attention")),
         "train.lr": Range(float, 3e-4, 1e-2, log=True),

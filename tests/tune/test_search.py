@@ -14,7 +14,7 @@ import pytest
 from seqnlp import evaluate
 from seqnlp.checkpoint import CHECKPOINT_DIR, METRICS_FILE, RESULTS_FILE, WEIGHTS_FILE
 from seqnlp.config import Config, load_config
-from seqnlp.errors import ConfigError
+from seqnlp.errors import ConfigError, TrainingInterrupted
 from seqnlp.tune import resume_tune, space_from_data, tune
 from seqnlp.tune import search as search_module
 from seqnlp.tune.objective import TRIAL_FILE
@@ -137,3 +137,27 @@ def test_a_pruner_object_is_recorded_by_its_class_name(tiny_study: Any) -> None:
         assert study.user_attrs["seqnlp"]["pruner"] == PruneTrial.__name__
     finally:
         storage.engine.dispose()
+
+
+def test_a_signal_stops_the_study_and_resume_retries_the_trial(make_base: Callable[..., Config], tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import signal
+
+    import seqnlp.training
+    from seqnlp.tune.search import TuneInterrupted
+
+    def interrupted(config: Config, **kwargs: Any) -> None:
+        raise TrainingInterrupted(signal.SIGTERM, config.output_dir)
+
+    base = make_base()
+    out = tmp_path / "study"
+    with monkeypatch.context() as patch:
+        patch.setattr(seqnlp.training, "train", interrupted)
+        with pytest.raises(TuneInterrupted) as info:
+            tune(base, space=tiny_space(base), trials=1, output_dir=out, pruner="none")
+    assert info.value.exit_code == 143
+    assert str(info.value) == f"interrupted; the study is saved, continue it with: seqnlp tune --resume {out}"
+    assert "| 0 | lost |" in (out / "trials.md").read_text()
+    resumed = resume_tune(out)
+    assert resumed.counts == {"lost": 1, "complete": 1}
+    assert resumed.best is not None and resumed.best.user_attrs["retry_of"] == 0

@@ -112,8 +112,8 @@ def test_sampled_values_stay_inside_the_space_and_have_the_fields_types() -> Non
         values = space.sample(study.ask())
         config = load_config(updates=values)  # every sample is a valid config
         assert config.model.cell in ("rnn", "lstm", "gru")
-        assert isinstance(values["model.hidden_size"], int) and 32 <= values["model.hidden_size"] <= 512
-        assert isinstance(values["model.num_layers"], int) and 1 <= values["model.num_layers"] <= 3
+        assert isinstance(values["model.hidden_size"], int) and 32 <= values["model.hidden_size"] <= 256
+        assert isinstance(values["model.num_layers"], int) and 1 <= values["model.num_layers"] <= 2
         assert 3e-4 <= values["train.lr"] <= 1e-2
         assert values["tokenizer.max_length"] in (128, 256, 512)
 
