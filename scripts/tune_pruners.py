@@ -4,6 +4,7 @@
 Run a study without pruning (``seqnlp tune --pruner none``), then::
 
     python scripts/tune_pruners.py runs/tune-nopruner --orders 200
+    python scripts/tune_pruners.py runs/a runs/b        # the complete trials of several studies of the same data
 
 Every complete trial's validation curve (one value per epoch, from the study) is fed, trial after trial, to a fresh
 in-memory study with the pruner under test, exactly as ``seqnlp tune``'s hook reports it; a pruned trial costs the
@@ -58,21 +59,17 @@ def replay(curves: list[FrozenTrial], pruner: optuna.pruners.BasePruner, directi
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("study_dir")
+    parser.add_argument("study_dirs", nargs="+", help="study directories (their complete trials are pooled)")
     parser.add_argument("--orders", type=int, default=200, help="random trial orders replayed per pruner")
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    storage = optuna.storages.RDBStorage(f"sqlite:///{args.study_dir}/{STUDY_DB}")
-    study = optuna.load_study(storage=storage, study_name=SQLITE_STUDY_NAME)
-    curves = [t for t in study.trials if t.state == TrialState.COMPLETE and t.intermediate_values]
-    direction = study.direction.name.lower()
-    epochs = int(study.user_attrs["seqnlp"]["config"]["train"]["epochs"])
+    curves, direction, epochs = load_curves(args.study_dirs)
     total = sum(t.user_attrs["seconds"] for t in curves)
     best = (min if direction == "minimize" else max)(t.value for t in curves)
     print(f"{len(curves)} complete trials, {sum(len(t.intermediate_values) for t in curves)} epochs, "
           f"{total:.0f} s unpruned; best {best:.4f}; {args.orders} random orders\n")
-    print("| pruner | time spent (of unpruned) | trials pruned | best trial kept | best value kept (mean) |")
-    print("| --- | --- | --- | --- | --- |")
+    print("| pruner | time spent (of unpruned) | trials pruned | best trial kept | best value kept: mean | worst order |")
+    print("| --- | --- | --- | --- | --- | --- |")
     rng = random.Random(0)
     orders = [rng.sample(curves, len(curves)) for _ in range(args.orders)]
     for name, make in PRUNERS.items():
@@ -80,9 +77,26 @@ def main() -> None:
         spent = statistics.mean(r[0] for r in results) / total
         pruned = statistics.mean(r[1] for r in results)
         kept = statistics.mean(r[2] == best for r in results)
+        values = [r[2] for r in results]
+        worst = min(values) if direction == "maximize" else max(values)
         print(f"| {name} | {spent:.0%} | {pruned:.1f} of {len(curves)} | {kept:.0%} of orders | "
-              f"{statistics.mean(r[2] for r in results):.4f} |")
-    storage.engine.dispose()
+              f"{statistics.mean(values):.4f} | {worst:.4f} |")
+
+
+def load_curves(study_dirs: list[str]) -> tuple[list[FrozenTrial], str, int]:
+    """The complete trials of every study, in order, with the first study's direction and epochs."""
+    curves, direction, epochs = [], "maximize", 1
+    for index, study_dir in enumerate(study_dirs):
+        storage = optuna.storages.RDBStorage(f"sqlite:///{study_dir}/{STUDY_DB}")
+        try:
+            study = optuna.load_study(storage=storage, study_name=SQLITE_STUDY_NAME)
+            curves += [t for t in study.trials if t.state == TrialState.COMPLETE and t.intermediate_values]
+            if index == 0:
+                direction = study.direction.name.lower()
+                epochs = int(study.user_attrs["seqnlp"]["config"]["train"]["epochs"])
+        finally:
+            storage.engine.dispose()
+    return curves, direction, epochs
 
 
 if __name__ == "__main__":

@@ -86,11 +86,13 @@ def _forbid_with_resume(ctx: click.Context) -> None:
 
 
 def _echo_result(result: Any) -> None:
+    """The trials by state, the best trial, where its config and run are; exit 1 when no trial completed."""
     counts = ", ".join(f"{n} {state}" for state, n in result.counts.items()) or "none"
     click.echo(f"Trials: {counts}")
-    if result.best is None:
-        click.echo(f"No trial completed; see {result.output_dir / 'trials.md'}")
-        return
+    if result.best is None:  # nothing to train: a script must not go on to `train -c best.yaml`
+        click.echo(f"Error: no trial completed; see {result.output_dir / 'trials.md'}, and continue with "
+                   f"seqnlp tune --resume {result.output_dir} --budget ...", err=True)
+        click.get_current_context().exit(1)
     best = result.best
     from seqnlp.tune.objective import describe
 

@@ -1,10 +1,11 @@
 """The time budget: ``20m`` parsed and printed, and checked before any trial runs.
 
-``survey`` reads the data once, as training will (examples per split, words per text, and the metric
-``train.monitor: auto`` resolves to, which the study then optimizes). ``epoch_seconds`` times a few training
-steps of the cheapest model the search space holds, on batches shaped like the data, and scales them to one
-epoch and its validation pass: a lower bound on any trial, since every trial trains at least one epoch. A budget
-below it is a ``ConfigError`` before the study starts, instead of a study that ends with nothing.
+``survey`` reads the data once, as training will (examples per split, and the metric ``train.monitor: auto``
+resolves to, which the study then optimizes). ``trial_floor`` does what every trial does before training (the
+data read, the cheapest tokenizer in the search space trained, every text encoded), then times a few training
+steps of the cheapest model on batches of the data's mean length and scales them to one epoch and its validation
+pass: a lower bound on any trial, since every trial trains at least one epoch. A budget below it is a
+``ConfigError`` before the study starts, instead of a study that ends with nothing.
 """
 
 from __future__ import annotations
@@ -13,17 +14,19 @@ import logging
 import math
 import re
 import time
-from dataclasses import dataclass
-from typing import Optional
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Optional
 
 from seqnlp.config import Config
 from seqnlp.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from datasets import Dataset
 
 log = logging.getLogger(__name__)
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)([smhd])")
-SAMPLE_TEXTS = 2000  # texts whose words are counted for the typical length
 PROBE_STEPS = 3  # timed training steps (after one untimed warm-up step)
 
 
@@ -54,9 +57,21 @@ class Survey:
 
     train_examples: Optional[int]  # None: a stream that does not state its size
     validation_examples: int
-    words_per_text: float  # mean whitespace-separated words over a sample of training texts
-    distinct_words: int  # in that sample
     monitor: str  # the metric the study optimizes: train.monitor, with auto resolved as training resolves it
+    load_seconds: float  # reading and preparing the splits, which every trial does again
+    train: Optional["Dataset"] = field(default=None, repr=False, compare=False)  # the prepared split; None: a stream
+
+
+@dataclass(frozen=True)
+class Floor:
+    """The least time a trial needs before its first epoch ends, in two parts."""
+
+    prepare_seconds: float  # read the data, train the tokenizer, encode every text
+    epoch_seconds: float  # train one epoch and validate it
+
+    @property
+    def total(self) -> float:
+        return self.prepare_seconds + self.epoch_seconds
 
 
 def survey(config: Config) -> Survey:
@@ -66,34 +81,49 @@ def survey(config: Config) -> Survey:
     from seqnlp.training.plan import label_counts, resolve_monitor
 
     data = config.data
+    start = time.perf_counter()
     splits = (load_stream if data.streaming else load_splits)(data, config.seed)
+    seconds = time.perf_counter() - start
     train = splits.sample if splits.stream is not None else splits.data[data.train_split]
-    size = splits.stream_size if splits.stream is not None else len(train)
-    validation = splits.split(data.validation_split)
-    texts = train.select(range(min(SAMPLE_TEXTS, len(train))))["text"]
-    words = [text.split() for text in texts]
     if "label" not in train.column_names:
         raise DataError("the training split has no labels")
     labels = label_array(train.data.column("label"))
     monitor, _ = resolve_monitor(config.train.monitor, label_counts(labels, len(splits.label_names)), data.multi_label)
-    return Survey(size, len(validation) if validation is not None else 0,
-                  sum(map(len, words)) / max(len(words), 1), len({w for ws in words for w in ws}), monitor)
+    validation = splits.split(data.validation_split)
+    return Survey(splits.stream_size if splits.stream is not None else len(train),
+                  len(validation) if validation is not None else 0, monitor, seconds,
+                  None if splits.stream is not None else train)
 
 
-def epoch_seconds(config: Config, found: Survey) -> Optional[float]:
-    """About how long one epoch (training and validation) of ``config``'s model takes here; None for a stream of
-    unknown size. Times ``PROBE_STEPS`` steps on random ids of the data's typical length."""
+def trial_floor(config: Config, found: Survey) -> Optional[Floor]:
+    """About how long a trial of ``config`` (the cheapest in the space) takes to end its first epoch here: the
+    data read, the tokenizer trained and every text encoded, for real, then ``PROBE_STEPS`` training steps timed
+    at the data's mean length and scaled to an epoch and its validation pass. None for a stream."""
+    from seqnlp.tokenizer import build_tokenizer, encode_dataset, iter_texts
+
+    if found.train is None or found.train_examples is None:
+        return None
+    start = time.perf_counter()
+    tokenizer = build_tokenizer(config.tokenizer, iter_texts(found.train))
+    lengths = encode_dataset(found.train, tokenizer, desc="timing the encoding")["length"]
+    prepare = found.load_seconds + time.perf_counter() - start
+    length = max(1, round(sum(lengths) / max(len(lengths), 1)))
+    per_step = _step_seconds(config, tokenizer.get_vocab_size(), length)
+    # A validation example costs about a third of a training one (a forward pass, no backward or update).
+    batches = math.ceil(found.train_examples / config.train.batch_size) + \
+        found.validation_examples / config.train.batch_size / 3
+    return Floor(prepare, per_step * batches)
+
+
+def _step_seconds(config: Config, vocab: int, length: int) -> float:
+    """Seconds per training step of ``config``'s model on random ids [batch_size, length]."""
     import torch
 
     from seqnlp.model import RNNClassifier
     from seqnlp.runtime import resolve_device, set_threads
     from seqnlp.training.schedule import make_optimizer
 
-    if found.train_examples is None:
-        return None
     tc = config.train
-    length = max(1, min(config.tokenizer.max_length, round(found.words_per_text)))
-    vocab = max(16, min(config.tokenizer.vocab_size, found.distinct_words))
     device = resolve_device(tc.device)
     threads = torch.get_num_threads()
     set_threads(tc.num_threads)
@@ -103,7 +133,7 @@ def epoch_seconds(config: Config, found: Survey) -> Optional[float]:
         ids = torch.randint(1, vocab, (tc.batch_size, length), device=device)  # [B, T]
         lengths = torch.full((tc.batch_size,), length, dtype=torch.long)  # [B], on the CPU as packing wants
         labels = torch.zeros(tc.batch_size, dtype=torch.long, device=device)  # [B]
-        for step in range(PROBE_STEPS + 1):
+        for step in range(PROBE_STEPS + 1):  # the first step warms up, untimed
             if step == 1:
                 start = time.perf_counter()
             loss = torch.nn.functional.cross_entropy(model(ids, lengths), labels)
@@ -112,22 +142,22 @@ def epoch_seconds(config: Config, found: Survey) -> Optional[float]:
             optimizer.step()
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-        per_step = (time.perf_counter() - start) / PROBE_STEPS
+        return (time.perf_counter() - start) / PROBE_STEPS
     finally:
         torch.set_num_threads(threads)
-    # A validation example costs about a third of a training one (a forward pass, no backward or update).
-    batches = math.ceil(found.train_examples / tc.batch_size) + found.validation_examples / tc.batch_size / 3
-    return per_step * batches
 
 
-def check_budget(budget: Optional[float], cheapest_epoch: Optional[float], found: Survey) -> None:
-    """A budget shorter than one epoch of the cheapest model cannot finish a single trial: say so now."""
-    if budget is None or cheapest_epoch is None:
+def check_budget(budget: Optional[float], floor: Optional[Floor], found: Survey) -> None:
+    """A budget shorter than the cheapest trial's first epoch cannot finish a single trial: say so now."""
+    if budget is None or floor is None:
         return
-    log.info("one epoch of the smallest model in the search space takes about %s here", format_duration(cheapest_epoch))
-    if budget < cheapest_epoch:
+    log.info("the smallest model in the search space ends its first epoch after about %s here (%s to prepare "
+             "the data, %s per epoch)", format_duration(floor.total), format_duration(floor.prepare_seconds),
+             format_duration(floor.epoch_seconds))
+    if budget < floor.total:
+        total, prepare, epoch = (format_duration(s) for s in (floor.total, floor.prepare_seconds, floor.epoch_seconds))
         raise ConfigError(
-            f"--budget {format_duration(budget)} is too small for one trial: one epoch of the smallest model in the "
-            f"search space takes about {format_duration(cheapest_epoch)} here ({found.train_examples:,} training "
-            f"texts); give --budget {format_duration(max(60.0, 3 * cheapest_epoch))} or more, or fewer texts "
-            "(--set data.max_train_samples=N)")
+            f"--budget {format_duration(budget)} is too small for one trial: the smallest model in the search space "
+            f"needs about {total} here to end its first epoch ({prepare} to read and tokenize "
+            f"{found.train_examples:,} training texts, {epoch} per epoch); give --budget "
+            f"{format_duration(max(60.0, 3 * floor.total))} or more, or fewer texts (--set data.max_train_samples=N)")

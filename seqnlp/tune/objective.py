@@ -24,6 +24,7 @@ import optuna
 from seqnlp.checkpoint import CHECKPOINT_DIR, write_json
 from seqnlp.config import Config, load_config
 from seqnlp.errors import SeqnlpError, TrainingInterrupted
+from seqnlp import training
 from seqnlp.training import Hook
 from seqnlp.training.state import TrainingState
 from seqnlp.tune.budget import format_duration
@@ -45,12 +46,14 @@ class TrialHook(Hook):
 
     def __init__(self, trial: optuna.Trial, metric: str, epochs: int, deadline: Optional[float]) -> None:
         self.trial, self.metric, self.epochs, self.deadline = trial, metric, epochs, deadline
-        self.epoch_start = time.monotonic()
-        self.last_epoch_seconds = 0.0
+        self.epoch_start: Optional[float] = None  # time.monotonic() at the epoch's first step
+        self.last_epoch_seconds = 0.0  # training and validation, without the run's start-up
         self.first_epoch_end: Optional[float] = None  # time.monotonic() at the end of the first epoch
         self.reported: dict[int, float] = {}  # epoch -> validation metric
 
     def on_step(self, state: TrainingState, batch: Any, stats: Any) -> None:
+        if self.epoch_start is None:
+            self.epoch_start = time.monotonic() - stats.seconds  # this first step included
         if self.deadline is not None and time.monotonic() > self.deadline:
             raise BudgetSpent(f"the budget ran out during epoch {state.epoch}")
 
@@ -59,7 +62,8 @@ class TrialHook(Hook):
         self.reported[state.epoch] = value
         self.trial.report(value, state.epoch)
         now = time.monotonic()
-        self.last_epoch_seconds, self.epoch_start = now - self.epoch_start, now
+        self.last_epoch_seconds = now - (self.epoch_start if self.epoch_start is not None else now)
+        self.epoch_start = None
         self.first_epoch_end = self.first_epoch_end or now
         if self.trial.should_prune():
             raise optuna.TrialPruned(f"pruned at epoch {state.epoch} (validation {self.metric} {value:.4f})")
@@ -119,12 +123,10 @@ class Objective:
                 close_run_dir(run_dir, outcome)
 
     def _train(self, trial: optuna.Trial, values: dict[str, Any], run_dir: Path, hook: TrialHook) -> float:
-        from seqnlp.training import train
-
         config = load_config(base=self.base, updates={**values, "output_dir": str(run_dir)})
         if trial.user_attrs.get("retry_of") is not None:
             log.info("trial %d retries trial %d", trial.number, trial.user_attrs["retry_of"])
-        result = train(config, progress=False, hooks=[hook])
+        result = training.train(config, progress=False, hooks=[hook])
         return float(result.validation[self.metric])
 
     def _failed(self, trial: optuna.Trial, exc: SeqnlpError, outcome: dict[str, Any]) -> float:
@@ -171,5 +173,6 @@ def progress_line(trial: optuna.trial.FrozenTrial, metric: str, best: Optional[o
     seconds = trial.user_attrs.get("seconds")
     took = f", {epochs} epoch{'s' if epochs != 1 else ''} in {format_duration(seconds)}" if seconds is not None else ""
     best_part = f" | best {best.value:.4f} (trial {best.number})" if best is not None else ""
+    own = " (the config's own values)" if trial.user_attrs.get("baseline") else ""
     budget_part = f" | budget left {format_duration(left)}" if left is not None else ""
-    return f"trial {trial.number} {how}{took} | {describe(trial.params)}{best_part}{budget_part}"
+    return f"trial {trial.number}{own} {how}{took} | {describe(trial.params)}{best_part}{budget_part}"

@@ -73,7 +73,7 @@ def rows(trials: list[FrozenTrial], settings: Settings, out: Path) -> list[dict[
             "seconds": trial.user_attrs.get("seconds"),
             **{key: trial.params.get(key) for key in settings.space},
             "retry_of": trial.user_attrs.get("retry_of"),
-            "note": trial.user_attrs.get("error", ""),
+            "note": trial.user_attrs.get("error", "the config's own values" if trial.user_attrs.get("baseline") else ""),
             "run_dir": os.path.relpath(run_dir, out) if run_dir else "",
         })
     return table
@@ -190,6 +190,8 @@ def _order(value: Any, direction: str) -> tuple[int, float]:
 def _cell(value: Any) -> str:
     if value is None:
         return ""
+    if isinstance(value, bool):
+        return str(value).lower()
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value).replace("|", "\\|")

@@ -24,7 +24,7 @@ from optuna.trial import FrozenTrial, TrialState
 from seqnlp.config import Config, config_from_dict, load_config
 from seqnlp.errors import ConfigError, TrainingInterrupted
 from seqnlp.tune import report
-from seqnlp.tune.budget import check_budget, epoch_seconds, format_duration, survey
+from seqnlp.tune.budget import check_budget, format_duration, survey, trial_floor
 from seqnlp.tune.objective import Objective, close_run_dir, progress_line
 from seqnlp.tune.space import SearchSpace, load_space, space_from_data
 from seqnlp.tune.study import (
@@ -89,7 +89,7 @@ def tune(config: Config, space: Optional[SearchSpace | str | Path] = None, budge
     preflight(base)
     found = survey(base)
     base.train.monitor = found.monitor  # auto, resolved once: every trial picks its best epoch by what is optimized
-    check_budget(budget, epoch_seconds(config_for(base, space.cheapest()), found), found)
+    check_budget(budget, trial_floor(config_for(base, space.cheapest()), found), found)
     out = Path(output_dir or f"runs/tune-{datetime.now():%Y%m%d-%H%M%S}")
     pruner_name, pruner_object = make_pruner(pruner, base.train.epochs)
     settings = Settings(base.to_dict(), space.to_data(), found.monitor, pruner_name, budget, trials)
@@ -97,7 +97,9 @@ def tune(config: Config, space: Optional[SearchSpace | str | Path] = None, budge
     _check_fresh(out, storage)
     out.mkdir(parents=True, exist_ok=True)
     with opened(url) as rdb:
-        study = create_or_join(rdb, name, settings, pruner_object, base.seed)
+        study, created = create_or_join(rdb, name, settings, pruner_object, base.seed)
+        if created:
+            _enqueue_baseline(study, space, base)
         write_study_file(out, url, name, settings)
         return _run(study, settings, out, budget, trials)
 
@@ -127,6 +129,16 @@ def _continue(study: optuna.Study, settings: Settings, out: Path, budget: Option
     if budget is None and trials is None:
         raise ConfigError("give a time budget (--budget 20m) or a number of trials (--trials N)")
     return _run(study, settings, out, budget, trials)
+
+
+def _enqueue_baseline(study: optuna.Study, space: SearchSpace, base: Config) -> None:
+    """The config's own values are the first trial, when the space holds them: the study then answers "how much
+    better than my config?", and its best is never below the config's own validation score."""
+    values = space.values_of(base)
+    if values is None:
+        log.info("the config's own values are not all inside the search space: the study starts without them")
+        return
+    study.enqueue_trial(values, user_attrs={"baseline": True})
 
 
 def config_for(base: Config, values: dict[str, Any]) -> Config:

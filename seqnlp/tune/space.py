@@ -26,7 +26,7 @@ from typing import Any, Mapping, Optional, Union
 import yaml
 
 from seqnlp.config import Config, load_config
-from seqnlp.config.typed import field_types
+from seqnlp.config.typed import field_types, get_value
 from seqnlp.errors import ConfigError
 
 SCALARS = (bool, int, float, str, type(None))  # what Optuna can store as a categorical choice
@@ -89,6 +89,14 @@ class SearchSpace:
             else:
                 values[key] = trial.suggest_float(key, param.low, param.high, log=param.log, step=param.step)
         return values
+
+    def values_of(self, config: Config) -> Optional[dict[str, Any]]:
+        """``config``'s own value of every key, when each lies inside the space (None otherwise): the study's
+        first trial, so the search starts from the config it was given and is never worse on validation."""
+        values = {key: get_value(config, key) for key in self.params}
+        if all(_inside(self.params[key], value) for key, value in values.items()):
+            return values
+        return None
 
     def cheapest(self) -> dict[str, Any]:
         """The values of the smallest, fastest model the space holds: every range's low end; among choices, the
@@ -182,6 +190,16 @@ def check_space(space: SearchSpace, base: Config, where: str) -> SearchSpace:
             except ConfigError as exc:
                 raise ConfigError(f"{where}: {exc}") from None
     return space
+
+
+def _inside(param: Param, value: Any) -> bool:
+    """Whether ``value`` is one the space can propose (true is not 1 here, as it is in Python)."""
+    if isinstance(param, Choice):
+        return any(value == choice and isinstance(value, bool) == isinstance(choice, bool) for choice in param.values)
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not param.low <= value <= param.high:
+        return False
+    steps = (value - param.low) / param.step if param.step is not None else 0.0
+    return abs(steps - round(steps)) < 1e-9
 
 
 def _param(key: str, value: Any, base: Config, where: str) -> Param:

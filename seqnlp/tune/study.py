@@ -145,10 +145,10 @@ def opened(url: str) -> Iterator[optuna.storages.RDBStorage]:
 
 
 def create_or_join(storage: optuna.storages.RDBStorage, name: str, settings: Settings,
-                   pruner: optuna.pruners.BasePruner, seed: int) -> optuna.Study:
+                   pruner: optuna.pruners.BasePruner, seed: int) -> tuple[optuna.Study, bool]:
     """Create the study (its sampler seeded with ``seed``, so a study run by one process is reproducible), or join
     it when another process made it with the same settings (then with a random seed, so the processes' first
-    random trials differ)."""
+    random trials differ). Returns the study and whether this process created it."""
     try:
         with optuna_quiet():
             study = optuna.create_study(storage=storage, study_name=name, direction=settings.direction,
@@ -159,9 +159,9 @@ def create_or_join(storage: optuna.storages.RDBStorage, name: str, settings: Set
         if recorded is not None:
             check_same(Settings(**recorded), settings)
             log.info("joining the study %s (%d trials so far)", name, len(study.trials))
-            return study
+            return study, False
     study.set_user_attr(SETTINGS_ATTR, asdict(settings))
-    return study
+    return study, True
 
 
 def load_existing(storage: optuna.storages.RDBStorage, name: str,

@@ -136,3 +136,14 @@ def test_tune_help_imports_neither_torch_nor_optuna() -> None:
             "except SystemExit:\n    pass\nassert not {'torch', 'optuna', 'datasets'} & set(sys.modules)\n")
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_a_study_with_no_complete_trial_exits_1(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from seqnlp.tune import search
+
+    result = search.TuneResult(tmp_path, "accuracy", None, {"pruned": 2}, 1.0)
+    monkeypatch.setattr(search, "tune", lambda config, **kwargs: result)
+    outcome = invoke("tune", "--trials", "2", "-o", str(tmp_path))
+    assert outcome.exit_code == 1
+    assert "Trials: 2 pruned" in outcome.output
+    assert f"Error: no trial completed; see {tmp_path / 'trials.md'}" in outcome.output

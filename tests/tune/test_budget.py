@@ -9,7 +9,7 @@ import pytest
 
 from seqnlp.config import Config
 from seqnlp.errors import ConfigError
-from seqnlp.tune.budget import Survey, check_budget, epoch_seconds, format_duration, parse_duration, survey
+from seqnlp.tune.budget import Floor, Survey, check_budget, format_duration, parse_duration, survey, trial_floor
 
 
 @pytest.mark.parametrize("text, seconds", [
@@ -38,26 +38,29 @@ def test_survey_reads_the_data_as_training_will(make_base: Callable[..., Config]
     found = survey(make_base())
     assert (found.train_examples, found.validation_examples) == (160, 40)  # 20% carved for validation
     assert found.monitor == "accuracy"  # auto on balanced classes
-    assert 3 < found.words_per_text < 14 and found.distinct_words > 10
+    assert found.load_seconds > 0 and found.train is not None and len(found.train) == 160
 
 
-def test_one_epoch_is_timed_on_the_cheapest_model(make_base: Callable[..., Config]) -> None:
+def test_the_floor_prepares_the_data_for_real_and_times_an_epoch(make_base: Callable[..., Config]) -> None:
     base = make_base()
-    seconds = epoch_seconds(base, survey(base))
-    assert seconds is not None and seconds > 0
+    found = survey(base)
+    floor = trial_floor(base, found)
+    assert floor is not None and floor.prepare_seconds > found.load_seconds and floor.epoch_seconds > 0
+    assert floor.total == floor.prepare_seconds + floor.epoch_seconds
 
 
-def test_a_stream_of_unknown_size_is_not_timed(make_base: Callable[..., Config]) -> None:
-    assert epoch_seconds(make_base(), Survey(None, 10, 5.0, 100, "accuracy")) is None
+def test_a_stream_of_unknown_size_has_no_floor(make_base: Callable[..., Config]) -> None:
+    assert trial_floor(make_base(), Survey(None, 10, "accuracy", 1.0)) is None
 
 
-def test_a_budget_below_one_epoch_of_the_cheapest_model_is_refused() -> None:
-    found = Survey(67349, 872, 10.0, 14000, "accuracy")
-    check_budget(600, 120.0, found)
-    check_budget(None, 120.0, found)
+def test_a_budget_below_the_cheapest_first_epoch_is_refused() -> None:
+    found = Survey(67349, 872, "accuracy", 10.0)
+    check_budget(600, Floor(30.0, 90.0), found)
+    check_budget(None, Floor(30.0, 90.0), found)
     check_budget(10, None, found)
     with pytest.raises(ConfigError) as info:
-        check_budget(30, 120.0, found)
+        check_budget(100, Floor(30.0, 90.0), found)
     message = str(info.value)
-    assert "--budget 30s is too small for one trial" in message and "about 2m00s here (67,349 training texts)" in message
-    assert "give --budget 6m00s or more" in message
+    assert message.startswith("--budget 1m40s is too small for one trial: the smallest model in the search space "
+                              "needs about 2m00s here to end its first epoch (30s to read and tokenize 67,349 "
+                              "training texts, 1m30s per epoch); give --budget 6m00s or more")

@@ -46,22 +46,30 @@ def test_the_hook_reports_every_epoch_and_prunes_when_told() -> None:
     assert trial.reports == [(1, 0.6), (2, 0.7)] and hook.reported == {1: 0.6, 2: 0.7}
 
 
+class Stats:
+    seconds = 0.01  # what the hook reads of a step's StepStats
+
+
 def test_the_hook_stops_a_step_past_the_deadline() -> None:
     hook = TrialHook(FakeTrial(), "accuracy", epochs=5, deadline=time.monotonic() - 1)  # type: ignore[arg-type]
     with pytest.raises(BudgetSpent, match="during epoch 3"):
-        hook.on_step(TrainingState(epoch=3), None, None)
-    TrialHook(FakeTrial(), "accuracy", 5, None).on_step(TrainingState(), None, None)  # type: ignore[arg-type]
+        hook.on_step(TrainingState(epoch=3), None, Stats())
+    TrialHook(FakeTrial(), "accuracy", 5, None).on_step(TrainingState(), None, Stats())  # type: ignore[arg-type]
 
 
 def test_the_hook_stops_when_no_epoch_fits_in_what_is_left_but_lets_the_last_one_finish() -> None:
     hook = TrialHook(FakeTrial(), "accuracy", epochs=3, deadline=time.monotonic() + 3600)  # type: ignore[arg-type]
-    hook.epoch_start -= 4000  # the first epoch took longer than the hour left
+
+    def slow_epoch(epoch: int, finished: bool = False) -> None:
+        hook.on_step(TrainingState(epoch=epoch), None, Stats())
+        hook.epoch_start -= 4000  # type: ignore[operator]  # the epoch took longer than the hour left
+        _epoch(hook, epoch, 0.6, finished)
+
     with pytest.raises(BudgetSpent, match="no time left for epoch 2"):
-        _epoch(hook, 1, 0.6)
-    hook.epoch_start -= 4000
-    _epoch(hook, 3, 0.7)  # the last epoch: nothing more to fit, the run finishes
-    hook.epoch_start -= 4000
-    _epoch(hook, 2, 0.7, finished=True)  # early stopping ended the run: the same
+        slow_epoch(1)
+    assert hook.last_epoch_seconds > 4000
+    slow_epoch(3)  # the last epoch: nothing more to fit, the run finishes
+    slow_epoch(2, finished=True)  # early stopping ended the run: the same
 
 
 def _optimize(objective: Objective, n: int = 1) -> optuna.Study:

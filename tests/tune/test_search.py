@@ -17,6 +17,7 @@ from seqnlp.config import Config, load_config
 from seqnlp.errors import ConfigError, TrainingInterrupted
 from seqnlp.tune import resume_tune, space_from_data, tune
 from seqnlp.tune import search as search_module
+from seqnlp.tune.budget import Floor
 from seqnlp.tune.objective import TRIAL_FILE
 from seqnlp.tune.study import STUDY_DB, STUDY_FILE
 from tests.tune.conftest import TINY_SPACE, PruneTrial, tiny_space
@@ -31,6 +32,17 @@ def test_a_tiny_study_finishes_with_one_pruned_trial(tiny_study: Any) -> None:
     assert (out / "best").resolve() == Path(tiny_study.best.user_attrs["run_dir"]).resolve()
     if "history.png" in tiny_study.files:  # matplotlib installed
         assert (out / "history.png").stat().st_size > 0
+
+
+def test_the_first_trial_is_the_configs_own_values(tiny_study: Any) -> None:
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tiny_study.output_dir / STUDY_DB}")
+    try:
+        first = optuna.load_study(storage=storage, study_name="seqnlp-tune").trials[0]
+    finally:
+        storage.engine.dispose()
+    assert first.user_attrs["baseline"] is True
+    assert first.params == {"model.hidden_size": 16, "model.cell": "lstm"}  # TINY's, and the config's default cell
+    assert "the config's own values" in (tiny_study.output_dir / "trials.csv").read_text().splitlines()[1]
 
 
 def test_the_pruned_trial_leaves_a_run_a_person_can_use(tiny_study: Any) -> None:
@@ -97,9 +109,9 @@ def test_a_second_process_joins_a_study_with_the_same_settings(make_base: Callab
 def test_a_budget_too_small_for_one_trial_is_refused_before_the_study(make_base: Callable[..., Config],
                                                                       tmp_path: Path,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(search_module, "epoch_seconds", lambda config, found: 100.0)
+    monkeypatch.setattr(search_module, "trial_floor", lambda config, found: Floor(40.0, 60.0))
     base = make_base()
-    with pytest.raises(ConfigError, match="--budget 10s is too small for one trial: one epoch of the smallest model"):
+    with pytest.raises(ConfigError, match="--budget 10s is too small for one trial: the smallest model in the search space needs about 1m40s"):
         tune(base, space=tiny_space(base), budget=10, output_dir=tmp_path / "out")
     assert not (tmp_path / "out").exists()
 

@@ -132,3 +132,14 @@ def test_plain_data_round_trips() -> None:
     again = space_from_data({"defaults": False, **space.to_data()}, Config())
     assert again == space
     assert isinstance(again, SearchSpace)
+
+
+def test_the_configs_own_values_when_the_space_holds_them() -> None:
+    space = space_from_data({"defaults": False, "model.hidden_size": {"low": 64, "high": 256},
+                             "model.bidirectional": [True], "model.dropout": {"low": 0.1, "high": 0.5, "step": 0.1}},
+                            Config())
+    assert space.values_of(Config()) == {"model.hidden_size": 128, "model.bidirectional": True, "model.dropout": 0.3}
+    assert space.values_of(load_config(updates={"model.hidden_size": 512})) is None  # above the range
+    assert space.values_of(load_config(updates={"model.dropout": 0.25})) is None  # between two steps
+    assert space.values_of(load_config(updates={"model.bidirectional": False})) is None  # not a choice
+    assert load_space(None, Config()).values_of(Config()) is not None  # the defaults lie inside the default space
