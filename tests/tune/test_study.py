@@ -62,9 +62,11 @@ def test_the_direction_follows_the_metric() -> None:
 def test_a_second_process_joins_with_the_same_settings_only(tmp_path: Path) -> None:
     url = storage_url(tmp_path, None)
     with opened(url) as storage:
-        study = create_or_join(storage, "s", SETTINGS, optuna.pruners.NopPruner(), seed=1)
+        study, created = create_or_join(storage, "s", SETTINGS, optuna.pruners.NopPruner(), seed=1)
         study.enqueue_trial({"model.hidden_size": 8})
-        joined = create_or_join(storage, "s", replace(SETTINGS, budget=5.0, trials=3), optuna.pruners.NopPruner(), 1)
+        joined, again_created = create_or_join(storage, "s", replace(SETTINGS, budget=5.0, trials=3),
+                                               optuna.pruners.NopPruner(), 1)
+        assert (created, again_created) == (True, False)
         assert len(joined.trials) == 1  # the same study: budget and trial count may differ per process
         with pytest.raises(ConfigError, match="already holds a study with another space; continue it with seqnlp "
                                               "tune --resume DIR"):
