@@ -147,17 +147,18 @@ def _step_seconds(config: Config, vocab: int, length: int) -> float:
         torch.set_num_threads(threads)
 
 
-def check_budget(budget: Optional[float], floor: Optional[Floor], found: Survey) -> None:
-    """A budget shorter than the cheapest trial's first epoch cannot finish a single trial: say so now."""
+def check_budget(budget: Optional[float], floor: Optional[Floor], found: Survey,
+                 what: str = "the smallest model in the search space") -> None:
+    """A budget shorter than the first epoch of ``what`` (the study's first trial, or its cheapest) cannot
+    finish a single trial: say so now."""
     if budget is None or floor is None:
         return
-    log.info("the smallest model in the search space ends its first epoch after about %s here (%s to prepare "
-             "the data, %s per epoch)", format_duration(floor.total), format_duration(floor.prepare_seconds),
-             format_duration(floor.epoch_seconds))
+    total, prepare, epoch = (format_duration(s) for s in (floor.total, floor.prepare_seconds, floor.epoch_seconds))
+    log.info("%s: its first epoch ends after about %s here (%s to prepare the data, %s per epoch)", what, total,
+             prepare, epoch)
     if budget < floor.total:
-        total, prepare, epoch = (format_duration(s) for s in (floor.total, floor.prepare_seconds, floor.epoch_seconds))
         raise ConfigError(
-            f"--budget {format_duration(budget)} is too small for one trial: the smallest model in the search space "
-            f"needs about {total} here to end its first epoch ({prepare} to read and tokenize "
-            f"{found.train_examples:,} training texts, {epoch} per epoch); give --budget "
-            f"{format_duration(max(60.0, 3 * floor.total))} or more, or fewer texts (--set data.max_train_samples=N)")
+            f"--budget {format_duration(budget)} is too small for one trial: {what} needs about {total} here to end "
+            f"its first epoch ({prepare} to read and tokenize {found.train_examples:,} training texts, {epoch} per "
+            f"epoch); give --budget {format_duration(max(60.0, 3 * floor.total))} or more, or fewer texts "
+            "(--set data.max_train_samples=N)")

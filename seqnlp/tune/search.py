@@ -89,7 +89,10 @@ def tune(config: Config, space: Optional[SearchSpace | str | Path] = None, budge
     preflight(base)
     found = survey(base)
     base.train.monitor = found.monitor  # auto, resolved once: every trial picks its best epoch by what is optimized
-    check_budget(budget, trial_floor(config_for(base, space.cheapest()), found), found)
+    own = space.values_of(base)  # the first trial of a new study (see _enqueue_baseline), else the cheapest bounds it
+    first = config_for(base, own if own is not None else space.cheapest())
+    check_budget(budget, trial_floor(first, found), found,
+                 "the first trial (the config's own values)" if own is not None else "the smallest model in the space")
     out = Path(output_dir or f"runs/tune-{datetime.now():%Y%m%d-%H%M%S}")
     pruner_name, pruner_object = make_pruner(pruner, base.train.epochs)
     settings = Settings(base.to_dict(), space.to_data(), found.monitor, pruner_name, budget, trials)
@@ -133,7 +136,8 @@ def _continue(study: optuna.Study, settings: Settings, out: Path, budget: Option
 
 def _enqueue_baseline(study: optuna.Study, space: SearchSpace, base: Config) -> None:
     """The config's own values are the first trial, when the space holds them: the study then answers "how much
-    better than my config?", and its best is never below the config's own validation score."""
+    better than my config?", and its best is never below the config's own validation score (up to the noise of
+    training it again)."""
     values = space.values_of(base)
     if values is None:
         log.info("the config's own values are not all inside the search space: the study starts without them")

@@ -64,3 +64,5 @@ def test_a_budget_below_the_cheapest_first_epoch_is_refused() -> None:
     assert message.startswith("--budget 1m40s is too small for one trial: the smallest model in the search space "
                               "needs about 2m00s here to end its first epoch (30s to read and tokenize 67,349 "
                               "training texts, 1m30s per epoch); give --budget 6m00s or more")
+    with pytest.raises(ConfigError, match="too small for one trial: the first trial needs about 2m00s"):
+        check_budget(100, Floor(30.0, 90.0), found, "the first trial")
