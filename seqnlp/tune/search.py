@@ -24,7 +24,7 @@ from optuna.trial import FrozenTrial, TrialState
 from seqnlp.config import Config, config_from_dict, load_config
 from seqnlp.errors import ConfigError, TrainingInterrupted
 from seqnlp.tune import report
-from seqnlp.tune.budget import check_budget, format_duration, survey, trial_floor
+from seqnlp.tune.budget import Survey, check_budget, format_duration, survey, trial_floor
 from seqnlp.tune.objective import Objective, close_run_dir, progress_line
 from seqnlp.tune.space import SearchSpace, load_space, space_from_data
 from seqnlp.tune.study import (
@@ -89,10 +89,7 @@ def tune(config: Config, space: Optional[SearchSpace | str | Path] = None, budge
     preflight(base)
     found = survey(base)
     base.train.monitor = found.monitor  # auto, resolved once: every trial picks its best epoch by what is optimized
-    own = space.values_of(base)  # the first trial of a new study (see _enqueue_baseline), else the cheapest bounds it
-    first = config_for(base, own if own is not None else space.cheapest())
-    check_budget(budget, trial_floor(first, found), found,
-                 "the first trial (the config's own values)" if own is not None else "the smallest model in the space")
+    quickest = _check_budget(budget, base, space, found)
     out = Path(output_dir or f"runs/tune-{datetime.now():%Y%m%d-%H%M%S}")
     pruner_name, pruner_object = make_pruner(pruner, base.train.epochs)
     settings = Settings(base.to_dict(), space.to_data(), found.monitor, pruner_name, budget, trials)
@@ -104,7 +101,7 @@ def tune(config: Config, space: Optional[SearchSpace | str | Path] = None, budge
         if created:
             _enqueue_baseline(study, space, base)
         write_study_file(out, url, name, settings)
-        return _run(study, settings, out, budget, trials)
+        return _run(study, settings, out, budget, trials, quickest)
 
 
 def resume_tune(output_dir: str | Path, budget: Optional[float] = None, trials: Optional[int] = None,
@@ -134,6 +131,19 @@ def _continue(study: optuna.Study, settings: Settings, out: Path, budget: Option
     return _run(study, settings, out, budget, trials)
 
 
+def _check_budget(budget: Optional[float], base: Config, space: SearchSpace, found: Survey) -> Optional[float]:
+    """Refuse a budget the study's first trial (the config's own values, when the space holds them, else the
+    cheapest model) cannot end an epoch in; return the cheapest model's first epoch, the least a trial takes."""
+    own = space.values_of(base)  # the first trial of a new study (see _enqueue_baseline)
+    cheapest = trial_floor(config_for(base, space.cheapest()), found)
+    if own is None:
+        check_budget(budget, cheapest, found)
+    else:
+        first = trial_floor(config_for(base, own), found, like=cheapest)
+        check_budget(budget, first, found, "the first trial (the config's own values)")
+    return cheapest.total if cheapest is not None else None
+
+
 def _enqueue_baseline(study: optuna.Study, space: SearchSpace, base: Config) -> None:
     """The config's own values are the first trial, when the space holds them: the study then answers "how much
     better than my config?", and its best is never below the config's own validation score (up to the noise of
@@ -157,14 +167,18 @@ def _check_fresh(out: Path, storage: Optional[str]) -> None:
         raise ConfigError(f"{out} already holds trial directories but no study; choose another --output-dir")
 
 
-def _run(study: optuna.Study, settings: Settings, out: Path, budget: Optional[float],
-         trials: Optional[int]) -> TuneResult:
-    """Run trials until the budget or the trial count is spent; report after each one and at the end."""
+def _run(study: optuna.Study, settings: Settings, out: Path, budget: Optional[float], trials: Optional[int],
+         quickest: Optional[float] = None) -> TuneResult:
+    """Run trials until the budget or the trial count is spent; report after each one and at the end. No trial
+    starts in less time than ``quickest`` (the cheapest model's first epoch) or than the quickest first epoch
+    of a trial so far."""
     base = config_from_dict(settings.config)
     space = space_from_data({"defaults": False, **settings.space}, base, "the study's search space")
     start = time.monotonic()
     deadline = start + budget if budget is not None else None
     objective = Objective(base, space, settings.metric, out, deadline)
+    if quickest is not None:
+        objective.first_epoch_seconds.append(quickest)
     _close_lost(study, recover_lost_trials(study))
 
     def after_trial(study: optuna.Study, trial: FrozenTrial) -> None:
