@@ -43,7 +43,8 @@ def tune(ctx: click.Context, config_file: Optional[str], overrides: tuple[str, .
 
     Every trial is an ordinary training run of the config with sampled values (default space: cell, hidden
     size, layers, direction, pooling, learning rate, dropouts, weight decay, max_length, tokenizer kind and
-    vocabulary size), in OUTPUT_DIR/trials/. Poor trials are pruned after an epoch. The study lives in
+    vocabulary size), in OUTPUT_DIR/trials/; the first one is the config's own values. Poor trials are pruned
+    after an epoch. A budget too short for the first trial's first epoch is refused. The study lives in
     OUTPUT_DIR/study.db: --resume continues it after a kill, and several processes given the same -o share
     it. OUTPUT_DIR gets best.yaml (for seqnlp train -c), trials.csv, trials.md, history.png and
     importance.png, and a link to the best run. See docs/tuning.md.
