@@ -68,8 +68,6 @@ class Floor:
 
     prepare_seconds: float  # read the data, train the tokenizer, encode every text
     epoch_seconds: float  # train one epoch and validate it
-    vocab: int = 0  # the tokenizer's vocabulary, and
-    length: int = 1  # the mean tokens per training text, the epoch was timed with
 
     @property
     def total(self) -> float:
@@ -97,27 +95,28 @@ def survey(config: Config) -> Survey:
                   None if splits.stream is not None else train)
 
 
-def trial_floor(config: Config, found: Survey, like: Optional[Floor] = None) -> Optional[Floor]:
+def trial_floor(config: Config, found: Survey) -> Optional[Floor]:
     """About how long a trial of ``config`` takes to end its first epoch here: the data read, the tokenizer
-    trained and every text encoded, for real (or as ``like`` found them), then ``PROBE_STEPS`` training steps
-    timed at the data's mean length and scaled to an epoch and its validation pass. None for a stream."""
+    trained and every text encoded, for real, then ``PROBE_STEPS`` training steps with the tokenizer's
+    vocabulary (the embedding and its optimizer state are a large share of a step), timed at the data's mean
+    length and scaled to an epoch and its validation pass. None for a stream.
+
+    A lower bound: real batches mix lengths, and a busy machine slows a long epoch more than a few steps (on
+    SST-2 the recipe's first epoch took 4 times the estimate made a minute before, on one shared core)."""
     from seqnlp.tokenizer import build_tokenizer, encode_dataset, iter_texts
 
     if found.train is None or found.train_examples is None:
         return None
-    if like is None:
-        start = time.perf_counter()
-        tokenizer = build_tokenizer(config.tokenizer, iter_texts(found.train))
-        lengths = encode_dataset(found.train, tokenizer, desc="timing the encoding")["length"]
-        prepare, vocab = found.load_seconds + time.perf_counter() - start, tokenizer.get_vocab_size()
-        length = max(1, round(sum(lengths) / max(len(lengths), 1)))
-    else:
-        prepare, vocab, length = like.prepare_seconds, like.vocab, like.length
+    start = time.perf_counter()
+    tokenizer = build_tokenizer(config.tokenizer, iter_texts(found.train))
+    lengths = encode_dataset(found.train, tokenizer, desc="timing the encoding")["length"]
+    prepare, vocab = found.load_seconds + time.perf_counter() - start, tokenizer.get_vocab_size()
+    length = max(1, round(sum(lengths) / max(len(lengths), 1)))
     per_step = _step_seconds(config, vocab, length)
     # A validation example costs about a third of a training one (a forward pass, no backward or update).
     batches = math.ceil(found.train_examples / config.train.batch_size) + \
         found.validation_examples / config.train.batch_size / 3
-    return Floor(prepare, per_step * batches, vocab, length)
+    return Floor(prepare, per_step * batches)
 
 
 def _step_seconds(config: Config, vocab: int, length: int) -> float:

@@ -139,7 +139,7 @@ def _check_budget(budget: Optional[float], base: Config, space: SearchSpace, fou
     if own is None:
         check_budget(budget, cheapest, found)
     else:
-        first = trial_floor(config_for(base, own), found, like=cheapest)
+        first = trial_floor(config_for(base, own), found)
         check_budget(budget, first, found, "the first trial (the config's own values)")
     return cheapest.total if cheapest is not None else None
 

@@ -109,7 +109,7 @@ def test_a_second_process_joins_a_study_with_the_same_settings(make_base: Callab
 def test_a_budget_too_small_for_one_trial_is_refused_before_the_study(make_base: Callable[..., Config],
                                                                       tmp_path: Path,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(search_module, "trial_floor", lambda config, found, like=None: Floor(40.0, 60.0))
+    monkeypatch.setattr(search_module, "trial_floor", lambda config, found: Floor(40.0, 60.0))
     base = make_base()
     with pytest.raises(ConfigError, match="--budget 10s is too small for one trial: the first trial \\(the config's "
                                           "own values\\) needs about 1m40s"):
