@@ -12,10 +12,11 @@
     seqnlp report     one self-contained HTML page about a run  (seqnlp.report.run.write_report)
     seqnlp audit      duplicates, leakage, label conflicts, lengths and baselines of a data set  (seqnlp.data.audit)
     seqnlp push       a run directory to the Hugging Face Hub, or to a folder  (seqnlp.hub.push)
+    seqnlp tune       a hyper-parameter search in a time budget, on Optuna  (seqnlp.tune.tune)
 
 Each family of commands has a module of its own (``seqnlp.cli.train``, ``.inference``, ``.compare``, ``.deploy``,
-``.explain``, ``.audit``); the options and error handling they share are in ``seqnlp.cli.options``. Heavy imports
-(torch, datasets) happen inside the commands, so ``seqnlp --help`` answers at once.
+``.explain``, ``.audit``, ``.tune``); the options and error handling they share are in ``seqnlp.cli.options``.
+Heavy imports (torch, datasets) happen inside the commands, so ``seqnlp --help`` answers at once.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from seqnlp.cli.explain import explain, report
 from seqnlp.cli.inference import calibrate, evaluate, predict
 from seqnlp.cli.options import rank
 from seqnlp.cli.train import train
+from seqnlp.cli.tune import tune
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -57,6 +59,7 @@ def main(ctx: click.Context, verbose: bool, quiet: bool, debug: bool) -> None:
       seqnlp report runs/sst2-gru                  # runs/sst2-gru/report.html
       seqnlp audit --config configs/sst2.yaml --strict
       seqnlp push runs/sst2-gru me/sst2-gru
+      seqnlp tune --config configs/sst2.yaml --budget 20m
     """
     if rank() > 0:  # under torchrun, rank 0 speaks for the run: the others log warnings and errors only
         quiet, verbose = True, False
@@ -67,7 +70,8 @@ def main(ctx: click.Context, verbose: bool, quiet: bool, debug: bool) -> None:
     ctx.obj = {"quiet": quiet}
 
 
-for _command in (train, evaluate, predict, calibrate, compare, diagnose, serve, export, explain, report, audit, push):
+for _command in (train, evaluate, predict, calibrate, compare, diagnose, serve, export, explain, report, audit, push,
+                 tune):
     main.add_command(_command)
 
 if __name__ == "__main__":  # pragma: no cover
