@@ -7,8 +7,26 @@ import csv
 import json
 import random
 from pathlib import Path
+from types import ModuleType
 
 from seqnlp.config import Config, load_config
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def load_script(name: str) -> ModuleType:
+    """A script of scripts/ (``"benchmark"``) imported as a module, for its tests: registered in sys.modules first,
+    since dataclasses look their module up while the class is built."""
+    import importlib.util
+    import sys
+
+    module_name = f"seqnlp_script_{name}"
+    spec = importlib.util.spec_from_file_location(module_name, REPO / "scripts" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    spec.loader.exec_module(module)
+    return module
 
 FILLER = "the a movie film plot story acting scene was is it this and with very quite really some".split()
 

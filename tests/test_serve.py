@@ -34,6 +34,8 @@ from seqnlp.model import count_parameters
 from seqnlp.predict import Classifier
 from seqnlp.serve import Limits, create_app
 
+from tests.helpers import load_script
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TEXTS = ["this film was great", "awful", "", "the plot and the acting were really quite awful", "great great", "a"]
 LIMITS = {"max_batch": 8, "max_text_chars": 200, "max_body_bytes": 4096}
@@ -468,19 +470,9 @@ def test_seqnlp_serve_answers_then_stops_gracefully(toy_run: Path, clf: Classifi
 # --- scripts/serve_benchmark.py (its numbers are output, never judged here) -------------------------------------
 
 
-def _benchmark_script() -> Any:
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("seqnlp_serve_benchmark", REPO_ROOT / "scripts" / "serve_benchmark.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.slow  # a real server
 def test_benchmark_script_loads_the_server_and_checks_every_answer(base_url: str) -> None:
-    script = _benchmark_script()
+    script = load_script("serve_benchmark")
     texts = script.load_texts(None)
     assert len(texts) > 5000 and all(isinstance(t, str) for t in texts)  # the embedded SMS texts
     host, port = base_url.removeprefix("http://").split(":")
@@ -495,10 +487,10 @@ def test_benchmark_script_refuses_a_request_the_server_refuses(base_url: str) ->
 
     host, port = base_url.removeprefix("http://").split(":")
     with pytest.raises(click.ClickException, match="status 413"):  # 9 texts: over this server's max_batch of 8
-        _benchmark_script().run_setting(host, int(port), TEXTS * 2, batch=9, concurrency=1, seconds=1, warmup=0)
+        load_script("serve_benchmark").run_setting(host, int(port), TEXTS * 2, batch=9, concurrency=1, seconds=1, warmup=0)
 
 
 def test_benchmark_script_targets_loopback_only() -> None:
-    result = CliRunner().invoke(_benchmark_script().main, ["--url", "http://10.0.0.1:8000", "--seconds", "1"])
+    result = CliRunner().invoke(load_script("serve_benchmark").main, ["--url", "http://10.0.0.1:8000", "--seconds", "1"])
     assert result.exit_code == 2
     assert "only http:// on loopback" in result.output

@@ -2,25 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.helpers import toy_rows, write_csv
+from tests.helpers import load_script, toy_rows, write_csv
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "audit_timing.py"
-
-
-def load_script():  # type: ignore[no-untyped-def]
-    spec = importlib.util.spec_from_file_location("seqnlp_audit_timing_script", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_one_row_per_config_with_every_stage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -30,7 +20,7 @@ def test_one_row_per_config_with_every_stage(tmp_path: Path, monkeypatch: pytest
     config = tmp_path / "toy.yaml"
     config.write_text(yaml.safe_dump({"data": {"data_files": files}, "tokenizer": {"min_frequency": 1}}))
     monkeypatch.setattr(sys, "argv", ["audit_timing.py", str(config), "--repeats", "1"])
-    load_script().main()
+    load_script("audit_timing").main()
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == ("| config | examples | load s (CPU s) | checks s (CPU s) | train adds s (CPU s) "
                         "| audit s (CPU s) |")

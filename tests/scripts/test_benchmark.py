@@ -5,8 +5,6 @@ Only pure helpers run here, on tiny data; nothing is timed and no number is judg
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,19 +17,12 @@ from torch.utils.data import DataLoader
 from seqnlp.config import load_config
 from seqnlp.model import RecurrentEncoder, RNNClassifier
 
+from tests.helpers import load_script
+
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "benchmark.py"
 
 
-def _load_script() -> Any:
-    spec = importlib.util.spec_from_file_location("seqnlp_benchmark_script", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load_script()
+bench = load_script("benchmark")
 
 
 def job(cell: str = "lstm", **updates: Any) -> dict[str, Any]:

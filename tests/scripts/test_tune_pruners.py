@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,16 +10,9 @@ optuna = pytest.importorskip("optuna")
 
 from seqnlp.tune.study import optuna_quiet  # noqa: E402
 
+from tests.helpers import load_script
+
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "tune_pruners.py"
-
-
-def load_script():  # type: ignore[no-untyped-def]
-    spec = importlib.util.spec_from_file_location("seqnlp_tune_pruners_script", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def _curve(values: list[float]) -> optuna.trial.FrozenTrial:
@@ -30,7 +21,7 @@ def _curve(values: list[float]) -> optuna.trial.FrozenTrial:
 
 
 def test_replay_charges_pruned_trials_only_their_epochs() -> None:
-    script = load_script()
+    script = load_script("tune_pruners")
     good, bad = [0.6, 0.7, 0.8], [0.1, 0.2, 0.3]
     curves = [_curve(good), _curve(good), _curve(good), _curve(bad)]
     with optuna_quiet():
