@@ -25,6 +25,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from seqnlp.config import ModelConfig
 from seqnlp.errors import ConfigError
+from seqnlp.ngrams import NgramBranch
 
 # The one table of recurrent cells: config name -> PyTorch class (cell_name reads it backwards). Its names are
 # seqnlp.config.CELLS, which validates model.cell without importing torch.
@@ -226,7 +227,8 @@ class Pooling(nn.Module):
 
 
 class RNNClassifier(nn.Module):
-    """Token ids and lengths in, class logits out."""
+    """Token ids and lengths in, class logits out; with ``model.ngram_orders``, a wide n-gram branch's logits
+    (seqnlp.ngrams) are added to the head's."""
 
     def __init__(self, cfg: ModelConfig, vocab_size: int, num_labels: int, pad_id: int = 0) -> None:
         super().__init__()
@@ -237,14 +239,29 @@ class RNNClassifier(nn.Module):
         self.encoder = RecurrentEncoder(cfg, cfg.embedding_dim)
         self.pooling = Pooling(cfg.pooling, self.encoder.output_dim)
         self.head = _head(cfg, self.encoder.output_dim, num_labels)
+        self.ngrams = (NgramBranch(cfg.ngram_orders, vocab_size, cfg.ngram_buckets, num_labels, cfg.ngram_dropout)
+                       if cfg.ngram_orders else None)
 
-    def forward(self, input_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """input_ids [B, T], lengths [B] (CPU, each >= 1) -> logits [B, C]."""
-        return self.from_embeddings(self.embedding(input_ids), lengths)
+    def forward(self, input_ids: torch.Tensor, lengths: torch.Tensor, parts: bool = False) -> torch.Tensor:
+        """input_ids [B, T], lengths [B] (CPU, each >= 1) -> logits [B, C].
+
+        ``parts`` (training): [P, B, C], the logits and then, with an n-gram branch and ``model.ngram_aux_loss``,
+        the recurrent head's and the branch's own logits, each to get a loss: the branch can fit the training
+        texts early (their rare n-grams name their label), and then the sum's loss no longer teaches the RNN;
+        with their own losses both learn as they would alone, and the sum is an ensemble of the two."""
+        head = self.from_embeddings(self.embedding(input_ids), lengths)  # [B, C]
+        if self.ngrams is None:
+            return head[None] if parts else head
+        wide = self.ngrams(input_ids, lengths)  # [B, C]
+        logits = head + wide  # [B, C]
+        if not parts:
+            return logits
+        return torch.stack([logits, head, wide]) if self.config.ngram_aux_loss else logits[None]  # [P, B, C]
 
     def from_embeddings(self, embedded: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """embedded [B, T, E] (rows of ``embedding``, or points between them), lengths [B] -> logits [B, C]: the
-        forward pass after the lookup, which attributions (seqnlp.explain) differentiate."""
+        """embedded [B, T, E] (rows of ``embedding``, or points between them), lengths [B] -> the recurrent head's
+        logits [B, C]: the forward pass after the lookup, which attributions (seqnlp.explain) differentiate. An
+        n-gram branch's logits (``ngrams``) depend on the ids alone and are not included."""
         embedded = self.embedding_dropout(embedded)  # [B, T, E]
         outputs, final = self.encoder(embedded, lengths, need_outputs=self.pooling.needs_outputs)
         pooled = self.pooling(outputs, final, lengths)  # [B, D*H]

@@ -84,10 +84,10 @@ def run_dir(cli_train: tuple[Path, Result]) -> Path:
 # --- help ---------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("command", [[], ["train"], ["evaluate"], ["predict"], ["compare"], ["diagnose"], ["serve"],
-                                     ["export"], ["explain"], ["report"], ["calibrate"]],
-                         ids=["main", "train", "evaluate", "predict", "compare", "diagnose", "serve", "export",
-                              "explain", "report", "calibrate"])
+@pytest.mark.parametrize("command", [[], ["train"], ["baseline"], ["evaluate"], ["predict"], ["compare"], ["diagnose"],
+                                     ["serve"], ["export"], ["explain"], ["report"], ["calibrate"]],
+                         ids=["main", "train", "baseline", "evaluate", "predict", "compare", "diagnose", "serve",
+                              "export", "explain", "report", "calibrate"])
 def test_help_exits_0_and_shows_examples(command: list[str]) -> None:
     result = invoke(*command, "--help")
     assert result.exit_code == 0, result.output

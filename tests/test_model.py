@@ -438,3 +438,4 @@ def test_last_pooling_returns_the_final_state() -> None:
     final = torch.randn(2, 4)
     assert Pooling("last", 4)(None, final, torch.tensor([2, 1])) is final
     assert not Pooling("last", 4).needs_outputs and Pooling("max", 4).needs_outputs
+

@@ -1,6 +1,7 @@
 """The ``seqnlp`` command: each command parses its options, makes one call into the library, and echoes.
 
     seqnlp train      train a classifier into a run directory, or --resume one  (seqnlp.train)
+    seqnlp baseline   a fast TF-IDF n-gram linear model on train's splits  (seqnlp.baseline.fit_baseline)
     seqnlp evaluate   metrics of a run on a split of its own data or of other data  (seqnlp.evaluate)
     seqnlp predict    one JSON object per text, from arguments or a file  (seqnlp.load(...).predict)
     seqnlp calibrate  fit a run's temperature (and binary threshold) again on a labelled split  (seqnlp.evaluation)
@@ -14,9 +15,10 @@
     seqnlp push       a run directory to the Hugging Face Hub, or to a folder  (seqnlp.hub.push)
     seqnlp tune       a hyper-parameter search in a time budget, on Optuna  (seqnlp.tune.tune)
 
-Each family of commands has a module of its own (``seqnlp.cli.train``, ``.inference``, ``.compare``, ``.deploy``,
-``.explain``, ``.audit``, ``.tune``); the options and error handling they share are in ``seqnlp.cli.options``.
-Heavy imports (torch, datasets) happen inside the commands, so ``seqnlp --help`` answers at once.
+Each family of commands has a module of its own (``seqnlp.cli.train``, ``.baseline``, ``.inference``, ``.compare``,
+``.deploy``, ``.explain``, ``.audit``, ``.tune``); the options and error handling they share are in
+``seqnlp.cli.options``. Heavy imports (torch, datasets, scikit-learn) happen inside the commands, so ``seqnlp --help``
+answers at once.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import sys
 import click
 
 from seqnlp.cli.audit import audit, push
+from seqnlp.cli.baseline import baseline
 from seqnlp.cli.compare import compare, diagnose
 from seqnlp.cli.deploy import export, serve
 from seqnlp.cli.explain import explain, report
@@ -49,6 +52,7 @@ def main(ctx: click.Context, verbose: bool, quiet: bool, debug: bool) -> None:
     Examples:
       seqnlp train                                   # the embedded SMS Spam Collection
       seqnlp train --config configs/sst2.yaml --cell gru
+      seqnlp baseline --config configs/sst2.yaml     # a TF-IDF n-gram linear model on the same splits
       seqnlp evaluate runs/sst2-gru
       seqnlp predict runs/sst2-gru "a gripping, beautifully shot film"
       seqnlp compare --config configs/sst2.yaml --seeds 3 --diagnose
@@ -70,8 +74,8 @@ def main(ctx: click.Context, verbose: bool, quiet: bool, debug: bool) -> None:
     ctx.obj = {"quiet": quiet}
 
 
-for _command in (train, evaluate, predict, calibrate, compare, diagnose, serve, export, explain, report, audit, push,
-                 tune):
+for _command in (train, baseline, evaluate, predict, calibrate, compare, diagnose, serve, export, explain, report,
+                 audit, push, tune):
     main.add_command(_command)
 
 if __name__ == "__main__":  # pragma: no cover

@@ -6,6 +6,7 @@ from typing import Any, Optional
 
 import click
 
+from seqnlp.cli.baseline import headline
 from seqnlp.cli.options import data_options, data_updates, handle_errors, quiet_datasets, rank, show_progress
 from seqnlp.config import CELLS, PRECISIONS, THRESHOLD_RULES, load_config
 from seqnlp.data.files import check_data_files
@@ -41,6 +42,8 @@ from seqnlp.rundir import check_output_dir, check_run_dir
 @click.option("--target-precision", type=click.FloatRange(0, 1, min_open=True), metavar="P",
               help="Binary runs: the threshold with the most validation recall at precision P of the positive "
                    "label (calibration.positive_label); implies --threshold precision.")
+@click.option("--baseline", is_flag=True, default=None,
+              help="Also fit the fast n-gram baseline on the same splits and report it beside the run (train.baseline).")
 @click.option("--print-config", is_flag=True, help="Print the resolved config as YAML and exit.")
 @click.option("--resume", "resume_dir", type=click.Path(file_okay=False), metavar="RUN_DIR",
               help="Continue an interrupted run from its last checkpoint, with its saved config.")
@@ -52,7 +55,7 @@ def train(ctx: click.Context, config_file: Optional[str], overrides: tuple[str, 
           epochs: Optional[int], batch_size: Optional[int], lr: Optional[float], seed: Optional[int],
           device: Optional[str], precision: Optional[str], streaming: Optional[bool], multi_label: Optional[bool],
           class_weights: Optional[str], threshold_rule: Optional[str], target_precision: Optional[float],
-          print_config: bool, resume_dir: Optional[str]) -> None:
+          baseline: Optional[bool], print_config: bool, resume_dir: Optional[str]) -> None:
     """Train a classifier and write its run directory.
 
     Settings come from the defaults, then --config (its relative paths read from its folder), then --set,
@@ -75,6 +78,7 @@ def train(ctx: click.Context, config_file: Optional[str], overrides: tuple[str, 
       torchrun --nproc_per_node=4 -m seqnlp train --config configs/imdb.yaml
       seqnlp train --dataset big.jsonl --streaming --set train.schedule=constant --set train.warmup_ratio=0
       seqnlp train --class-weights auto          # imbalanced classes: inverse-frequency loss weights
+      seqnlp train --config configs/imdb.yaml --baseline   # results.json gets the n-gram baseline beside it
       seqnlp train --data-files train=tagged.jsonl --label-column labels --multi-label
       seqnlp train --target-precision 0.95       # spam only when validation says 95% of such calls are right
     """
@@ -86,7 +90,8 @@ def train(ctx: click.Context, config_file: Optional[str], overrides: tuple[str, 
              "model.bidirectional": bidirectional, "train.epochs": epochs, "train.batch_size": batch_size,
              "train.lr": lr, "seed": seed, "train.device": device, "train.precision": precision,
              "data.streaming": streaming, "data.multi_label": multi_label,
-             "train.class_weights": _class_weights(class_weights), **_decision(threshold_rule, target_precision)}
+             "train.class_weights": _class_weights(class_weights), "train.baseline": baseline,
+             **_decision(threshold_rule, target_precision)}
     updates.update({key: value for key, value in flags.items() if value is not None})
     config = load_config(config_file, overrides, updates)
     if print_config:
@@ -148,6 +153,10 @@ def _echo_result(result: Any) -> None:
     click.echo(f"{_split(result.validation, 'validation')}: {_headline(result.validation)}")
     if result.test is not None:
         click.echo(f"{_split(result.test, 'test')}: {_headline(result.test)}")
+    if result.baseline is not None:
+        base = result.baseline
+        test = "" if base["test"] is None else f" | test {headline(base['test'])}"
+        click.echo(f"Baseline ({base['description']}): validation {headline(base['validation'])}{test}")
     click.echo(f"Next: seqnlp evaluate {result.run_dir}  |  seqnlp predict {result.run_dir} \"some text\"")
 
 

@@ -14,10 +14,12 @@ packages (vectors, synthetic tasks, tensorboard) run once per run in ``seqnlp.tr
 from seqnlp.config.load import config_from_dict, load_config, read_config_file
 from seqnlp.config.schema import (
     ACTIVATIONS,
+    BASELINE_CLASSIFIERS,
     BUCKETINGS,
     CELLS,
     CHOICES,
     MONITORS,
+    NGRAM_INITS,
     NONLINEARITIES,
     NORMALIZATIONS,
     ON_NONFINITE,
@@ -29,6 +31,7 @@ from seqnlp.config.schema import (
     THRESHOLD_RULES,
     TOKENIZER_KINDS,
     TRUNCATION_SIDES,
+    BaselineConfig,
     CalibrationConfig,
     Config,
     DataConfig,
@@ -40,8 +43,9 @@ from seqnlp.config.typed import get_value, set_value
 from seqnlp.config.rules import CLASS_WEIGHTS, validate
 
 __all__ = [
-    "ACTIVATIONS", "BUCKETINGS", "CELLS", "CHOICES", "CLASS_WEIGHTS", "MONITORS", "NONLINEARITIES", "NORMALIZATIONS",
-    "ON_NONFINITE", "POOLINGS", "PRECISIONS", "RECURRENCES", "SAMPLERS", "SCHEDULES", "THRESHOLD_RULES",
-    "TOKENIZER_KINDS", "TRUNCATION_SIDES", "CalibrationConfig", "Config", "DataConfig", "ModelConfig", "TokenizerConfig", "TrainConfig", "config_from_dict",
+    "ACTIVATIONS", "BASELINE_CLASSIFIERS", "BUCKETINGS", "CELLS", "CHOICES", "CLASS_WEIGHTS", "MONITORS", "NGRAM_INITS",
+    "NONLINEARITIES", "NORMALIZATIONS", "ON_NONFINITE", "POOLINGS", "PRECISIONS", "RECURRENCES", "SAMPLERS",
+    "SCHEDULES", "THRESHOLD_RULES", "TOKENIZER_KINDS", "TRUNCATION_SIDES", "BaselineConfig", "CalibrationConfig",
+    "Config", "DataConfig", "ModelConfig", "TokenizerConfig", "TrainConfig", "config_from_dict",
     "get_value", "load_config", "read_config_file", "set_value", "validate",
 ]

@@ -26,16 +26,20 @@ _INT_RANGES: tuple[tuple[str, int, int], ...] = (
     ("train.patience", 1, 100_000), ("train.plateau_patience", 0, 100_000), ("train.num_threads", 1, 4096),
     ("data.max_train_samples", 1, 10**12), ("data.streaming_sample", 1, 10**8), ("data.shuffle_buffer", 1, 10**8),
     ("data.streaming_validation_size", 1, 10**8), ("data.streaming_size", 1, 10**15),
+    ("model.ngram_buckets", 1, 100_000_000), ("baseline.word_ngrams", 1, 10), ("baseline.char_ngrams", 0, 10),
+    ("baseline.min_df", 1, 10**9),
 )
 # Numbers: (dotted key, lowest allowed value, whether the lowest is excluded); each must also be finite.
 _BOUNDS: tuple[tuple[str, float, bool], ...] = (
     ("train.weight_decay", 0, False), ("train.lr", 0, True), ("train.max_grad_norm", 0, True),
-    ("train.plateau_factor", 0, True),
+    ("train.plateau_factor", 0, True), ("train.ngram_lr", 0, True), ("baseline.c", 0, True),
 )
 
 
-_FRACTIONS = ("model.dropout", "model.embedding_dropout", "train.warmup_ratio", "train.label_smoothing",
-              "data.validation_size", "data.test_size")
+_FRACTIONS = ("model.dropout", "model.embedding_dropout", "model.ngram_dropout",
+              "train.warmup_ratio", "train.label_smoothing", "data.validation_size", "data.test_size")
+
+MAX_NGRAM_ORDER = 5  # model.ngram_orders: orders above this add buckets and collisions, rarely accuracy
 
 
 def validate(config: Config) -> None:
@@ -75,7 +79,25 @@ def validate(config: Config) -> None:
         raise ConfigError("model.pretrained_vectors: give a vectors file or a named source, or null for none")
     _validate_calibration(config)
     _validate_class_weights(config.train.class_weights)
+    _validate_ngrams(config)
     _validate_sampling(config)  # the vectors' dimension is checked with the file, by training's preflight
+
+
+def _validate_ngrams(config: Config) -> None:
+    """model.ngram_orders: distinct orders in 1..MAX_NGRAM_ORDER; the baseline cannot read a stream."""
+    orders = config.model.ngram_orders
+    if not isinstance(orders, list) or not all(isinstance(n, int) and not isinstance(n, bool) for n in orders) \
+            or len(set(orders)) != len(orders) or any(not 1 <= n <= MAX_NGRAM_ORDER for n in orders):
+        raise ConfigError(f"model.ngram_orders: {orders!r} must be a list of distinct orders from 1 to "
+                          f"{MAX_NGRAM_ORDER}, e.g. [1, 2], or [] for no n-gram branch")
+    if orders and config.model.ngram_init == "nb" and config.data.streaming:
+        raise ConfigError("model.ngram_init: nb counts n-grams over the whole training split, which a stream "
+                          "(data.streaming) does not hold; use model.ngram_init: zeros")
+    if config.baseline.char_ngrams == 1:
+        raise ConfigError("baseline.char_ngrams: 1 is not allowed; 0 for no character n-grams, or N >= 2 for 2..N")
+    if config.train.baseline and config.data.streaming:
+        raise ConfigError("train.baseline: the baseline needs the training split in memory; it cannot read a "
+                          "stream (data.streaming): set train.baseline: false, or run seqnlp baseline on a file")
 
 
 def _validate_sampling(config: Config) -> None:

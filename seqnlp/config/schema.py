@@ -82,6 +82,13 @@ class ModelConfig:
     # (glove-6b-50d); embedding_dim must equal the vectors' dimension. None: random initialization.
     pretrained_vectors: Optional[str] = None  # a vectors file or a named source; None: random initialization
     freeze_embeddings: Union[bool, int] = False  # false: fine-tuned; true: frozen; N: frozen for epochs 1..N, then fine-tuned
+    # A wide n-gram branch beside the RNN (docs/accuracy.md): hashed n-grams of the token ids, averaged per text,
+    # with one weight per label each; its logits add to the head's.
+    ngram_orders: list[int] = field(default_factory=list)  # n-gram orders of the branch, e.g. [1, 2]; empty: no branch
+    ngram_buckets: int = 1000000  # hash buckets shared by n-grams of order >= 2 (unigrams use their token ids)
+    ngram_init: Literal["nb", "zeros"] = "nb"  # nb: Naive-Bayes log-count ratios of the training split (NBSVM) | zeros
+    ngram_dropout: float = 0.0  # the share of a text's n-grams the branch ignores in a training step
+    ngram_aux_loss: bool = True  # the RNN head's and the branch's own logits get a loss too: a branch that fits train cannot starve the RNN
 
 
 @dataclass
@@ -112,6 +119,19 @@ class TrainConfig:
     checkpoint_every: Optional[int] = 1000  # steps between resumable checkpoints (also at every epoch end); None: epoch ends only
     on_nonfinite: Literal["stop", "skip"] = "stop"  # a NaN/inf loss or gradient: stop (naming the step) | skip the step
     tensorboard: Union[bool, Literal["auto"]] = "auto"  # scalars to RUN_DIR/tensorboard: auto (when installed) | true | false
+    ngram_lr: Optional[float] = None  # peak learning rate of the n-gram branch (model.ngram_orders); None: train.lr
+    baseline: bool = False  # also fit the fast n-gram baseline (section baseline) and record it in results.json
+
+
+@dataclass
+class BaselineConfig:
+    """The fast linear baseline of `seqnlp baseline` and `train.baseline`: TF-IDF n-grams -> a linear classifier."""
+
+    classifier: Literal["logistic", "svm"] = "svm"  # svm (linear SVM) | logistic (regression), from scikit-learn
+    word_ngrams: int = 2  # word n-grams of orders 1..N
+    char_ngrams: int = 0  # 0: none; N >= 2: also character n-grams of orders 2..N inside word boundaries
+    min_df: int = 2  # n-grams in fewer training texts are dropped
+    c: float = 0.5  # inverse regularization strength (scikit-learn's C)
 
 
 @dataclass
@@ -133,6 +153,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)  # ids -> logits
     train: TrainConfig = field(default_factory=TrainConfig)  # the optimization loop
     calibration: CalibrationConfig = field(default_factory=CalibrationConfig)  # fitted on validation after training
+    baseline: BaselineConfig = field(default_factory=BaselineConfig)  # the fast n-gram baseline beside the RNN
     seed: int = 13  # seeds data splits, batch order, initialization and dropout
     output_dir: Optional[str] = None  # the run directory (config, tokenizer, labels, weights, metrics); None: runs/<cell>-<time>
 
@@ -153,7 +174,7 @@ RECURRENCES, ACTIVATIONS = CHOICES["model.recurrence"], CHOICES["model.head_acti
 TOKENIZER_KINDS, NORMALIZATIONS = CHOICES["tokenizer.kind"], CHOICES["tokenizer.normalization"]
 TRUNCATION_SIDES, SCHEDULES, MONITORS = CHOICES["tokenizer.truncation_side"], CHOICES["train.schedule"], CHOICES["train.monitor"]
 SAMPLERS, PRECISIONS, BUCKETINGS = CHOICES["train.sampler"], CHOICES["train.precision"], CHOICES["train.bucketing"]
-ON_NONFINITE = CHOICES["train.on_nonfinite"]
-THRESHOLD_RULES = CHOICES["calibration.threshold"]
+ON_NONFINITE, NGRAM_INITS = CHOICES["train.on_nonfinite"], CHOICES["model.ngram_init"]
+THRESHOLD_RULES, BASELINE_CLASSIFIERS = CHOICES["calibration.threshold"], CHOICES["baseline.classifier"]
 
 

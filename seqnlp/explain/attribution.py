@@ -89,6 +89,8 @@ class _Path:
         self.length = len(ids)
         self.embedded = model.embedding(ids[None]).detach()  # [1, T, E]
         self.baseline = model.embedding(torch.full_like(ids, model.pad_id)[None]).detach()  # [1, T, E]
+        # An n-gram branch reads the ids alone: its logits are the same all along the path, and take no share.
+        self.wide = None if model.ngrams is None else model.ngrams(ids[None], torch.tensor([len(ids)])).detach()
 
     def _points(self, alphas: torch.Tensor) -> torch.Tensor:
         alphas = alphas.to(self.embedded.device, self.embedded.dtype)
@@ -96,7 +98,10 @@ class _Path:
 
     def _score(self, points: torch.Tensor) -> torch.Tensor:
         lengths = torch.full((len(points),), self.length, dtype=torch.long)  # [K], on the CPU
-        return target_score(self.model.from_embeddings(points, lengths), self.target, self.multi_label)  # [K]
+        logits = self.model.from_embeddings(points, lengths)  # [K, C]
+        if self.wide is not None:
+            logits = logits + self.wide  # [K, C]
+        return target_score(logits, self.target, self.multi_label)  # [K]
 
     def scores(self, alphas: torch.Tensor) -> torch.Tensor:
         """f at the points ``alphas`` [K] -> [K] (float64, CPU)."""

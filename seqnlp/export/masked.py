@@ -15,7 +15,8 @@ exporter turns into ONNX RNN/LSTM/GRU operators. In short:
   text's last real token and its padding again comes last; its outputs are gathered back into place;
 - the final state of a direction is its output at the text's last real step (``length - 1``), which is
   exactly what the packed RNN's ``h_n`` holds;
-- pooling and head are the trained model's own modules, fed the same masked outputs;
+- pooling and head are the trained model's own modules, fed the same masked outputs, and so is the n-gram
+  branch (``model.ngram_orders``), which is made of plain integer and embedding operations already;
 - the logits are divided by the run's calibration temperature (calibration.json; 1 when it has none), so the
   exported model's softmax (sigmoid) gives the calibrated probabilities ``Classifier.predict_proba`` gives.
 
@@ -49,6 +50,7 @@ class MaskedRNNClassifier(nn.Module):
         )
         self.pooling: Pooling = model.pooling
         self.head = model.head
+        self.ngrams = model.ngrams  # the wide n-gram branch (seqnlp.ngrams) or None: plain tensor operations
         self.eval()
 
     def forward(self, input_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -58,6 +60,8 @@ class MaskedRNNClassifier(nn.Module):
         outputs, final = masked_recurrence(hidden, lengths, self._run_layer, self.num_layers, self.num_directions)
         pooled = self.pooling(outputs, final, lengths)  # [B, D*H]
         logits = self.head(pooled)  # [B, C]
+        if self.ngrams is not None:
+            logits = logits + self.ngrams(input_ids, lengths)  # [B, C]
         return logits if self.temperature == 1.0 else logits / self.temperature
 
     def _run_layer(self, layer: int, reverse: bool, inputs: torch.Tensor) -> torch.Tensor:

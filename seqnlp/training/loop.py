@@ -103,15 +103,16 @@ def train_step(model: torch.nn.Module, batch: Batch, device: torch.device, optim
     start = time.perf_counter()
     model.train()
     for group in optimizer.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group.get("lr_scale", 1.0)  # a group may learn at a multiple of the scheduled rate
     batch = batch.to(device)
     assert batch.labels is not None
     with autocast(device, precision):
-        logits = model(batch.input_ids, batch.lengths)  # [B, C]
-    loss = objective.loss(logits.float(), batch.labels)
+        parts = model(batch.input_ids, batch.lengths, parts=True)  # [P, B, C]: the logits, then auxiliary ones
+    main = objective.loss(parts[0].float(), batch.labels)  # the reported loss: the model's logits
+    loss = main + sum((objective.loss(aux.float(), batch.labels) for aux in parts[1:]), torch.zeros_like(main))
     optimizer.zero_grad(set_to_none=True)
     loss_sum, examples, tokens, slots, stops = distributed.all_sum(
-        [loss.item() * len(batch.labels), len(batch.labels), batch.num_tokens, batch.input_ids.numel(), int(stop)])
+        [main.item() * len(batch.labels), len(batch.labels), batch.num_tokens, batch.input_ids.numel(), int(stop)])
     finite = math.isfinite(loss_sum)
     if finite:
         scaler.scale(loss).backward()  # under DDP, also averages the gradients over the processes

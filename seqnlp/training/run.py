@@ -26,6 +26,7 @@ from typing import Any, Iterator, Optional, Sequence
 import torch
 
 from seqnlp import distributed
+from seqnlp.baseline import require_sklearn
 from seqnlp.checkpoint import (
     CALIBRATION_FILE,
     CONFIG_FILE,
@@ -72,6 +73,7 @@ class TrainResult:
     monitor: str = ""  # the metric that chose the best epoch (train.monitor, with auto resolved)
     thresholds: Optional[list[float]] = None  # multi-label: per-label thresholds tuned on validation
     temperature: float = 1.0  # the calibration's temperature, fitted on validation (calibration.json)
+    baseline: Optional[dict[str, Any]] = None  # with train.baseline: the n-gram baseline on the same splits
 
 
 def train(config: Config, overwrite: bool = False, progress: bool = True, hooks: Sequence[Hook] = ()) -> TrainResult:
@@ -120,6 +122,8 @@ def preflight(config: Config, resuming: bool = False) -> None:
     """
     validate(config)
     check_tensorboard(config.train.tensorboard)
+    if config.train.baseline:
+        require_sklearn()
     if config.model.pretrained_vectors is not None and not resuming:
         check_dim(config.model.pretrained_vectors, config.model.embedding_dim)
     if config.data.dataset is not None and config.data.dataset.startswith("synthetic:"):
@@ -185,10 +189,12 @@ def finish(setup: Setup, state: TrainingState) -> TrainResult:
         write_json(run_dir / RESULTS_FILE, {"best_epoch": best_epoch, "num_parameters": num_parameters,
                                             "skipped_steps": state.skipped_steps, **setup.plan.record(names),
                                             "sampler": tc.sampler, "validation": validation, "test": test,
-                                            "environment": environment(setup.device, distributed.world_size())})
+                                            "environment": environment(setup.device, distributed.world_size()),
+                                            **({"baseline": setup.baseline} if setup.baseline else {})})
         write_model_card(run_dir)  # last: it reads every file above
     return TrainResult(run_dir, best_epoch, validation, test, state.history, num_parameters,
-                       monitor=setup.plan.monitor, thresholds=thresholds, temperature=calibration.temperature)
+                       monitor=setup.plan.monitor, thresholds=thresholds, temperature=calibration.temperature,
+                       baseline=setup.baseline)
 
 
 def _fit_and_finish(setup: Setup, state: TrainingState, progress: bool, hooks: Sequence[Hook]) -> TrainResult:

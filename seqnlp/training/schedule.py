@@ -40,16 +40,22 @@ def schedule_steps(tc: TrainConfig, batches_per_epoch: Optional[int]) -> tuple[i
 
 
 def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
-    """AdamW with weight decay on matrices only; biases are not decayed.
+    """AdamW with weight decay on matrices only; biases are not decayed. The n-gram branch (``model.ngrams``) is a
+    group of its own whose learning rate is ``train.ngram_lr`` (``lr_scale`` times the scheduled rate).
 
     The fused kernel updates every parameter in one pass instead of the default loop of small ops per tensor,
     which on the CPU is a visible share of a short-text training step (the embedding table alone has millions of
     entries). The math is the same.
     """
-    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
+    ngrams = getattr(model, "ngrams", None)
+    wide = [p for p in ngrams.parameters() if p.requires_grad] if ngrams is not None else []
+    rest = [p for p in model.parameters() if p.requires_grad and all(p is not w for w in wide)]
+    decay = [p for p in rest if p.dim() >= 2]
+    no_decay = [p for p in rest if p.dim() < 2]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in decay + no_decay)
+    if wide:  # the n-gram branch: a linear model over sparse features learns at its own rate (train.ngram_lr)
+        groups.append({"params": wide, "weight_decay": cfg.weight_decay, "lr_scale": (cfg.ngram_lr or cfg.lr) / cfg.lr})
+    fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in decay + no_decay + wide)
     return torch.optim.AdamW(groups, lr=cfg.lr, fused=fused or None)
 
 

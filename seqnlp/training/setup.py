@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 import torch
@@ -20,6 +20,7 @@ from tokenizers import Tokenizer
 from torch.nn.parallel import DistributedDataParallel
 
 from seqnlp import distributed
+from seqnlp.baseline import fit_baseline
 from seqnlp.batching import BatchLoader, StreamLoader, label_array
 from seqnlp.calibration import check_decision_labels
 from seqnlp.checkpoint import (
@@ -37,6 +38,7 @@ from seqnlp.data import Splits, load_splits, load_stream
 from seqnlp.data.provenance import record_data
 from seqnlp.errors import CheckpointError, ConfigError, DataError
 from seqnlp.model import RNNClassifier, count_parameters
+from seqnlp.ngrams import init_naive_bayes
 from seqnlp.runtime import seed_everything, set_rng_state
 from seqnlp.tokenizer import (
     SPECIAL_TOKENS,
@@ -77,6 +79,7 @@ class Setup:
     plan: LabelPlan  # the objective, the monitored metric and the sampler weights, from the training labels
     num_parameters: int  # trainable parameters of the model as built (before any freezing)
     carved: dict[str, str] = field(default_factory=dict)  # split -> how it was carved from train (Splits.carved)
+    baseline: Optional[dict[str, Any]] = None  # train.baseline: BaselineResult.to_dict() (rank 0 only)
 
 
 def prepare(config: Config, device: torch.device, run_dir: Path, tokenizer: Optional[Tokenizer] = None,
@@ -87,6 +90,10 @@ def prepare(config: Config, device: torch.device, run_dir: Path, tokenizer: Opti
     data never costs the run that ``overwrite`` would replace.
     """
     splits, plan = _load_data(config, label_names)
+    baseline = None
+    if config.train.baseline and distributed.is_main():  # seconds, on the very splits the model trains on
+        baseline = fit_baseline(config, splits).to_dict()
+    fresh = tokenizer is None
     if tokenizer is None:  # trained once, on rank 0, and the very same one on every rank
         tokenizer = distributed.from_main(lambda: _new_tokenizer(config, splits, run_dir, overwrite))
         vectors = config.model.pretrained_vectors  # a resumed run has its weights already
@@ -100,6 +107,8 @@ def prepare(config: Config, device: torch.device, run_dir: Path, tokenizer: Opti
     if vectors is not None:
         initialize_embedding(model.embedding, vectors, tokenizer.get_vocab(), pad, config.seed,
                              skip=tuple(SPECIAL_TOKENS), run_dir=run_dir)
+    if fresh and model.ngrams is not None and config.model.ngram_init == "nb":  # resumed: from the checkpoint
+        init_naive_bayes(model.ngrams, train_loader, config.train.eval_batch_size, device)
     num_parameters = count_parameters(model)
     log.info("model: %s %d-layer%s, %s parameters", config.model.cell.upper(), config.model.num_layers,
              " bidirectional" if config.model.bidirectional else "", f"{num_parameters:,}")
@@ -112,7 +121,8 @@ def prepare(config: Config, device: torch.device, run_dir: Path, tokenizer: Opti
     # and the lengths stay on the CPU, where packing wants them.
     train_model = DistributedDataParallel(model) if distributed.world_size() > 1 else model
     return Setup(config, device, run_dir, model, train_model, optimizer, scaler, train_loader, val_loader,
-                 test_loader, tokenizer, splits.label_names, plan, num_parameters, carved=splits.carved)
+                 test_loader, tokenizer, splits.label_names, plan, num_parameters, carved=splits.carved,
+                 baseline=baseline)
 
 
 def restore(setup: Setup) -> TrainingState:

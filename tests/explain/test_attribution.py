@@ -14,11 +14,13 @@ from seqnlp.model import RNNClassifier
 from seqnlp.predict import Classifier
 
 
-def random_model(cell: str = "gru", pooling: str = "max", labels: int = 3, seed: int = 0) -> RNNClassifier:
+def random_model(cell: str = "gru", pooling: str = "max", labels: int = 3, seed: int = 0,
+                 ngram_orders: tuple[int, ...] = ()) -> RNNClassifier:
     """An untrained model with large weights, so its logits curve along the interpolation path."""
     torch.manual_seed(seed)
     config = ModelConfig(cell=cell, embedding_dim=8, hidden_size=8, bidirectional=True, pooling=pooling,
-                         dropout=0.5, embedding_dropout=0.5)  # dropout must be off while explaining
+                         dropout=0.5, embedding_dropout=0.5,  # dropout must be off while explaining
+                         ngram_orders=list(ngram_orders), ngram_buckets=64)
     model = RNNClassifier(config, 30, labels)
     with torch.no_grad():
         for p in model.parameters():
@@ -48,6 +50,18 @@ def test_attributions_add_up_to_the_logit_difference(cell: str, pooling: str) ->
     with torch.no_grad():
         expected = target_score(model.eval()(IDS[None], torch.tensor([len(IDS)])), 1, False)
     assert logit == pytest.approx(float(expected), abs=1e-5)
+
+
+def test_an_ngram_branch_counts_in_the_score_and_takes_no_share() -> None:
+    """The branch reads ids, not embeddings: the explained score is the whole model's, the shares the RNN's."""
+    model = random_model("lstm", ngram_orders=(1, 2))
+    with torch.no_grad():
+        torch.nn.init.normal_(model.ngrams.weight.weight, std=2.0)  # NB-like weights, not the zeros of a new one
+    attributions, logit, baseline, _ = integrated_gradients(model, IDS, 1, False, steps=512, rounds=0)
+    with torch.no_grad():
+        expected = target_score(model.eval()(IDS[None], torch.tensor([len(IDS)])), 1, False)
+    assert logit == pytest.approx(float(expected), abs=1e-5)
+    assert abs(float(attributions.sum()) - (logit - baseline)) < 0.01 * max(abs(logit - baseline), 1.0)
 
 
 def test_without_refinement_it_is_the_midpoint_sum_of_the_gradient() -> None:

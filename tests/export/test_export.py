@@ -368,3 +368,29 @@ def test_missing_run_is_a_one_line_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["export", str(tmp_path / "nope"), "--format", "torchscript"])
     assert result.exit_code == 2 and result.output.startswith("Error: run directory")  # a usage error (issue 14)
     assert "Traceback" not in result.output
+
+
+# --- the n-gram branch ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("fmt", [pytest.param("onnx", marks=pytest.mark.slow), "torchscript"])
+def test_a_model_with_the_ngram_branch_exports_with_it(toy_run: Path, tmp_path: Path, fmt: str) -> None:
+    """The branch is plain integer and embedding arithmetic: exported files give the packed model's logits."""
+    if fmt == "onnx":
+        pytest.importorskip("onnxscript")
+        pytest.importorskip("onnxruntime")
+    run = tmp_path / "ngrams"
+    run.mkdir()
+    for name in ("tokenizer.json", "labels.json"):
+        shutil.copyfile(toy_run / name, run / name)
+    raw = read_config_file(toy_run / "config.yaml")
+    raw["model"].update(ngram_orders=[1, 2, 3], ngram_buckets=101)
+    config: Config = config_from_dict(raw)
+    config.save(run / "config.yaml")
+    tokenizer = Tokenizer.from_file(str(run / "tokenizer.json"))
+    torch.manual_seed(0)
+    model = RNNClassifier(config.model, tokenizer.get_vocab_size(), 2, pad_id=pad_id(tokenizer))
+    torch.nn.init.normal_(model.ngrams.weight.weight)
+    save_weights(model, run / "model.safetensors", tokenizer)
+    result = export_run(run, format=fmt, output=tmp_path / "out")
+    assert result.max_abs_diff < 1e-5
+    assert_parity(run, result.model_file, fmt)

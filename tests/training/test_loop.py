@@ -77,6 +77,16 @@ def test_one_step_lowers_the_loss_on_its_batch(setup: Setup) -> None:
     assert step(setup, batch, stop=True).stop  # the stop request travels with the step's numbers
 
 
+def test_a_step_runs_the_ngram_branch_at_its_own_rate_and_nb_initializes_it(make_config: MakeConfig) -> None:
+    config = make_config(**{"model.ngram_orders": [1, 2], "model.ngram_buckets": 101, "train.ngram_lr": 0.1})
+    setup = prepare(config, CPU, Path(config.output_dir))  # type: ignore[arg-type]
+    assert setup.model.ngrams is not None and setup.model.ngrams.weight.weight.abs().sum() > 0  # NB ratios
+    stats = step(setup, first_batch(setup), lr=0.01)
+    assert stats.finite
+    # TINY trains at lr 0.01, so the branch group runs at 0.1 / 0.01 = 10x the scheduled rate
+    assert [g["lr"] for g in setup.optimizer.param_groups] == pytest.approx([0.01, 0.01, 0.1])
+
+
 class NaNLogits(torch.nn.Module):
     """The model, with its logits turned to NaN."""
 
@@ -84,8 +94,8 @@ class NaNLogits(torch.nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, input_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        return self.model(input_ids, lengths) * float("nan")
+    def forward(self, input_ids: torch.Tensor, lengths: torch.Tensor, parts: bool = False) -> torch.Tensor:
+        return self.model(input_ids, lengths, parts) * float("nan")
 
 
 def test_a_non_finite_loss_leaves_the_weights_alone(setup: Setup) -> None:

@@ -172,8 +172,9 @@ def _poison_forward(monkeypatch: pytest.MonkeyPatch, at_call: int) -> None:
     original = RNNClassifier.forward
     calls = {"n": 0}
 
-    def forward(self: RNNClassifier, input_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        logits = original(self, input_ids, lengths)
+    def forward(self: RNNClassifier, input_ids: torch.Tensor, lengths: torch.Tensor,
+                parts: bool = False) -> torch.Tensor:
+        logits = original(self, input_ids, lengths, parts)
         if self.training:
             calls["n"] += 1
             if calls["n"] == at_call:

@@ -134,3 +134,17 @@ def test_the_monitor_continues_from_a_saved_state() -> None:
     monitor = Monitor("accuracy", patience=2, state=state)
     assert monitor.update(4, 0.7) == Verdict(improved=False, stop=True, lr_dropped=False)
     assert state.bad_epochs == 2 and monitor.state is state
+
+
+def test_the_ngram_branch_is_a_group_at_its_own_learning_rate() -> None:
+    from seqnlp.config import ModelConfig
+    from seqnlp.model import RNNClassifier
+
+    model = RNNClassifier(ModelConfig(embedding_dim=4, hidden_size=4, ngram_orders=[1, 2], ngram_buckets=11), 20, 2)
+    optimizer = make_optimizer(model, TrainConfig(lr=0.002, ngram_lr=0.02))
+    wide = optimizer.param_groups[-1]
+    assert wide["params"] == [model.ngrams.weight.weight] and wide["lr_scale"] == pytest.approx(10.0)
+    counted = sum(len(group["params"]) for group in optimizer.param_groups)
+    assert counted == len(list(model.parameters()))  # every parameter in exactly one group
+    plain = make_optimizer(model, TrainConfig(lr=0.002))
+    assert plain.param_groups[-1]["lr_scale"] == 1.0  # ngram_lr unset: the branch follows train.lr
