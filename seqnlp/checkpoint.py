@@ -13,6 +13,11 @@
       vectors.json       with model.pretrained_vectors: how much of the vocabulary the vectors covered
       tensorboard/       with train.tensorboard: event files of the same scalars (tensorboard --logdir)
       checkpoints/       the last resumable training state (see "resumable training state" below)
+      pretrained/        with train.pretrain: the language model the run started from, a run directory itself
+
+A language model's run directory (``seqnlp pretrain``, or pretrained/ above) has the same files but
+thresholds.json; its model.safetensors holds embedding.*, encoder.* and the adaptive softmax (decoder.*), its
+metrics.jsonl and results.json report loss and perplexity, and pretraining.json marks it and says what it read.
 
 Every file but metrics.jsonl is written to a temporary name in the same directory and renamed, so a crash
 leaves the previous file whole. metrics.jsonl grows by one appended line per epoch (``append_jsonl``): a
@@ -48,6 +53,8 @@ RESULTS_FILE = "results.json"
 THRESHOLDS_FILE = "thresholds.json"
 VECTORS_FILE = "vectors.json"  # coverage of model.pretrained_vectors, when set
 TENSORBOARD_DIR = "tensorboard"  # event files, when train.tensorboard is on
+PRETRAINED_DIR = "pretrained"  # train.pretrain: the language-model run the classifier starts from
+PRETRAINING_FILE = "pretraining.json"  # in a language model's run directory: its texts, directions and softmax
 VOCAB_KEY = "vocab_sha256"  # safetensors metadata: the vocabulary the weights were trained with
 REQUIRED_FILES = (CONFIG_FILE, LABELS_FILE, TOKENIZER_FILE, WEIGHTS_FILE)
 CHECKPOINT_DIR = "checkpoints"  # resumable training state (see below)

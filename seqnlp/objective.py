@@ -11,12 +11,14 @@ which task they serve.
 from __future__ import annotations
 
 import logging
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+if TYPE_CHECKING:
+    from seqnlp.batching import Batch
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +29,7 @@ class Objective:
     """Single-label classification: softmax, cross-entropy, argmax."""
 
     multi_label = False
+    language_model = False  # seqnlp.lm.LanguageModelObjective is the one that predicts tokens
 
     def __init__(self, num_labels: int, weights: Optional[Sequence[float]] = None,
                  label_smoothing: float = 0.0) -> None:
@@ -41,6 +44,11 @@ class Objective:
         """
         weight = None if self.weights is None else self.weights.to(logits.device)
         return F.cross_entropy(logits, labels, weight=weight, label_smoothing=self.label_smoothing)
+
+    def batch_loss(self, logits: torch.Tensor, batch: "Batch") -> tuple[torch.Tensor, int]:
+        """What a training step minimizes: (the mean loss of ``batch``'s examples, how many it averages)."""
+        assert batch.labels is not None
+        return self.loss(logits.float(), batch.labels), len(batch.labels)
 
     def loss_sum(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """The plain (unweighted, unsmoothed) loss summed over the batch, for evaluation: comparable across runs

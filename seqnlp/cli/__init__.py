@@ -1,6 +1,7 @@
 """The ``seqnlp`` command: each command parses its options, makes one call into the library, and echoes.
 
     seqnlp train      train a classifier into a run directory, or --resume one  (seqnlp.train)
+    seqnlp pretrain   pretrain the embedding and encoder as a language model  (seqnlp.training.pretrain)
     seqnlp evaluate   metrics of a run on a split of its own data or of other data  (seqnlp.evaluate)
     seqnlp predict    one JSON object per text, from arguments or a file  (seqnlp.load(...).predict)
     seqnlp compare    cells and settings trained on the same data, budget and seeds  (seqnlp.compare.compare)
@@ -24,6 +25,7 @@ from seqnlp.cli.compare import compare, diagnose
 from seqnlp.cli.deploy import export, serve
 from seqnlp.cli.inference import evaluate, predict
 from seqnlp.cli.options import rank
+from seqnlp.cli.pretrain import pretrain
 from seqnlp.cli.train import train
 
 
@@ -40,6 +42,7 @@ def main(ctx: click.Context, verbose: bool, quiet: bool, debug: bool) -> None:
     Examples:
       seqnlp train                                   # the embedded SMS Spam Collection
       seqnlp train --config configs/sst2.yaml --cell gru
+      seqnlp pretrain --config configs/imdb-pretrain.yaml -o runs/imdb-lm
       seqnlp evaluate runs/sst2-gru
       seqnlp predict runs/sst2-gru "a gripping, beautifully shot film"
       seqnlp compare --config configs/sst2.yaml --seeds 3 --diagnose
@@ -56,7 +59,7 @@ def main(ctx: click.Context, verbose: bool, quiet: bool, debug: bool) -> None:
     ctx.obj = {"quiet": quiet}
 
 
-for _command in (train, evaluate, predict, compare, diagnose, serve, export):
+for _command in (train, pretrain, evaluate, predict, compare, diagnose, serve, export):
     main.add_command(_command)
 
 if __name__ == "__main__":  # pragma: no cover

@@ -33,6 +33,8 @@ from seqnlp.errors import ConfigError
               help="The label column holds lists of labels: a sigmoid per label (data.multi_label).")
 @click.option("--class-weights", metavar="auto|none|W1,W2,...",
               help="Loss weight per label: auto (inverse frequency in train), none, or one number per label.")
+@click.option("--init-from", type=click.Path(file_okay=False), metavar="RUN_DIR",
+              help="Start from a pretrained run's tokenizer, embedding and encoder (train.init_from; seqnlp pretrain).")
 @click.option("--print-config", is_flag=True, help="Print the resolved config as YAML and exit.")
 @click.option("--resume", "resume_dir", type=click.Path(file_okay=False), metavar="RUN_DIR",
               help="Continue an interrupted run from its last checkpoint, with its saved config.")
@@ -43,7 +45,8 @@ def train(ctx: click.Context, config_file: Optional[str], overrides: tuple[str, 
           label_column: Optional[str], cell: Optional[str], layers: Optional[int], bidirectional: Optional[bool],
           epochs: Optional[int], batch_size: Optional[int], lr: Optional[float], seed: Optional[int],
           device: Optional[str], precision: Optional[str], streaming: Optional[bool], multi_label: Optional[bool],
-          class_weights: Optional[str], print_config: bool, resume_dir: Optional[str]) -> None:
+          class_weights: Optional[str], init_from: Optional[str], print_config: bool,
+          resume_dir: Optional[str]) -> None:
     """Train a classifier and write its run directory.
 
     Settings come from the defaults, then --config, then --set, then the flags below. With no dataset
@@ -62,6 +65,8 @@ def train(ctx: click.Context, config_file: Optional[str], overrides: tuple[str, 
       seqnlp train --dataset big.jsonl --streaming --set train.schedule=constant --set train.warmup_ratio=0
       seqnlp train --class-weights auto          # imbalanced classes: inverse-frequency loss weights
       seqnlp train --data-files train=tagged.jsonl --label-column labels --multi-label
+      seqnlp train --config configs/imdb-pretrain.yaml   # pretrains a language model first (train.pretrain)
+      seqnlp train --config configs/imdb.yaml --init-from runs/imdb-lm    # from seqnlp pretrain's run
     """
     if resume_dir is not None:
         given = [p for p in ctx.command.params if p.name != "resume_dir"
@@ -81,7 +86,7 @@ def train(ctx: click.Context, config_file: Optional[str], overrides: tuple[str, 
              "model.bidirectional": bidirectional, "train.epochs": epochs, "train.batch_size": batch_size,
              "train.lr": lr, "seed": seed, "train.device": device, "train.precision": precision,
              "data.streaming": streaming, "data.multi_label": multi_label,
-             "train.class_weights": _class_weights(class_weights)}
+             "train.class_weights": _class_weights(class_weights), "train.init_from": init_from}
     updates.update({key: value for key, value in flags.items() if value is not None})
     config = load_config(config_file, overrides, updates)
     if print_config:
@@ -109,6 +114,10 @@ def _class_weights(value: Optional[str]) -> Any:
 
 def _echo_result(result: Any) -> None:
     if rank() > 0:
+        return
+    if not hasattr(result, "monitor"):  # --resume of a language model's run (seqnlp pretrain)
+        click.echo(f"Run directory: {result.run_dir}")
+        click.echo(f"Best epoch {result.best_epoch}: validation perplexity {result.validation['perplexity']:.2f}")
         return
     click.echo(f"Run directory: {result.run_dir}")
     click.echo(f"Best epoch {result.best_epoch} (by validation {result.monitor}): "

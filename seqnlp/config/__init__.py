@@ -31,6 +31,7 @@ from seqnlp.config.schema import (
     Config,
     DataConfig,
     ModelConfig,
+    PretrainConfig,
     TokenizerConfig,
     TrainConfig,
 )
@@ -40,6 +41,6 @@ from seqnlp.config.rules import CLASS_WEIGHTS, validate
 __all__ = [
     "ACTIVATIONS", "BUCKETINGS", "CELLS", "CHOICES", "CLASS_WEIGHTS", "MONITORS", "NONLINEARITIES", "NORMALIZATIONS",
     "ON_NONFINITE", "POOLINGS", "PRECISIONS", "RECURRENCES", "SAMPLERS", "SCHEDULES", "TOKENIZER_KINDS",
-    "TRUNCATION_SIDES", "Config", "DataConfig", "ModelConfig", "TokenizerConfig", "TrainConfig", "config_from_dict",
-    "get_value", "load_config", "read_config_file", "set_value", "validate",
+    "TRUNCATION_SIDES", "Config", "DataConfig", "ModelConfig", "PretrainConfig", "TokenizerConfig", "TrainConfig",
+    "config_from_dict", "get_value", "load_config", "read_config_file", "set_value", "validate",
 ]

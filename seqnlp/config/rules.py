@@ -20,9 +20,11 @@ _BOUNDS: tuple[tuple[str, float, bool], ...] = (
         "tokenizer.min_frequency", "tokenizer.max_length", "model.embedding_dim", "model.hidden_size",
         "model.num_layers", "train.epochs", "train.batch_size", "train.eval_batch_size", "train.bucket_pool",
         "train.log_every", "train.checkpoint_every", "train.patience", "train.num_threads", "data.max_train_samples",
-        "data.streaming_sample", "data.shuffle_buffer", "data.streaming_validation_size", "data.streaming_size")),
+        "data.streaming_sample", "data.shuffle_buffer", "data.streaming_validation_size", "data.streaming_size",
+        "pretrain.epochs", "pretrain.batch_size")),
     ("tokenizer.vocab_size", 3, False), ("model.head_hidden_size", 0, False), ("train.weight_decay", 0, False),
     ("train.plateau_patience", 0, False), ("train.lr", 0, True), ("train.max_grad_norm", 0, True),
+    ("train.gradual_unfreezing", 0, False), ("train.layer_lr_decay", 0, True), ("pretrain.lr", 0, True),
 )
 
 
@@ -62,6 +64,36 @@ def validate(config: Config) -> None:
         raise ConfigError("model.pretrained_vectors: give a vectors file or a named source, or null for none")
     _validate_class_weights(config.train.class_weights)
     _validate_sampling(config)  # the vectors' dimension is checked with the file, by training's preflight
+    _validate_pretraining(config)  # the init_from directory and the text files are checked by preflight
+
+
+def _validate_pretraining(config: Config) -> None:
+    """A pretrained start comes from one place, and it sets the tokenizer and the embedding itself."""
+    tc, cutoffs = config.train, config.pretrain.cutoffs
+    if tc.layer_lr_decay > 1.0:
+        raise ConfigError(f"train.layer_lr_decay: {tc.layer_lr_decay!r} must be in (0, 1]: lower layers learn at "
+                          "most as fast as the ones above them")
+    if not cutoffs or any(c < 1 for c in cutoffs) or any(a >= b for a, b in zip(cutoffs, cutoffs[1:])):
+        raise ConfigError(f"pretrain.cutoffs: {cutoffs!r} must be one or more increasing token counts >= 1, "
+                          "e.g. [2000, 10000]")
+    dropout = config.pretrain.dropout
+    if dropout is not None and not 0.0 <= dropout < 1.0:
+        raise ConfigError(f"pretrain.dropout: {dropout!r} must be in [0, 1), or null for the model's own")
+    if any(not path.strip() for path in config.pretrain.text_files):
+        raise ConfigError("pretrain.text_files: an entry is empty; give a file path")
+    if tc.pretrain and config.data.streaming:
+        raise ConfigError("train.pretrain: the language model reads the whole training split, which a stream "
+                          "(data.streaming) does not hold; pretrain with seqnlp pretrain on a copy, or set "
+                          "data.streaming=false")
+    if tc.init_from is None:
+        return
+    if not tc.init_from.strip():
+        raise ConfigError("train.init_from: give a pretrained run directory, or null for a random start")
+    for clash, key in ((tc.pretrain, "train.pretrain"), (config.tokenizer.path is not None, "tokenizer.path"),
+                       (config.model.pretrained_vectors is not None, "model.pretrained_vectors")):
+        if clash:
+            raise ConfigError(f"train.init_from: {tc.init_from!r} with {key}: the pretrained run gives the "
+                              "tokenizer, the embedding and the encoder; set only one of them")
 
 
 def _validate_sampling(config: Config) -> None:

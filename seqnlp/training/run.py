@@ -19,7 +19,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterator, Optional, Sequence
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 import numpy as np
 import torch
@@ -47,10 +47,11 @@ from seqnlp.checkpoint import (
     write_json,
     write_jsonl,
 )
-from seqnlp.config import Config, TrainConfig, config_from_dict, read_config_file, validate
+from seqnlp.config import Config, config_from_dict, read_config_file, validate
 from seqnlp.data import Splits, load_splits, load_stream, synthetic
 from seqnlp.errors import CheckpointError, ConfigError, DataError, TrainingError
 from seqnlp.evaluation import evaluate_model, predict_split
+from seqnlp.lm import LanguageModel
 from seqnlp.model import RNNClassifier, count_parameters
 from seqnlp.objective import tune_thresholds
 from seqnlp.runtime import check_precision, resolve_device, seed_everything, set_rng_state, set_threads
@@ -62,10 +63,13 @@ from seqnlp.tokenizer import (
     iter_texts,
     load_tokenizer,
     pad_id,
+    vocab_digest,
 )
+from seqnlp.training.finetune import check_init_dir, init_dir, init_tokenizer_config, load_pretrained, lr_scales
 from seqnlp.training.loop import Hook, fit, stop_on_signals
 from seqnlp.training.plan import LabelPlan, plan_labels
-from seqnlp.training.schedule import make_optimizer
+from seqnlp.training.pretrain import language_model_config, pretraining_data, write_pretraining_record
+from seqnlp.training.schedule import check_stream_schedule, make_optimizer
 from seqnlp.training.state import TrainingState
 from seqnlp.training.tensorboard import TensorBoardLogger, check_tensorboard
 from seqnlp.training.vectors import check_dim, initialize_embedding
@@ -98,7 +102,7 @@ class Setup:
     config: Config
     device: torch.device
     run_dir: Path
-    model: RNNClassifier
+    model: RNNClassifier | LanguageModel
     train_model: torch.nn.Module
     optimizer: torch.optim.Optimizer
     scaler: torch.amp.GradScaler
@@ -120,13 +124,13 @@ def train(config: Config, overwrite: bool = False, progress: bool = True, hooks:
     """
     preflight(config)
     config = copy.deepcopy(config)  # the run directory's name is filled in below
-    with _session(config) as device:
+    with session(config) as device:
         seed_everything(config.seed)
         # Rank 0 names the run directory; the other ranks take its name.
         config.output_dir = distributed.from_main(
             lambda: config.output_dir or f"runs/{config.model.cell}-{datetime.now():%Y%m%d-%H%M%S}")
         setup = prepare(config, device, Path(config.output_dir), overwrite=overwrite)
-        return _fit_and_finish(setup, TrainingState(), progress, hooks)
+        return fit_and_finish(setup, TrainingState(), progress, hooks)
 
 
 def resume(run_dir: str | Path, progress: bool = True, hooks: Sequence[Hook] = ()) -> TrainResult:
@@ -139,10 +143,10 @@ def resume(run_dir: str | Path, progress: bool = True, hooks: Sequence[Hook] = (
         raise CheckpointError(f"cannot resume {run_dir}: it has no checkpoint (was it trained with seqnlp?)")
     config = config_from_dict(read_config_file(run_dir / CONFIG_FILE))
     preflight(config, resuming=True)
-    with _session(config) as device:
+    with session(config) as device:
         tokenizer = load_tokenizer(run_dir / TOKENIZER_FILE)
         setup = prepare(config, device, run_dir, tokenizer=tokenizer, label_names=read_json(run_dir / LABELS_FILE))
-        return _fit_and_finish(setup, restore(setup), progress, hooks)
+        return fit_and_finish(setup, restore(setup), progress, hooks)
 
 
 def preflight(config: Config, resuming: bool = False) -> None:
@@ -150,8 +154,8 @@ def preflight(config: Config, resuming: bool = False) -> None:
 
     ``config`` is validated again (a library caller may have changed it since it was loaded); then the
     vectors' dimension (named source or file; not when ``resuming``: the weights hold the vectors by then),
-    ``train.tensorboard: true`` without tensorboard, a synthetic task's spec and length, and frozen embeddings
-    under torchrun.
+    ``train.tensorboard: true`` without tensorboard, a synthetic task's spec and length, frozen embeddings or
+    gradual unfreezing under torchrun, and the pretrained run of ``train.init_from`` (not when ``resuming``).
     """
     validate(config)
     check_tensorboard(config.train.tensorboard)
@@ -159,10 +163,14 @@ def preflight(config: Config, resuming: bool = False) -> None:
         check_dim(config.model.pretrained_vectors, config.model.embedding_dim)
     if config.data.dataset is not None and config.data.dataset.startswith("synthetic:"):
         check_synthetic(config)
-    if distributed.launched_world_size() > 1 and config.model.freeze_embeddings not in (False, 0):
+    if config.train.init_from is not None and not resuming:
+        check_init_dir(config, Path(config.train.init_from))
+    if distributed.launched_world_size() > 1:
         # DDP fixes at construction which parameters get gradients; freezing would change that mid-run.
-        raise ConfigError("model.freeze_embeddings is not supported under torchrun (DistributedDataParallel); "
-                          "use false")
+        for key, value, off in (("model.freeze_embeddings", config.model.freeze_embeddings, "false"),
+                                ("train.gradual_unfreezing", config.train.gradual_unfreezing, "0")):
+            if value not in (False, 0):
+                raise ConfigError(f"{key} is not supported under torchrun (DistributedDataParallel); use {off}")
 
 
 def check_synthetic(config: Config) -> None:
@@ -180,39 +188,57 @@ def check_synthetic(config: Config) -> None:
 
 
 def prepare(config: Config, device: torch.device, run_dir: Path, tokenizer: Optional[Tokenizer] = None,
-            label_names: Optional[list[str]] = None, overwrite: bool = False) -> Setup:
+            label_names: Optional[list[str]] = None, overwrite: bool = False, language_model: bool = False) -> Setup:
     """Data, tokenizer, loaders, model and optimizer of a new run (``tokenizer`` None) or a resumed one.
 
     A new run's directory is prepared only once the data has loaded and the tokenizer is trained, so bad
-    data never costs the run that ``overwrite`` would replace.
+    data never costs the run that ``overwrite`` would replace. A new run with ``train.init_from`` (or
+    ``train.pretrain``) takes the pretrained run's tokenizer, embedding and encoder (``training.finetune``).
+    ``language_model``: a language model over the same embedding and encoder instead of a classifier, trained
+    as ``training.pretrain`` says; ``config`` is saved as given and ``Setup.config`` holds its derived settings.
     """
-    splits, plan = _load_data(config, label_names)
+    settings = language_model_config(config) if language_model else config
+    splits, plan = _load_data(settings, label_names)
+    if language_model:
+        splits, plan = pretraining_data(settings, splits, plan)
+    new_run = tokenizer is None  # a resumed run has its weights already
+    init = init_dir(settings, run_dir) if new_run else None
     if tokenizer is None:  # trained once, on rank 0, and the very same one on every rank
-        tokenizer = distributed.from_main(lambda: _new_tokenizer(config, splits, run_dir, overwrite))
-        vectors = config.model.pretrained_vectors  # a resumed run has its weights already
-    else:
-        vectors = None
+        tokenizer = distributed.from_main(
+            lambda: _new_tokenizer(config, splits, run_dir, overwrite, init, language_model))
     log.info("run directory: %s", run_dir)
-    train_loader, val_loader, test_loader = _loaders(config, device, splits, tokenizer, plan)
-
-    pad = pad_id(tokenizer)
-    model = RNNClassifier(config.model, tokenizer.get_vocab_size(), len(splits.label_names), pad_id=pad).to(device)
-    if vectors is not None:
-        initialize_embedding(model.embedding, vectors, tokenizer.get_vocab(), pad, config.seed,
-                             skip=tuple(SPECIAL_TOKENS), run_dir=run_dir)
+    train_loader, val_loader, test_loader = _loaders(settings, device, splits, tokenizer, plan)
+    model = _build_model(settings, tokenizer, len(splits.label_names), language_model).to(device)
+    if init is not None:
+        load_pretrained(model, init, vocab_digest(tokenizer))
+    elif settings.model.pretrained_vectors is not None and new_run:
+        initialize_embedding(model.embedding, settings.model.pretrained_vectors, tokenizer.get_vocab(),
+                             pad_id(tokenizer), settings.seed, skip=tuple(SPECIAL_TOKENS), run_dir=run_dir)
     num_parameters = count_parameters(model)
-    log.info("model: %s %d-layer%s, %s parameters", config.model.cell.upper(), config.model.num_layers,
-             " bidirectional" if config.model.bidirectional else "", f"{num_parameters:,}")
-    optimizer = make_optimizer(model, config.train)
-    scaler = torch.amp.GradScaler(device.type, enabled=config.train.precision == "fp16")
+    log.info("%s: %s %d-layer%s, %s parameters", "language model" if language_model else "model",
+             settings.model.cell.upper(), settings.model.num_layers,
+             " bidirectional" if settings.model.bidirectional else "", f"{num_parameters:,}")
+    tc = settings.train
+    optimizer = make_optimizer(model, tc, lr_scales(model, tc.layer_lr_decay) if tc.layer_lr_decay < 1 else None)
+    scaler = torch.amp.GradScaler(device.type, enabled=tc.precision == "fp16")
     if distributed.world_size() > 1:
         # The same initial weights on every rank, then a dropout stream each (a resumed run restores its own).
-        seed_everything(config.seed + distributed.rank())
+        seed_everything(settings.seed + distributed.rank())
     # DDP averages the gradients over the ranks in backward. No device_ids: Batch.to moves ids and labels,
-    # and the lengths stay on the CPU, where packing wants them.
-    train_model = DistributedDataParallel(model) if distributed.world_size() > 1 else model
-    return Setup(config, device, run_dir, model, train_model, optimizer, scaler, train_loader, val_loader,
+    # and the lengths stay on the CPU, where packing wants them. An adaptive softmax leaves the clusters no
+    # target of a batch falls in without gradients, which DDP must be told to expect.
+    train_model = (DistributedDataParallel(model, find_unused_parameters=language_model)
+                   if distributed.world_size() > 1 else model)
+    return Setup(settings, device, run_dir, model, train_model, optimizer, scaler, train_loader, val_loader,
                  test_loader, tokenizer, splits.label_names, plan, num_parameters)
+
+
+def _build_model(config: Config, tokenizer: Tokenizer, num_labels: int,
+                 language_model: bool) -> RNNClassifier | LanguageModel:
+    pad, vocab_size = pad_id(tokenizer), tokenizer.get_vocab_size()
+    if language_model:
+        return LanguageModel(config.model, vocab_size, pad_id=pad, cutoffs=config.pretrain.cutoffs)
+    return RNNClassifier(config.model, vocab_size, num_labels, pad_id=pad)
 
 
 def restore(setup: Setup) -> TrainingState:
@@ -271,18 +297,20 @@ def finish(setup: Setup, state: TrainingState) -> TrainResult:
                        monitor=setup.plan.monitor, thresholds=thresholds)
 
 
-def _fit_and_finish(setup: Setup, state: TrainingState, progress: bool, hooks: Sequence[Hook]) -> TrainResult:
-    """Fit with TensorBoard logging (rank 0 alone writes event files) and signals caught, then finish."""
+def fit_and_finish(setup: Setup, state: TrainingState, progress: bool, hooks: Sequence[Hook],
+                   end: Callable[[Setup, TrainingState], Any] = finish) -> Any:
+    """Fit with TensorBoard logging (rank 0 alone writes event files) and signals caught, then ``end`` (``finish``;
+    a language model's is ``pretrain.finish_pretraining``)."""
     tc = setup.config.train
     tensorboard = TensorBoardLogger.open(tc.tensorboard if distributed.is_main() else False, setup.run_dir,
                                          tc.log_every, state)
     with stop_on_signals() as received, tensorboard:
         fit(setup, state, lambda: received[0] if received else None, progress, [tensorboard, *hooks])
-    return finish(setup, state)
+    return end(setup, state)
 
 
 @contextlib.contextmanager
-def _session(config: Config) -> Iterator[torch.device]:
+def session(config: Config) -> Iterator[torch.device]:
     """Resolve the device, join torchrun's process group if launched by it, and set torch's thread count for
     the run; leave the group and restore the thread count after."""
     device = resolve_device(config.train.device)
@@ -304,7 +332,7 @@ def _load_data(config: Config, label_names: Optional[list[str]]) -> tuple[Splits
     if data.validation_split not in splits.data:
         raise DataError(f"validation split {data.validation_split!r} not found")
     if splits.stream is not None:
-        _check_stream_schedule(config.train, splits.stream_size)
+        check_stream_schedule(config.train, splits.stream_size)
     # Class counts, weights, the monitor and the weighted sampler all come from the training labels (a stream's
     # sample when streaming), read before the run directory is prepared so a bad train.class_weights costs nothing.
     labels = _labels_of(splits.sample if splits.stream is not None else splits.data[data.train_split])
@@ -347,21 +375,16 @@ def _labels_of(split: Optional[Dataset]) -> np.ndarray:
     return label_array(split.data.column("label"))
 
 
-def _new_tokenizer(config: Config, splits: Splits, run_dir: Path, overwrite: bool) -> Tokenizer:
-    """Train the run's tokenizer (on the training split, or a stream's sample), then prepare the run
-    directory and write the run's files."""
+def _new_tokenizer(config: Config, splits: Splits, run_dir: Path, overwrite: bool, init: Optional[Path] = None,
+                   language_model: bool = False) -> Tokenizer:
+    """Train the run's tokenizer (on the training split, or a stream's sample), or take ``init``'s, then prepare
+    the run directory and write the run's files (a language model's pretraining.json too)."""
     texts = splits.sample if splits.sample is not None else splits.data[config.data.train_split]
-    tokenizer = build_tokenizer(config.tokenizer, iter_texts(texts))
+    settings = config.tokenizer if init is None else init_tokenizer_config(config, init)
+    tokenizer = build_tokenizer(settings, iter_texts(texts))
     prepare_run_dir(run_dir, overwrite=overwrite)
     save_run_files(run_dir, config, tokenizer, splits.label_names)
+    if language_model:
+        write_pretraining_record(run_dir, config, splits, tokenizer)
     return tokenizer
 
-
-def _check_stream_schedule(tc: TrainConfig, stream_size: Optional[int]) -> None:
-    """A decaying schedule or a warm-up needs the number of steps, hence the stream's size."""
-    if stream_size is None and (tc.schedule in ("linear", "cosine") or tc.warmup_ratio > 0):
-        raise ConfigError(
-            f"train.schedule={tc.schedule} with train.warmup_ratio={tc.warmup_ratio} needs the number of training "
-            "examples, which this stream does not state: set data.streaming_size, or use train.schedule=constant "
-            "(or plateau) with train.warmup_ratio=0"
-        )
