@@ -68,8 +68,8 @@ def prepare_run_dir(path: str | Path, overwrite: bool = False) -> Path:
     run_dir = Path(path)
     if run_dir.exists() and not run_dir.is_dir():
         raise CheckpointError(f"output directory {run_dir} is a file")
-    existing = [name for name in REQUIRED_FILES + (METRICS_FILE, RESULTS_FILE, THRESHOLDS_FILE, VECTORS_FILE)
-                if (run_dir / name).exists()]
+    existing = [name for name in REQUIRED_FILES + (METRICS_FILE, RESULTS_FILE, THRESHOLDS_FILE, VECTORS_FILE,
+                                                   PRETRAINING_FILE) if (run_dir / name).exists()]
     if existing and not overwrite:
         raise CheckpointError(
             f"output directory {run_dir} already holds a run ({existing[0]}); choose another --output-dir or pass --overwrite"
@@ -122,6 +122,9 @@ def load_run(run_dir: str | Path, device: torch.device | str = "cpu") -> tuple[C
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise CheckpointError(f"run directory {run_dir} does not exist")
+    if (run_dir / PRETRAINING_FILE).is_file():
+        raise CheckpointError(f"{run_dir} holds a language model (it has {PRETRAINING_FILE}), not a classifier; start "
+                              f"one from it with seqnlp train --init-from {run_dir}")
     missing = [name for name in REQUIRED_FILES if not (run_dir / name).is_file()]
     if missing:
         raise CheckpointError(f"run directory {run_dir} is missing {', '.join(missing)}")

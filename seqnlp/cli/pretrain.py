@@ -47,11 +47,11 @@ def pretrain(ctx: click.Context, config_file: Optional[str], overrides: tuple[st
       seqnlp pretrain --resume runs/imdb-lm      # after Ctrl-C, SIGTERM or a crash
     """
     if resume_dir is not None:
-        given = [p.name for p in ctx.command.params if p.name != "resume_dir"
+        given = [p for p in ctx.command.params if p.name != "resume_dir"
                  and ctx.get_parameter_source(p.name) == click.core.ParameterSource.COMMANDLINE]  # type: ignore[arg-type]
         if given:
-            flag = given[0].replace("_", "-")
-            raise click.UsageError(f"--resume continues with the run's saved config; drop --{flag}")
+            flag = next((o for o in given[0].opts if o.startswith("--")), given[0].opts[0])
+            raise click.UsageError(f"--resume continues with the run's saved config; drop {flag}")
         from seqnlp.training import resume_pretraining
 
         quiet_datasets(ctx)

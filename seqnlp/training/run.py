@@ -7,6 +7,9 @@ tunes multi-label thresholds, evaluates the test split and writes results.json (
 ``resume(run_dir)`` continues an interrupted run from its last checkpoint, mid-epoch included, and ends where
 the uninterrupted run would have (same weights, same metrics).
 
+``seqnlp.training.recipe`` (what ``seqnlp.train`` is) puts a language-model stage before these when
+``train.pretrain`` asks for one: ``prepare(..., language_model=True)`` builds that stage, and ``fit`` trains it.
+
 Launched by torchrun, every process runs the same functions; rank 0 names the run directory, trains the
 tokenizer and writes the files, and hands the others what they need (see ``seqnlp.distributed``).
 """

@@ -24,6 +24,7 @@ from seqnlp.checkpoint import (
     RESULTS_FILE,
     TOKENIZER_FILE,
     WEIGHTS_FILE,
+    load_run,
 )
 from seqnlp.cli import main
 from seqnlp.config import Config
@@ -86,6 +87,9 @@ def test_pretrain_writes_an_inspectable_run_directory(tmp_path: Path, files: dic
     results = json.loads((out / RESULTS_FILE).read_text(encoding="utf-8"))
     assert results["objective"] == "language_model" and results["validation"] == history[results["best_epoch"] - 1][
         "validation"]
+    with pytest.raises(CheckpointError, match=r"holds a language model \(it has pretraining.json\), not a classifier; "
+                                              r"start one from it with seqnlp train --init-from"):
+        load_run(out)
     record = json.loads((out / PRETRAINING_FILE).read_text(encoding="utf-8"))
     assert record["directions"] == 2 and record["training_texts"] == 200 + 2  # the blank line is skipped
     assert record["settings"] == {"epochs": 2, "lr": 0.01, "batch_size": 8}
