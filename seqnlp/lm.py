@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from seqnlp.batching import Batch
 
 DIV_VALUE = 4.0  # adaptive softmax: each cluster's projection is this many times narrower than the one before
+EVAL_ROWS = 8192  # predictions scored at a time without gradients: a rare-word cluster's logits stay ~100 MB
 DIRECTION_NAMES = ("forward", "backward")
 
 
@@ -82,11 +83,15 @@ class LanguageModel(nn.Module):
         targets = [torch.cat([input_ids[:, 1:], boundary], dim=1)]  # [B, T]: the next token
         if self.num_directions == 2:
             targets.append(torch.cat([boundary, input_ids[:, :-1]], dim=1))  # [B, T]: the previous token
-        rows = self.output_dropout(hidden[:, mask])  # [D, N, H]
-        wanted = torch.stack(targets)[:, mask]  # [D, N]
-        # The softmax runs in float32 (AdaptiveLogSoftmaxWithLoss mixes dtypes under autocast).
+        rows = self.output_dropout(hidden[:, mask]).float().flatten(0, 1)  # [D*N, H]
+        wanted = torch.stack(targets)[:, mask].flatten()  # [D*N]
+        # Without gradients (evaluation, wide batches) the rows are scored in slices, so a rare-word cluster's
+        # logits never fill memory. The softmax runs in float32 (AdaptiveLogSoftmaxWithLoss mixes dtypes under
+        # autocast).
+        step = len(rows) if torch.is_grad_enabled() else EVAL_ROWS
         with torch.autocast(input_ids.device.type, enabled=False):
-            log_probs = self.decoder(rows.float().reshape(-1, rows.shape[2]), wanted.reshape(-1)).output  # [D*N]
+            log_probs = torch.cat([self.decoder(rows[i : i + step], wanted[i : i + step]).output
+                                   for i in range(0, len(rows), step)])  # [D*N]
         return -log_probs.view(self.num_directions, -1)  # [D, N]
 
 

@@ -152,3 +152,13 @@ def test_a_toy_language_models_perplexity_falls() -> None:
     assert after["perplexity"] < min(before, VOCAB) / 4
     assert set(after) >= {"loss", "perplexity", "perplexity_forward", "perplexity_backward", "num_tokens"}
     assert after["num_tokens"] == 16 * 12 and math.isclose(after["perplexity"], math.exp(after["loss"]))
+
+
+def test_scoring_in_slices_without_gradients_changes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    torch.manual_seed(5)
+    model = LanguageModel(tiny(), VOCAB, cutoffs=[10, 20]).eval()
+    ids, lengths = ids_batch([9, 4, 7])
+    whole = model(ids, lengths).detach()  # gradients on: one slice
+    monkeypatch.setattr("seqnlp.lm.EVAL_ROWS", 5)
+    with torch.no_grad():
+        assert_close(model(ids, lengths), whole)
