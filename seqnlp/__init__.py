@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from seqnlp.evaluation import evaluate
     from seqnlp.export import ExportResult, export_run
     from seqnlp.predict import Classifier, load
-    from seqnlp.training import TrainResult, resume, train
+    from seqnlp.training import PretrainResult, TrainResult, pretrain, resume, train
 
 __version__ = "0.1.0"
 
@@ -38,6 +38,8 @@ _LAZY = {
     "train": "seqnlp.training",
     "resume": "seqnlp.training",
     "TrainResult": "seqnlp.training",
+    "pretrain": "seqnlp.training",
+    "PretrainResult": "seqnlp.training",
     "evaluate": "seqnlp.evaluation",
     "load": "seqnlp.predict",
     "Classifier": "seqnlp.predict",
@@ -47,7 +49,7 @@ _LAZY = {
 
 __all__ = [
     "Config", "DataConfig", "TokenizerConfig", "ModelConfig", "TrainConfig", "load_config",
-    "train", "resume", "TrainResult", "evaluate", "load", "Classifier", "export_run", "ExportResult",
+    "train", "resume", "TrainResult", "pretrain", "PretrainResult", "evaluate", "load", "Classifier", "export_run", "ExportResult",
     "SeqnlpError", "ConfigError", "DataError", "CheckpointError", "TrainingError", "TrainingInterrupted",
     "DistributedError", "__version__",
 ]

@@ -19,6 +19,11 @@
       tensorboard/       with train.tensorboard: event files of the same scalars (tensorboard --logdir)
       checkpoints/       the last resumable training state (see "resumable training state" below)
       .lock              held by the process training the run (see seqnlp.rundir, where every name is declared)
+      pretrained/        with train.pretrain: the language model the run started from, a run directory itself
+
+A language model's run directory (``seqnlp pretrain``, or pretrained/ above) has the same files but
+thresholds.json; its model.safetensors holds embedding.*, encoder.* and the adaptive softmax (decoder.*), its
+metrics.jsonl and results.json report loss and perplexity, and pretraining.json marks it and says what it read.
 
 Every file but metrics.jsonl is written to a temporary name in the same directory and renamed, so a crash
 leaves the previous file whole. metrics.jsonl grows by one appended line per epoch (``append_jsonl``): a
@@ -60,6 +65,8 @@ from seqnlp.rundir import (  # the names of every file, declared without torch (
     LOCK_FILE,
     METRICS_FILE,
     OPTIMIZER_FILE,
+    PRETRAINED_DIR,
+    PRETRAINING_FILE,
     REQUIRED_FILES,
     RESULTS_FILE,
     REPORT_FILE,
@@ -81,11 +88,12 @@ from seqnlp.tensorfile import check_tensors, load_tensors, read_header
 from seqnlp.tokenizer import load_tokenizer, pad_id, vocab_digest
 
 __all__ = ["CALIBRATION_FILE", "CARD_FILE", "CHECKPOINT_DIR", "CONFIG_FILE", "DATA_FILE", "LABELS_FILE",
-           "LAST_POINTER", "LOCK_FILE", "METRICS_FILE", "OPTIMIZER_FILE", "REPORT_FILE", "REQUIRED_FILES", "RESULTS_FILE", "STATE_FILE", "TENSORBOARD_DIR", "THRESHOLDS_FILE", "TOKENIZER_FILE",
-           "VECTORS_FILE", "VOCAB_KEY", "WEIGHTS_FILE", "append_jsonl", "atomic_path", "has_training_state",
-           "last_checkpoint", "load_calibration", "load_run", "load_thresholds", "load_training_state", "load_weights", "prepare_run_dir",
-           "read_json", "save_run_files", "save_thresholds", "save_training_state", "save_weights", "write_json",
-           "write_jsonl"]
+           "LAST_POINTER", "LOCK_FILE", "METRICS_FILE", "OPTIMIZER_FILE", "PRETRAINED_DIR", "PRETRAINING_FILE",
+           "REPORT_FILE", "REQUIRED_FILES", "RESULTS_FILE", "STATE_FILE", "TENSORBOARD_DIR", "THRESHOLDS_FILE",
+           "TOKENIZER_FILE", "VECTORS_FILE", "VOCAB_KEY", "WEIGHTS_FILE", "append_jsonl", "atomic_path",
+           "has_training_state", "last_checkpoint", "load_calibration", "load_run", "load_thresholds",
+           "load_training_state", "load_weights", "prepare_run_dir", "read_json", "save_run_files", "save_thresholds",
+           "save_training_state", "save_weights", "write_json", "write_jsonl"]
 
 log = logging.getLogger(__name__)
 
@@ -143,9 +151,12 @@ def load_run(run_dir: str | Path, device: torch.device | str = "cpu") -> tuple[C
     Nothing is trusted: the model is built only once the weights file's header shows it can hold the model the
     config describes, so a config.yaml asking for a huge model allocates nothing. A run that another process is
     still training is read as it stands (a warning says which epoch's weights), or refused before its first epoch
-    has ended.
+    has ended. A language model's directory (``seqnlp pretrain``) is refused with a pointer to ``--init-from``.
     """
     run_dir = check_run_dir(run_dir)
+    if (run_dir / PRETRAINING_FILE).is_file():
+        raise CheckpointError(f"{run_dir} holds a language model (it has {PRETRAINING_FILE}), not a classifier; start "
+                              f"one from it with seqnlp train --init-from {run_dir}")
     holder = training_status(run_dir)
     missing = [name for name in REQUIRED_FILES if not (run_dir / name).is_file()]
     if missing and holder is not None:

@@ -184,7 +184,13 @@ def layer_weights(rnn: nn.RNNBase, layer: int, reverse: bool) -> list[torch.Tens
 def _single_layer(rnn: nn.RNNBase, layer: int, reverse: bool, inputs: torch.Tensor, training: bool) -> torch.Tensor:
     """One layer and direction of ``rnn`` over dense ``inputs`` [B, T, F] -> outputs [B, T, H], through the same
     kernels ``nn.RNNBase.forward`` calls and with ``rnn``'s own parameters (so gradients reach them)."""
-    weights = layer_weights(rnn, layer, reverse)
+    return run_kernel(rnn, layer_weights(rnn, layer, reverse), inputs, training)
+
+
+def run_kernel(rnn: nn.RNNBase, weights: list[torch.Tensor], inputs: torch.Tensor, training: bool) -> torch.Tensor:
+    """``rnn``'s cell kernel over dense ``inputs`` [B, T, F] with ``weights`` (``layer_weights``' order, weight_ih
+    [G*H, F]) -> outputs [B, T, H]. The language model passes a column slice of weight_ih, so each direction of
+    a stacked bidirectional encoder reads its own direction's outputs only (``seqnlp.lm``)."""
     h0 = inputs.new_zeros(1, inputs.shape[0], rnn.hidden_size)  # [1, B, H]
     args = (rnn.bias, 1, 0.0, training, False, True)  # bias, layers, dropout, train, bidirectional, batch_first
     if isinstance(rnn, nn.LSTM):

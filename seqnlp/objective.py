@@ -11,12 +11,14 @@ which task they serve.
 from __future__ import annotations
 
 import logging
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+if TYPE_CHECKING:
+    from seqnlp.batching import Batch
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +29,8 @@ class Objective:
     """Single-label classification: softmax, cross-entropy, argmax."""
 
     multi_label = False
+    language_model = False  # seqnlp.lm.LanguageModelObjective is the one that predicts tokens
+    forward_options = {"parts": True}  # what a training step passes the model: the logits and auxiliary ones
 
     def __init__(self, num_labels: int, weights: Optional[Sequence[float]] = None,
                  label_smoothing: float = 0.0) -> None:
@@ -41,6 +45,15 @@ class Objective:
         """
         weight = None if self.weights is None else self.weights.to(logits.device)
         return F.cross_entropy(logits, labels, weight=weight, label_smoothing=self.label_smoothing)
+
+    def batch_loss(self, parts: torch.Tensor, batch: "Batch") -> tuple[torch.Tensor, torch.Tensor, int]:
+        """What a training step minimizes, from the model's logits and auxiliary logits ``parts`` [P, B, C]
+        (``forward_options``): (the sum of every part's mean loss, the logits' own mean loss, which is reported,
+        and how many examples it averages)."""
+        assert batch.labels is not None
+        main = self.loss(parts[0].float(), batch.labels)
+        total = main + sum((self.loss(aux.float(), batch.labels) for aux in parts[1:]), torch.zeros_like(main))
+        return total, main, len(batch.labels)
 
     def loss_sum(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """The plain (unweighted, unsmoothed) loss summed over the batch, for evaluation: comparable across runs

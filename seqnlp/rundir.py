@@ -52,10 +52,12 @@ CALIBRATION_FILE = "calibration.json"  # temperature scaling fitted on validatio
 CARD_FILE = "README.md"  # the model card
 REPORT_FILE = "report.html"  # seqnlp.report.run: written by `seqnlp report`, not by training
 TENSORBOARD_DIR = "tensorboard"  # event files, when train.tensorboard is on
+PRETRAINED_DIR = "pretrained"  # train.pretrain: the language-model run the classifier starts from
+PRETRAINING_FILE = "pretraining.json"  # in a language model's run directory: its texts, directions and softmax
 VOCAB_KEY = "vocab_sha256"  # safetensors metadata: the vocabulary the weights were trained with
 REQUIRED_FILES = (CONFIG_FILE, LABELS_FILE, TOKENIZER_FILE, WEIGHTS_FILE)
 RUN_FILES = REQUIRED_FILES + (METRICS_FILE, RESULTS_FILE, THRESHOLDS_FILE, VECTORS_FILE, DATA_FILE, CALIBRATION_FILE,
-                              CARD_FILE, REPORT_FILE)  # any one: a run is here
+                              CARD_FILE, REPORT_FILE, PRETRAINING_FILE)  # any one: a run is here
 CHECKPOINT_DIR = "checkpoints"  # resumable training state (see seqnlp.checkpoint)
 LAST_POINTER = "last.json"
 STATE_FILE = "state.json"

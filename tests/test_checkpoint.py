@@ -35,6 +35,7 @@ from seqnlp.errors import CheckpointError
 from seqnlp.model import RNNClassifier
 from seqnlp.predict import Classifier
 from seqnlp.tokenizer import train_tokenizer, vocab_digest
+from seqnlp.training.state import VERSION
 
 
 @pytest.fixture
@@ -381,7 +382,7 @@ def test_a_checkpoint_of_the_old_layout_is_a_one_line_error(run_copy: Path) -> N
     old = {"loop": {**data["loop"], **data["monitor"], "history": data["history"]}, "rng": data["rng_by_rank"][0],
            "world_size": 1, "scaler": {}, "optimizer_param_groups": data["optimizer_param_groups"]}
     path.write_text(json.dumps(old), encoding="utf-8")
-    assert "another seqnlp version (1, this one reads 2); train the run again" in _resume_error(run_copy)
+    assert f"another seqnlp version (1, this one reads {VERSION}); train the run again" in _resume_error(run_copy)
 
 
 @pytest.mark.parametrize(("content", "message"), [

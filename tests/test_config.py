@@ -447,7 +447,8 @@ def test_every_integer_key_has_a_range() -> None:
                 keys.add(f"{prefix}{name}")
         return keys
 
-    by_hand = {"model.freeze_embeddings", "model.ngram_orders"}  # bool | int, and a list of orders 1..5
+    # bool | int, a list of orders 1..5, and increasing cutoffs (a language model's vocabulary bounds them)
+    by_hand = {"model.freeze_embeddings", "model.ngram_orders", "pretrain.cutoffs"}
     ranged = {key for key, _, _ in _INT_RANGES} | by_hand
     assert int_keys(Config) <= ranged
 
@@ -542,7 +543,7 @@ def test_quickstart_config_spells_out_the_defaults() -> None:
     assert sorted(flat) == sorted(written)
 
 
-@pytest.mark.parametrize("name", ["sst2.yaml", "sst2-glove.yaml", "imdb.yaml", "imdb-ngrams.yaml"])
+@pytest.mark.parametrize("name", ["sst2.yaml", "sst2-glove.yaml", "imdb.yaml", "imdb-ngrams.yaml", "imdb-pretrain.yaml"])
 def test_shipped_recipes_load_and_validate(name: str) -> None:
     """A recipe with a misspelt key or a bad value fails here, not ten minutes into someone's run."""
     config = load_config(Path(__file__).resolve().parents[1] / "configs" / name)

@@ -421,7 +421,7 @@ def test_jsonl_line_that_is_not_an_object_names_the_line(tmp_path: Path, bad_lin
 
 CONFIG_FILE_ERRORS = {
     "unknown-key": ("model:\n  hiden_size: 3\n", ["'model.hiden_size'", "valid keys in model:", "hidden_size"]),
-    "unknown-section": ("modle:\n  cell: gru\n", ["'modle'", "data, tokenizer, model, train, calibration, baseline, seed, output_dir"]),
+    "unknown-section": ("modle:\n  cell: gru\n", ["'modle'", "data, tokenizer, model, train, pretrain, calibration, baseline, seed, output_dir"]),
     "cell-choice": ("model:\n  cell: transformer\n", ["model.cell", "'transformer'", "rnn, lstm, gru"]),
     "kind-choice": ("tokenizer:\n  kind: sentencepiece\n",
                     ["tokenizer.kind", "'sentencepiece'", "word, bpe, wordpiece, unigram, char"]),

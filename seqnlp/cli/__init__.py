@@ -1,6 +1,7 @@
 """The ``seqnlp`` command: each command parses its options, makes one call into the library, and echoes.
 
     seqnlp train      train a classifier into a run directory, or --resume one  (seqnlp.train)
+    seqnlp pretrain   pretrain the embedding and encoder as a language model  (seqnlp.training.pretrain)
     seqnlp baseline   a fast TF-IDF n-gram linear model on train's splits  (seqnlp.baseline.fit_baseline)
     seqnlp evaluate   metrics of a run on a split of its own data or of other data  (seqnlp.evaluate)
     seqnlp predict    one JSON object per text, from arguments or a file  (seqnlp.load(...).predict)
@@ -35,6 +36,7 @@ from seqnlp.cli.deploy import export, serve
 from seqnlp.cli.explain import explain, report
 from seqnlp.cli.inference import calibrate, evaluate, predict
 from seqnlp.cli.options import rank
+from seqnlp.cli.pretrain import pretrain
 from seqnlp.cli.train import train
 from seqnlp.cli.tune import tune
 
@@ -53,6 +55,7 @@ def main(ctx: click.Context, verbose: bool, quiet: bool, debug: bool) -> None:
       seqnlp train                                   # the embedded SMS Spam Collection
       seqnlp train --config configs/sst2.yaml --cell gru
       seqnlp baseline --config configs/sst2.yaml     # a TF-IDF n-gram linear model on the same splits
+      seqnlp pretrain --config configs/imdb-pretrain.yaml -o runs/imdb-lm
       seqnlp evaluate runs/sst2-gru
       seqnlp predict runs/sst2-gru "a gripping, beautifully shot film"
       seqnlp compare --config configs/sst2.yaml --seeds 3 --diagnose
@@ -74,8 +77,8 @@ def main(ctx: click.Context, verbose: bool, quiet: bool, debug: bool) -> None:
     ctx.obj = {"quiet": quiet}
 
 
-for _command in (train, baseline, evaluate, predict, calibrate, compare, diagnose, serve, export, explain, report,
-                 audit, push, tune):
+for _command in (train, pretrain, baseline, evaluate, predict, calibrate, compare, diagnose, serve, export, explain,
+                 report, audit, push, tune):
     main.add_command(_command)
 
 if __name__ == "__main__":  # pragma: no cover

@@ -56,6 +56,17 @@ def show_progress(ctx: click.Context) -> bool:
     return not ctx.obj["quiet"] and sys.stderr.isatty()
 
 
+def resume_alone(ctx: click.Context) -> None:
+    """--resume RUN_DIR continues with the run's saved config: any other option given is a usage error."""
+    given = [p for p in ctx.command.params if p.name != "resume_dir"
+             and ctx.get_parameter_source(p.name) == click.core.ParameterSource.COMMANDLINE]  # type: ignore[arg-type]
+    if given:
+        param = given[0]  # name the flag as typed: --unidirectional is the off side of --bidirectional
+        typed = param.secondary_opts if ctx.params[param.name] is False and param.secondary_opts else param.opts
+        flag = next((o for o in typed if o.startswith("--")), typed[0])
+        raise click.UsageError(f"--resume continues with the run's saved config; drop {flag}")
+
+
 def quiet_datasets(ctx: click.Context) -> None:
     """-q, or a stderr that is not a terminal, also silences datasets' own bars (generating, preparing, encoding);
     called by commands, not by --help."""

@@ -7,7 +7,8 @@ from typing import Any, Optional
 import click
 
 from seqnlp.cli.baseline import headline
-from seqnlp.cli.options import data_options, data_updates, handle_errors, quiet_datasets, rank, show_progress
+from seqnlp.cli.options import (data_options, data_updates, handle_errors, quiet_datasets, rank, resume_alone,
+                                show_progress)
 from seqnlp.config import CELLS, PRECISIONS, THRESHOLD_RULES, load_config
 from seqnlp.data.files import check_data_files
 from seqnlp.errors import ConfigError
@@ -44,6 +45,8 @@ from seqnlp.rundir import check_output_dir, check_run_dir
                    "label (calibration.positive_label); implies --threshold precision.")
 @click.option("--baseline", is_flag=True, default=None,
               help="Also fit the fast n-gram baseline on the same splits and report it beside the run (train.baseline).")
+@click.option("--init-from", type=click.Path(file_okay=False), metavar="RUN_DIR",
+              help="Start from a pretrained run's tokenizer, embedding and encoder (train.init_from; seqnlp pretrain).")
 @click.option("--print-config", is_flag=True, help="Print the resolved config as YAML and exit.")
 @click.option("--resume", "resume_dir", type=click.Path(file_okay=False), metavar="RUN_DIR",
               help="Continue an interrupted run from its last checkpoint, with its saved config.")
@@ -55,7 +58,7 @@ def train(ctx: click.Context, config_file: Optional[str], overrides: tuple[str, 
           epochs: Optional[int], batch_size: Optional[int], lr: Optional[float], seed: Optional[int],
           device: Optional[str], precision: Optional[str], streaming: Optional[bool], multi_label: Optional[bool],
           class_weights: Optional[str], threshold_rule: Optional[str], target_precision: Optional[float],
-          baseline: Optional[bool], print_config: bool, resume_dir: Optional[str]) -> None:
+          baseline: Optional[bool], init_from: Optional[str], print_config: bool, resume_dir: Optional[str]) -> None:
     """Train a classifier and write its run directory.
 
     Settings come from the defaults, then --config (its relative paths read from its folder), then --set,
@@ -81,6 +84,7 @@ def train(ctx: click.Context, config_file: Optional[str], overrides: tuple[str, 
       seqnlp train --config configs/imdb.yaml --baseline   # results.json gets the n-gram baseline beside it
       seqnlp train --data-files train=tagged.jsonl --label-column labels --multi-label
       seqnlp train --target-precision 0.95       # spam only when validation says 95% of such calls are right
+      seqnlp train --config configs/imdb.yaml --init-from runs/imdb-lm    # from seqnlp pretrain's run
     """
     if resume_dir is not None:
         _resume(ctx, resume_dir)
@@ -91,7 +95,7 @@ def train(ctx: click.Context, config_file: Optional[str], overrides: tuple[str, 
              "train.lr": lr, "seed": seed, "train.device": device, "train.precision": precision,
              "data.streaming": streaming, "data.multi_label": multi_label,
              "train.class_weights": _class_weights(class_weights), "train.baseline": baseline,
-             **_decision(threshold_rule, target_precision)}
+             "train.init_from": init_from, **_decision(threshold_rule, target_precision)}
     updates.update({key: value for key, value in flags.items() if value is not None})
     config = load_config(config_file, overrides, updates)
     if print_config:
@@ -105,20 +109,13 @@ def train(ctx: click.Context, config_file: Optional[str], overrides: tuple[str, 
     check_data_files(config.data)
     from seqnlp.training import train as run_training
 
-
     quiet_datasets(ctx)
     _echo_result(run_training(config, overwrite=overwrite, progress=show_progress(ctx)))
 
 
 def _resume(ctx: click.Context, resume_dir: str) -> None:
     """--resume RUN_DIR: any other option given is a usage error, and so is a directory that does not exist."""
-    given = [p for p in ctx.command.params if p.name != "resume_dir"
-             and ctx.get_parameter_source(p.name) == click.core.ParameterSource.COMMANDLINE]  # type: ignore[arg-type]
-    if given:
-        param = given[0]  # name the flag as typed: --unidirectional is the off side of --bidirectional
-        typed = param.secondary_opts if ctx.params[param.name] is False and param.secondary_opts else param.opts
-        flag = next((o for o in typed if o.startswith("--")), typed[0])
-        raise click.UsageError(f"--resume continues with the run's saved config; drop {flag}")
+    resume_alone(ctx)
     check_run_dir(resume_dir)  # before the heavy imports: a usage error answers at once
     from seqnlp.training import resume
 
@@ -147,6 +144,10 @@ def _class_weights(value: Optional[str]) -> Any:
 
 def _echo_result(result: Any) -> None:
     if rank() > 0:
+        return
+    if not hasattr(result, "monitor"):  # --resume of a language model's run (seqnlp pretrain)
+        click.echo(f"Run directory: {result.run_dir}")
+        click.echo(f"Best epoch {result.best_epoch}: validation perplexity {result.validation['perplexity']:.2f}")
         return
     click.echo(f"Run directory: {result.run_dir}")
     click.echo(f"Best epoch {result.best_epoch} (by validation {result.monitor})")

@@ -36,6 +36,7 @@ from seqnlp.config.schema import (
     Config,
     DataConfig,
     ModelConfig,
+    PretrainConfig,
     TokenizerConfig,
     TrainConfig,
 )
@@ -46,6 +47,6 @@ __all__ = [
     "ACTIVATIONS", "BASELINE_CLASSIFIERS", "BUCKETINGS", "CELLS", "CHOICES", "CLASS_WEIGHTS", "MONITORS", "NGRAM_INITS",
     "NONLINEARITIES", "NORMALIZATIONS", "ON_NONFINITE", "POOLINGS", "PRECISIONS", "RECURRENCES", "SAMPLERS",
     "SCHEDULES", "THRESHOLD_RULES", "TOKENIZER_KINDS", "TRUNCATION_SIDES", "BaselineConfig", "CalibrationConfig",
-    "Config", "DataConfig", "ModelConfig", "TokenizerConfig", "TrainConfig", "config_from_dict",
+    "Config", "DataConfig", "ModelConfig", "PretrainConfig", "TokenizerConfig", "TrainConfig", "config_from_dict",
     "get_value", "load_config", "read_config_file", "set_value", "validate",
 ]

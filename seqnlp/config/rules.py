@@ -28,11 +28,13 @@ _INT_RANGES: tuple[tuple[str, int, int], ...] = (
     ("data.streaming_validation_size", 1, 10**8), ("data.streaming_size", 1, 10**15),
     ("model.ngram_buckets", 1, 100_000_000), ("baseline.word_ngrams", 1, 10), ("baseline.char_ngrams", 0, 10),
     ("baseline.min_df", 1, 10**9),
+    ("train.gradual_unfreezing", 0, 100_000), ("pretrain.epochs", 1, 100_000), ("pretrain.batch_size", 1, 10**6),
 )
 # Numbers: (dotted key, lowest allowed value, whether the lowest is excluded); each must also be finite.
 _BOUNDS: tuple[tuple[str, float, bool], ...] = (
     ("train.weight_decay", 0, False), ("train.lr", 0, True), ("train.max_grad_norm", 0, True),
     ("train.plateau_factor", 0, True), ("train.ngram_lr", 0, True), ("baseline.c", 0, True),
+    ("train.layer_lr_decay", 0, True), ("pretrain.lr", 0, True),
 )
 
 
@@ -81,6 +83,36 @@ def validate(config: Config) -> None:
     _validate_class_weights(config.train.class_weights)
     _validate_ngrams(config)
     _validate_sampling(config)  # the vectors' dimension is checked with the file, by training's preflight
+    _validate_pretraining(config)  # the init_from directory and the text files are checked by preflight
+
+
+def _validate_pretraining(config: Config) -> None:
+    """A pretrained start comes from one place, and it sets the tokenizer and the embedding itself."""
+    tc, cutoffs = config.train, config.pretrain.cutoffs
+    if tc.layer_lr_decay > 1.0:
+        raise ConfigError(f"train.layer_lr_decay: {tc.layer_lr_decay!r} must be in (0, 1]: lower layers learn at "
+                          "most as fast as the ones above them")
+    if not cutoffs or any(c < 1 for c in cutoffs) or any(a >= b for a, b in zip(cutoffs, cutoffs[1:])):
+        raise ConfigError(f"pretrain.cutoffs: {cutoffs!r} must be one or more increasing token counts >= 1, "
+                          "e.g. [2000, 10000]")
+    dropout = config.pretrain.dropout
+    if dropout is not None and not 0.0 <= dropout < 1.0:
+        raise ConfigError(f"pretrain.dropout: {dropout!r} must be in [0, 1), or null for the model's own")
+    if any(not path.strip() for path in config.pretrain.text_files):
+        raise ConfigError("pretrain.text_files: an entry is empty; give a file path")
+    if tc.pretrain and config.data.streaming:
+        raise ConfigError("train.pretrain: the language model reads the whole training split, which a stream "
+                          "(data.streaming) does not hold; pretrain with seqnlp pretrain on a copy, or set "
+                          "data.streaming=false")
+    if tc.init_from is None:
+        return
+    if not tc.init_from.strip():
+        raise ConfigError("train.init_from: give a pretrained run directory, or null for a random start")
+    for clash, key in ((tc.pretrain, "train.pretrain"), (config.tokenizer.path is not None, "tokenizer.path"),
+                       (config.model.pretrained_vectors is not None, "model.pretrained_vectors")):
+        if clash:
+            raise ConfigError(f"train.init_from: {tc.init_from!r} with {key}: the pretrained run gives the "
+                              "tokenizer, the embedding and the encoder; set only one of them")
 
 
 def _validate_ngrams(config: Config) -> None:

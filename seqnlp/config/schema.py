@@ -121,6 +121,11 @@ class TrainConfig:
     tensorboard: Union[bool, Literal["auto"]] = "auto"  # scalars to RUN_DIR/tensorboard: auto (when installed) | true | false
     ngram_lr: Optional[float] = None  # peak learning rate of the n-gram branch (model.ngram_orders); None: train.lr
     baseline: bool = False  # also fit the fast n-gram baseline (section baseline) and record it in results.json
+    # Starting from a pretrained language model (docs/pretraining.md): its tokenizer, embedding and encoder.
+    init_from: Optional[str] = None  # a run directory (seqnlp pretrain, or any seqnlp run) whose tokenizer, embedding and encoder this run starts from; None: random initialization
+    pretrain: bool = False  # first pretrain a language model as the pretrain section says, into RUN_DIR/pretrained, and start from it
+    gradual_unfreezing: int = 0  # with a pretrained start: 0 trains every layer from the start; N: the head alone for N epochs, then one more layer group (top recurrent layer first, the embedding last) every N epochs
+    layer_lr_decay: float = 1.0  # each layer group below the head learns at this times the rate of the group above (ULMFiT's 1/2.6 = 0.38); 1.0: one rate
 
 
 @dataclass
@@ -145,6 +150,18 @@ class CalibrationConfig:
 
 
 @dataclass
+class PretrainConfig:
+    """The language-model stage: ``seqnlp pretrain``, or ``train`` with train.pretrain (see docs/pretraining.md)."""
+
+    epochs: int = 2  # passes of the language model over its texts (train.patience can end it sooner)
+    lr: float = 2e-3  # AdamW's peak learning rate for the language model (train.schedule and warmup_ratio apply)
+    batch_size: int = 32  # texts per language-model step
+    text_files: list[str] = field(default_factory=list)  # unlabelled texts read besides the training split: .txt one text a line; .jsonl/.csv/.tsv by data.text_columns
+    dropout: Optional[float] = 0.1  # the language model's dropout (embedding, between layers, before the softmax); None: model.embedding_dropout and model.dropout
+    cutoffs: list[int] = field(default_factory=lambda: [250, 1000, 5000])  # adaptive softmax: token ids below the first cutoff form its head, the rarer ones clusters between cutoffs
+
+
+@dataclass
 class Config:
     """Everything a run needs; saved as config.yaml in the run directory."""
 
@@ -152,6 +169,7 @@ class Config:
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)  # text -> ids
     model: ModelConfig = field(default_factory=ModelConfig)  # ids -> logits
     train: TrainConfig = field(default_factory=TrainConfig)  # the optimization loop
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)  # the language-model stage (train.pretrain, seqnlp pretrain)
     calibration: CalibrationConfig = field(default_factory=CalibrationConfig)  # fitted on validation after training
     baseline: BaselineConfig = field(default_factory=BaselineConfig)  # the fast n-gram baseline beside the RNN
     seed: int = 13  # seeds data splits, batch order, initialization and dropout

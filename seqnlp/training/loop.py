@@ -2,7 +2,9 @@
 
 ``train_step`` is one optimizer step with explicit arguments (as pytorch/examples' mnist ``train(args, model,
 device, loader, optimizer, epoch)``) and returns its numbers as ``StepStats``; ``end_epoch`` evaluates the
-validation split and lets the ``Monitor`` judge the score. Neither writes anything: ``fit`` alone has side
+validation split and lets the ``Monitor`` judge the score. The objective says what a step minimizes
+(``batch_loss``): a classifier's mean loss over its examples, a language model's (``seqnlp.lm``) over its
+predicted tokens, whose validation is then perplexity. Neither writes anything: ``fit`` alone has side
 effects (the progress bar, metrics.jsonl, the best weights, checkpoints, stopping on a signal) and calls the
 ``Hook``s it is given after every step and epoch (TensorBoard logging is one). ``stop_on_signals`` turns
 SIGINT/SIGTERM into the answer of fit's ``should_stop``.
@@ -32,11 +34,12 @@ from seqnlp.batching import Batch
 from seqnlp.checkpoint import METRICS_FILE, WEIGHTS_FILE, append_jsonl, save_training_state, save_weights
 from seqnlp.errors import TrainingError, TrainingInterrupted
 from seqnlp.evaluation import evaluate_model
+from seqnlp.lm import LanguageModelObjective, evaluate_language_model
 from seqnlp.objective import Objective
 from seqnlp.runtime import autocast, get_rng_state
+from seqnlp.training.finetune import apply_freezing
 from seqnlp.training.schedule import Monitor, Verdict, lr_factor, schedule_steps
 from seqnlp.training.state import TrainingState
-from seqnlp.training.vectors import set_frozen
 
 if TYPE_CHECKING:
     from seqnlp.training.setup import Setup
@@ -50,7 +53,8 @@ StopCheck = Callable[[], Optional[int]]  # the signal number asking this process
 class StepStats:
     """One step's numbers, summed over every process (so every process takes the same decisions)."""
 
-    loss_sum: float  # the loss summed over the step's examples
+    loss_sum: float  # the loss summed over what it averages (examples; a language model's predicted tokens)
+    terms: int  # what the loss averages: examples, or a language model's predicted tokens
     examples: int
     tokens: int  # real tokens, padding excluded
     slots: int  # token slots of the padded batch, padding included
@@ -80,11 +84,11 @@ class StepLog(Hook):
         self.num_batches = num_batches  # per epoch; None for a stream of unknown size
 
     def on_step(self, state: TrainingState, batch: Batch, stats: StepStats) -> None:
-        if state.step % self.every or not state.examples:
+        if state.step % self.every or not state.terms:
             return
         of = f"/{self.num_batches:,}" if self.num_batches else ""
         log.info("epoch %d, batch %d%s: train loss %.4f, %.0f tokens/s, lr %.2e", state.epoch, state.batch, of,
-                 state.loss_sum / state.examples, state.tokens / max(state.seconds, 1e-9), stats.lr)
+                 state.loss_sum / state.terms, state.tokens / max(state.seconds, 1e-9), stats.lr)
 
 
 def never_stop() -> Optional[int]:
@@ -92,9 +96,10 @@ def never_stop() -> Optional[int]:
 
 
 def train_step(model: torch.nn.Module, batch: Batch, device: torch.device, optimizer: torch.optim.Optimizer,
-               scaler: torch.amp.GradScaler, objective: Objective, lr: float, precision: str = "fp32",
-               max_grad_norm: Optional[float] = None, stop: bool = False) -> StepStats:
-    """One optimizer step of ``model`` (the module, or its DDP wrapper) on ``batch`` at learning rate ``lr``.
+               scaler: torch.amp.GradScaler, objective: Objective | LanguageModelObjective, lr: float,
+               precision: str = "fp32", max_grad_norm: Optional[float] = None, stop: bool = False) -> StepStats:
+    """One optimizer step of ``model`` (the module, or its DDP wrapper) on ``batch`` at learning rate ``lr``
+    (times each parameter group's ``lr_scale``, see ``schedule.make_optimizer``).
 
     A step whose loss (or, outside fp16, gradient norm) is not finite on any process is not applied: the
     gradients are dropped and ``StepStats.finite`` is False; the caller decides whether to stop or skip.
@@ -105,14 +110,14 @@ def train_step(model: torch.nn.Module, batch: Batch, device: torch.device, optim
     for group in optimizer.param_groups:
         group["lr"] = lr * group.get("lr_scale", 1.0)  # a group may learn at a multiple of the scheduled rate
     batch = batch.to(device)
-    assert batch.labels is not None
     with autocast(device, precision):
-        parts = model(batch.input_ids, batch.lengths, parts=True)  # [P, B, C]: the logits, then auxiliary ones
-    main = objective.loss(parts[0].float(), batch.labels)  # the reported loss: the model's logits
-    loss = main + sum((objective.loss(aux.float(), batch.labels) for aux in parts[1:]), torch.zeros_like(main))
+        # A classifier's logits, then its auxiliary logits [P, B, C] (``RNNClassifier.forward``'s parts); a
+        # language model's per-prediction losses [D, N].
+        outputs = model(batch.input_ids, batch.lengths, **objective.forward_options)
+    loss, reported, terms = objective.batch_loss(outputs, batch)
     optimizer.zero_grad(set_to_none=True)
-    loss_sum, examples, tokens, slots, stops = distributed.all_sum(
-        [main.item() * len(batch.labels), len(batch.labels), batch.num_tokens, batch.input_ids.numel(), int(stop)])
+    loss_sum, terms, examples, tokens, slots, stops = distributed.all_sum(
+        [reported.item() * terms, terms, len(batch.lengths), batch.num_tokens, batch.input_ids.numel(), int(stop)])
     finite = math.isfinite(loss_sum)
     if finite:
         scaler.scale(loss).backward()  # under DDP, also averages the gradients over the processes
@@ -128,7 +133,7 @@ def train_step(model: torch.nn.Module, batch: Batch, device: torch.device, optim
     else:
         optimizer.zero_grad(set_to_none=True)
     nonfinite = "" if finite else "gradient norm" if math.isfinite(loss_sum) else "loss"
-    return StepStats(loss_sum, int(examples), int(tokens), int(slots), finite, nonfinite, stops > 0, lr,
+    return StepStats(loss_sum, int(terms), int(examples), int(tokens), int(slots), finite, nonfinite, stops > 0, lr,
                      time.perf_counter() - start)
 
 
@@ -149,6 +154,7 @@ def count_step(state: TrainingState, stats: StepStats, on_nonfinite: str = "stop
     state.batch += 1
     if stats.finite:
         state.loss_sum += stats.loss_sum
+        state.terms += stats.terms
         state.examples += stats.examples
     state.tokens += stats.tokens
     state.slots += stats.slots
@@ -162,21 +168,27 @@ def end_epoch(setup: Setup, state: TrainingState, monitor: Monitor) -> tuple[dic
     """
     seconds = max(state.seconds, 1e-9)
     stats = {
-        "loss": state.loss_sum / max(state.examples, 1),
+        "loss": state.loss_sum / max(state.terms, 1),
         "seconds": state.seconds,
         "examples_per_s": state.examples / seconds,
         "tokens_per_s": state.tokens / seconds,  # real tokens, padding excluded
         "padding_ratio": 1.0 - state.tokens / max(state.slots, 1),
     }
-    val = evaluate_model(setup.model, setup.val_loader, setup.label_names, setup.device,
-                         setup.config.train.precision, setup.plan.objective)
+    precision = setup.config.train.precision
+    if setup.plan.objective.language_model:
+        stats["perplexity"] = math.exp(min(stats["loss"], 50.0))
+        val = evaluate_language_model(setup.model, setup.val_loader, setup.device, precision)  # type: ignore[arg-type]
+        scores = f"loss {val['loss']:.4f} perplexity {val['perplexity']:.2f}"
+    else:
+        val = evaluate_model(setup.model, setup.val_loader, setup.label_names, setup.device, precision,
+                             setup.plan.objective)  # type: ignore[arg-type]
+        scores = f"loss {val['loss']:.4f} accuracy {val['accuracy']:.4f} macro-F1 {val['macro_f1']:.4f}"
     verdict = monitor.update(state.epoch, val[monitor.metric])
     record = {"epoch": state.epoch, "step": state.step, "lr": setup.optimizer.param_groups[0]["lr"],
               "train": stats, "validation": val, "best": verdict.improved}
     state.history.append(record)
-    log.info("epoch %d: train loss %.4f (%.0f tokens/s) | validation loss %.4f accuracy %.4f macro-F1 %.4f%s",
-             state.epoch, stats["loss"], stats["tokens_per_s"], val["loss"], val["accuracy"], val["macro_f1"],
-             " *" if verdict.improved else "")
+    log.info("epoch %d: train loss %.4f (%.0f tokens/s) | validation %s%s", state.epoch, stats["loss"],
+             stats["tokens_per_s"], scores, " *" if verdict.improved else "")
     if verdict.lr_dropped:
         log.info("validation %s stalled: learning rate scaled to %.3g", monitor.metric,
                  setup.config.train.lr * state.monitor.plateau_scale)
@@ -199,7 +211,7 @@ def fit(setup: Setup, state: TrainingState, should_stop: StopCheck = never_stop,
     total, warmup = schedule_steps(tc, setup.train_loader.num_batches)
     progress = progress and distributed.is_main()
     while not state.finished and state.epoch <= tc.epochs:
-        set_frozen(setup.model.embedding, setup.config.model.freeze_embeddings, state.epoch)
+        apply_freezing(setup.model, setup.config.model, tc, state.epoch)
         with tqdm(total=setup.train_loader.num_batches, initial=state.batch, desc=f"epoch {state.epoch}",
                   unit="batch", disable=not progress, leave=False) as bar:
             for batch in setup.train_loader.epoch(state.epoch, skip=state.batch):
@@ -209,8 +221,8 @@ def fit(setup: Setup, state: TrainingState, should_stop: StopCheck = never_stop,
                                    setup.plan.objective, lr, tc.precision, tc.max_grad_norm, stop=signum is not None)
                 count_step(state, stats, tc.on_nonfinite, setup.run_dir)
                 bar.update(1)
-                if progress and state.step % tc.log_every == 0 and state.examples:
-                    bar.set_postfix(loss=f"{state.loss_sum / state.examples:.4f}",
+                if progress and state.step % tc.log_every == 0 and state.terms:
+                    bar.set_postfix(loss=f"{state.loss_sum / state.terms:.4f}",
                                     tok_s=f"{state.tokens / max(state.seconds, 1e-9):,.0f}", lr=f"{lr:.2e}")
                 for hook in hooks:
                     hook.on_step(state, batch, stats)

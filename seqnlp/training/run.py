@@ -21,7 +21,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterator, Optional, Sequence
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 import torch
 
@@ -51,6 +51,7 @@ from seqnlp.runtime import check_precision, resolve_device, seed_everything, set
 from seqnlp.tokenizer import (
     load_tokenizer,
 )
+from seqnlp.training.finetune import check_init_dir
 from seqnlp.training.loop import Hook, StepLog, fit, stop_on_signals
 from seqnlp.training.setup import Setup, prepare, restore
 from seqnlp.training.state import TrainingState
@@ -85,13 +86,13 @@ def train(config: Config, overwrite: bool = False, progress: bool = True, hooks:
     """
     preflight(config)
     config = copy.deepcopy(config)  # the run directory's name is filled in below
-    with _session(config) as device, contextlib.ExitStack() as writer:
+    with session(config) as device, contextlib.ExitStack() as writer:
         seed_everything(config.seed)
         # Rank 0 names the run directory and becomes its one writer, before any data loads; the others take its name.
         config.output_dir = distributed.from_main(lambda: claim(
             writer, config.output_dir or f"runs/{config.model.cell}-{datetime.now():%Y%m%d-%H%M%S}", overwrite))
         setup = prepare(config, device, Path(config.output_dir), overwrite=overwrite)
-        return _fit_and_finish(setup, TrainingState(), progress, hooks)
+        return fit_and_finish(setup, TrainingState(), progress, hooks)
 
 
 def resume(run_dir: str | Path, progress: bool = True, hooks: Sequence[Hook] = ()) -> TrainResult:
@@ -104,11 +105,11 @@ def resume(run_dir: str | Path, progress: bool = True, hooks: Sequence[Hook] = (
         raise CheckpointError(f"cannot resume {run_dir}: it has no checkpoint (was it trained with seqnlp?)")
     config = config_from_dict(read_config_file(run_dir / CONFIG_FILE))
     preflight(config, resuming=True)
-    with _session(config) as device, contextlib.ExitStack() as writer:
+    with session(config) as device, contextlib.ExitStack() as writer:
         distributed.from_main(lambda: claim(writer, str(run_dir), overwrite=None))
         tokenizer = load_tokenizer(run_dir / TOKENIZER_FILE)
         setup = prepare(config, device, run_dir, tokenizer=tokenizer, label_names=read_json(run_dir / LABELS_FILE))
-        return _fit_and_finish(setup, restore(setup), progress, hooks)
+        return fit_and_finish(setup, restore(setup), progress, hooks)
 
 
 def preflight(config: Config, resuming: bool = False) -> None:
@@ -117,7 +118,8 @@ def preflight(config: Config, resuming: bool = False) -> None:
     ``config`` is validated again (a library caller may have changed it since it was loaded); then the data
     files (they exist, their format is known), the vectors' dimension (named source or file; not when
     ``resuming``: the weights hold the vectors by then), ``train.tensorboard: true`` without tensorboard, a
-    synthetic task's spec and length, and frozen embeddings under torchrun. The output directory is checked
+    synthetic task's spec and length, frozen embeddings or gradual unfreezing under torchrun, and the pretrained run
+    of ``train.init_from`` (not when ``resuming``). The output directory is checked
     (created, locked, written) right after, by ``rundir.claim``, still before any data loads.
     """
     validate(config)
@@ -129,10 +131,14 @@ def preflight(config: Config, resuming: bool = False) -> None:
     if config.data.dataset is not None and config.data.dataset.startswith("synthetic:"):
         check_synthetic(config)
     check_data_files(config.data)
-    if distributed.launched_world_size() > 1 and config.model.freeze_embeddings not in (False, 0):
+    if config.train.init_from is not None and not resuming:
+        check_init_dir(config, Path(config.train.init_from))
+    if distributed.launched_world_size() > 1:
         # DDP fixes at construction which parameters get gradients; freezing would change that mid-run.
-        raise ConfigError("model.freeze_embeddings is not supported under torchrun (DistributedDataParallel); "
-                          "use false")
+        for key, value, off in (("model.freeze_embeddings", config.model.freeze_embeddings, "false"),
+                                ("train.gradual_unfreezing", config.train.gradual_unfreezing, "0")):
+            if value not in (False, 0):
+                raise ConfigError(f"{key} is not supported under torchrun (DistributedDataParallel); use {off}")
 
 
 def check_synthetic(config: Config) -> None:
@@ -197,8 +203,10 @@ def finish(setup: Setup, state: TrainingState) -> TrainResult:
                        baseline=setup.baseline)
 
 
-def _fit_and_finish(setup: Setup, state: TrainingState, progress: bool, hooks: Sequence[Hook]) -> TrainResult:
-    """Fit with TensorBoard logging (rank 0 alone writes event files) and signals caught, then finish."""
+def fit_and_finish(setup: Setup, state: TrainingState, progress: bool, hooks: Sequence[Hook],
+                   end: Callable[[Setup, TrainingState], Any] = finish) -> Any:
+    """Fit with TensorBoard logging (rank 0 alone writes event files) and signals caught, then ``end`` (``finish``;
+    a language model's is ``pretrain.finish_pretraining``)."""
     tc = setup.config.train
     tensorboard = TensorBoardLogger.open(tc.tensorboard if distributed.is_main() else False, setup.run_dir,
                                          tc.log_every, state)
@@ -206,7 +214,7 @@ def _fit_and_finish(setup: Setup, state: TrainingState, progress: bool, hooks: S
     try:
         with stop_on_signals() as received, tensorboard:
             fit(setup, state, lambda: received[0] if received else None, progress, [tensorboard, *logged, *hooks])
-        return finish(setup, state)
+        return end(setup, state)
     except StorageError as exc:
         if not has_training_state(setup.run_dir):
             raise
@@ -214,7 +222,7 @@ def _fit_and_finish(setup: Setup, state: TrainingState, progress: bool, hooks: S
 
 
 @contextlib.contextmanager
-def _session(config: Config) -> Iterator[torch.device]:
+def session(config: Config) -> Iterator[torch.device]:
     """Resolve the device, join torchrun's process group if launched by it, and set torch's thread count for
     the run; leave the group and restore the thread count after."""
     device = resolve_device(config.train.device)

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional
+from typing import Mapping, Optional
 
 import torch
 
 from seqnlp.config import TrainConfig
+from seqnlp.errors import ConfigError
 from seqnlp.training.state import MonitorState
 
 
@@ -39,23 +40,45 @@ def schedule_steps(tc: TrainConfig, batches_per_epoch: Optional[int]) -> tuple[i
     return total, int(tc.warmup_ratio * total)
 
 
-def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
-    """AdamW with weight decay on matrices only; biases are not decayed. The n-gram branch (``model.ngrams``) is a
-    group of its own whose learning rate is ``train.ngram_lr`` (``lr_scale`` times the scheduled rate).
+def check_stream_schedule(tc: TrainConfig, stream_size: Optional[int]) -> None:
+    """A decaying schedule or a warm-up needs the number of steps, hence the stream's size."""
+    if stream_size is None and (tc.schedule in ("linear", "cosine") or tc.warmup_ratio > 0):
+        raise ConfigError(
+            f"train.schedule={tc.schedule} with train.warmup_ratio={tc.warmup_ratio} needs the number of training "
+            "examples, which this stream does not state: set data.streaming_size, or use train.schedule=constant "
+            "(or plateau) with train.warmup_ratio=0"
+        )
+
+
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig,
+                   scales: Optional[Mapping[str, float]] = None) -> torch.optim.AdamW:
+    """AdamW with weight decay on matrices only; biases are not decayed.
+
+    The n-gram branch (``model.ngrams``) is a group of its own, last, whose learning rate is ``train.ngram_lr``.
+    ``scales`` (parameter name -> learning-rate multiplier, 1 when absent; ``finetune.lr_scales``) gives layer
+    groups rates of their own: a pair of parameter groups per multiplier, largest first, each recording it as
+    ``lr_scale`` for the training step (which sets ``lr = schedule rate x lr_scale``).
 
     The fused kernel updates every parameter in one pass instead of the default loop of small ops per tensor,
     which on the CPU is a visible share of a short-text training step (the embedding table alone has millions of
     entries). The math is the same.
     """
-    ngrams = getattr(model, "ngrams", None)
-    wide = [p for p in ngrams.parameters() if p.requires_grad] if ngrams is not None else []
-    rest = [p for p in model.parameters() if p.requires_grad and all(p is not w for w in wide)]
-    decay = [p for p in rest if p.dim() >= 2]
-    no_decay = [p for p in rest if p.dim() < 2]
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    if wide:  # the n-gram branch: a linear model over sparse features learns at its own rate (train.ngram_lr)
+    by_scale: dict[float, tuple[list[torch.nn.Parameter], list[torch.nn.Parameter]]] = {}
+    wide = []  # the n-gram branch: a linear model over sparse features learns at its own rate (train.ngram_lr)
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        if name.startswith("ngrams."):
+            wide.append(p)
+            continue
+        decay, no_decay = by_scale.setdefault((scales or {}).get(name, 1.0), ([], []))
+        (decay if p.dim() >= 2 else no_decay).append(p)
+    groups = [group for scale, (decay, no_decay) in sorted(by_scale.items(), reverse=True) for group in (
+        {"params": decay, "weight_decay": cfg.weight_decay, "lr_scale": scale},
+        {"params": no_decay, "weight_decay": 0.0, "lr_scale": scale})]
+    if wide:
         groups.append({"params": wide, "weight_decay": cfg.weight_decay, "lr_scale": (cfg.ngram_lr or cfg.lr) / cfg.lr})
-    fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in decay + no_decay + wide)
+    fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for g in groups for p in g["params"])
     return torch.optim.AdamW(groups, lr=cfg.lr, fused=fused or None)
 
 

@@ -33,10 +33,11 @@ from seqnlp.checkpoint import (
     write_json,
     write_jsonl,
 )
-from seqnlp.config import Config, TrainConfig
+from seqnlp.config import Config
 from seqnlp.data import Splits, load_splits, load_stream
 from seqnlp.data.provenance import record_data
 from seqnlp.errors import CheckpointError, ConfigError, DataError
+from seqnlp.lm import LanguageModel
 from seqnlp.model import RNNClassifier, count_parameters
 from seqnlp.ngrams import init_naive_bayes
 from seqnlp.runtime import seed_everything, set_rng_state
@@ -47,9 +48,12 @@ from seqnlp.tokenizer import (
     encode_stream,
     iter_texts,
     pad_id,
+    vocab_digest,
 )
+from seqnlp.training.finetune import init_dir, init_tokenizer_config, load_pretrained, lr_scales
 from seqnlp.training.plan import LabelPlan, plan_labels
-from seqnlp.training.schedule import make_optimizer
+from seqnlp.training.pretrain import language_model_config, pretraining_data, write_pretraining_record
+from seqnlp.training.schedule import check_stream_schedule, make_optimizer
 from seqnlp.training.state import TrainingState
 from seqnlp.training.vectors import initialize_embedding
 
@@ -67,7 +71,7 @@ class Setup:
     config: Config
     device: torch.device
     run_dir: Path
-    model: RNNClassifier
+    model: RNNClassifier | LanguageModel
     train_model: torch.nn.Module
     optimizer: torch.optim.Optimizer
     scaler: torch.amp.GradScaler
@@ -83,46 +87,74 @@ class Setup:
 
 
 def prepare(config: Config, device: torch.device, run_dir: Path, tokenizer: Optional[Tokenizer] = None,
-            label_names: Optional[list[str]] = None, overwrite: bool = False) -> Setup:
+            label_names: Optional[list[str]] = None, overwrite: bool = False, language_model: bool = False) -> Setup:
     """Data, tokenizer, loaders, model and optimizer of a new run (``tokenizer`` None) or a resumed one.
 
     A new run's directory is prepared only once the data has loaded and the tokenizer is trained, so bad
-    data never costs the run that ``overwrite`` would replace.
+    data never costs the run that ``overwrite`` would replace. A new run with ``train.init_from`` (or
+    ``train.pretrain``) takes the pretrained run's tokenizer, embedding and encoder (``training.finetune``).
+    ``language_model``: a language model over the same embedding and encoder instead of a classifier, trained
+    as ``training.pretrain`` says; ``config`` is saved as given and ``Setup.config`` holds its derived settings.
     """
-    splits, plan = _load_data(config, label_names)
+    settings = language_model_config(config) if language_model else config
+    splits, plan = _load_data(settings, label_names)
+    if language_model:
+        splits, plan = pretraining_data(settings, splits, plan)
     baseline = None
-    if config.train.baseline and distributed.is_main():  # seconds, on the very splits the model trains on
-        baseline = fit_baseline(config, splits).to_dict()
-    fresh = tokenizer is None
+    if settings.train.baseline and not language_model and distributed.is_main():  # seconds, on the very splits
+        baseline = fit_baseline(settings, splits).to_dict()
+    new_run = tokenizer is None  # a resumed run has its weights already
+    init = init_dir(settings, run_dir) if new_run else None
     if tokenizer is None:  # trained once, on rank 0, and the very same one on every rank
-        tokenizer = distributed.from_main(lambda: _new_tokenizer(config, splits, run_dir, overwrite))
-        vectors = config.model.pretrained_vectors  # a resumed run has its weights already
-    else:
-        vectors = None
+        tokenizer = distributed.from_main(
+            lambda: _new_tokenizer(config, splits, run_dir, overwrite, init, language_model))
     log.info("run directory: %s", run_dir)
-    train_loader, val_loader, test_loader = _loaders(config, device, splits, tokenizer, plan)
-
-    pad = pad_id(tokenizer)
-    model = RNNClassifier(config.model, tokenizer.get_vocab_size(), len(splits.label_names), pad_id=pad).to(device)
-    if vectors is not None:
-        initialize_embedding(model.embedding, vectors, tokenizer.get_vocab(), pad, config.seed,
-                             skip=tuple(SPECIAL_TOKENS), run_dir=run_dir)
-    if fresh and model.ngrams is not None and config.model.ngram_init == "nb":  # resumed: from the checkpoint
-        init_naive_bayes(model.ngrams, train_loader, config.train.eval_batch_size, device)
+    train_loader, val_loader, test_loader = _loaders(settings, device, splits, tokenizer, plan)
+    model = _build_model(settings, tokenizer, len(splits.label_names), language_model).to(device)
+    _initialize(model, settings, tokenizer, train_loader, device, run_dir, init, new_run)
     num_parameters = count_parameters(model)
-    log.info("model: %s %d-layer%s, %s parameters", config.model.cell.upper(), config.model.num_layers,
-             " bidirectional" if config.model.bidirectional else "", f"{num_parameters:,}")
-    optimizer = make_optimizer(model, config.train)
-    scaler = torch.amp.GradScaler(device.type, enabled=config.train.precision == "fp16")
+    log.info("%s: %s %d-layer%s, %s parameters", "language model" if language_model else "model",
+             settings.model.cell.upper(), settings.model.num_layers,
+             " bidirectional" if settings.model.bidirectional else "", f"{num_parameters:,}")
+    tc = settings.train
+    optimizer = make_optimizer(model, tc, lr_scales(model, tc.layer_lr_decay) if tc.layer_lr_decay < 1 else None)
+    scaler = torch.amp.GradScaler(device.type, enabled=tc.precision == "fp16")
     if distributed.world_size() > 1:
         # The same initial weights on every rank, then a dropout stream each (a resumed run restores its own).
-        seed_everything(config.seed + distributed.rank())
+        seed_everything(settings.seed + distributed.rank())
     # DDP averages the gradients over the ranks in backward. No device_ids: Batch.to moves ids and labels,
-    # and the lengths stay on the CPU, where packing wants them.
-    train_model = DistributedDataParallel(model) if distributed.world_size() > 1 else model
-    return Setup(config, device, run_dir, model, train_model, optimizer, scaler, train_loader, val_loader,
+    # and the lengths stay on the CPU, where packing wants them. An adaptive softmax leaves the clusters no
+    # target of a batch falls in without gradients, which DDP must be told to expect.
+    train_model = (DistributedDataParallel(model, find_unused_parameters=language_model)
+                   if distributed.world_size() > 1 else model)
+    return Setup(settings, device, run_dir, model, train_model, optimizer, scaler, train_loader, val_loader,
                  test_loader, tokenizer, splits.label_names, plan, num_parameters, carved=splits.carved,
                  baseline=baseline)
+
+
+def _build_model(config: Config, tokenizer: Tokenizer, num_labels: int,
+                 language_model: bool) -> RNNClassifier | LanguageModel:
+    pad, vocab_size = pad_id(tokenizer), tokenizer.get_vocab_size()
+    if language_model:
+        return LanguageModel(config.model, vocab_size, pad_id=pad, cutoffs=config.pretrain.cutoffs)
+    return RNNClassifier(config.model, vocab_size, num_labels, pad_id=pad)
+
+
+def _initialize(model: RNNClassifier | LanguageModel, config: Config, tokenizer: Tokenizer,
+                train_loader: BatchLoader | StreamLoader, device: torch.device, run_dir: Path, init: Optional[Path],
+                new_run: bool) -> None:
+    """A new run's starting weights beyond the random ones: a pretrained run's embedding and encoder, or word
+    vectors; and the n-gram branch's Naive-Bayes counts (a resumed run has all of them in its checkpoint)."""
+    if not new_run:
+        return
+    if init is not None:
+        load_pretrained(model, init, vocab_digest(tokenizer))
+    elif config.model.pretrained_vectors is not None:
+        initialize_embedding(model.embedding, config.model.pretrained_vectors, tokenizer.get_vocab(),
+                             pad_id(tokenizer), config.seed, skip=tuple(SPECIAL_TOKENS), run_dir=run_dir)
+    ngrams = getattr(model, "ngrams", None)
+    if ngrams is not None and config.model.ngram_init == "nb":
+        init_naive_bayes(ngrams, train_loader, config.train.eval_batch_size, device)
 
 
 def restore(setup: Setup) -> TrainingState:
@@ -160,7 +192,7 @@ def _load_data(config: Config, label_names: Optional[list[str]]) -> tuple[Splits
     if data.validation_split not in splits.data:
         raise DataError(f"validation split {data.validation_split!r} not found")
     if splits.stream is not None:
-        _check_stream_schedule(config.train, splits.stream_size)
+        check_stream_schedule(config.train, splits.stream_size)
     # Class counts, weights, the monitor and the weighted sampler all come from the training labels (a stream's
     # sample when streaming), read before the run directory is prepared so a bad train.class_weights costs nothing.
     labels = _labels_of(splits.sample if splits.stream is not None else splits.data[data.train_split])
@@ -205,23 +237,17 @@ def _labels_of(split: Optional[Dataset]) -> np.ndarray:
     return label_array(split.data.column("label"))
 
 
-def _new_tokenizer(config: Config, splits: Splits, run_dir: Path, overwrite: bool) -> Tokenizer:
-    """Check and record the data, train the run's tokenizer (on the training split, or a stream's sample), then
-    prepare the run directory and write the run's files."""
+def _new_tokenizer(config: Config, splits: Splits, run_dir: Path, overwrite: bool, init: Optional[Path] = None,
+                   language_model: bool = False) -> Tokenizer:
+    """Check and record the data, train the run's tokenizer (on the training split, or a stream's sample) or take
+    ``init``'s, then prepare the run directory and write the run's files (a language model's pretraining.json too)."""
     data = record_data(config.data, splits)  # the cheap data checks (warned with counts) and the data's hashes
     texts = splits.sample if splits.sample is not None else splits.data[config.data.train_split]
-    tokenizer = build_tokenizer(config.tokenizer, iter_texts(texts))
+    settings = config.tokenizer if init is None else init_tokenizer_config(config, init)
+    tokenizer = build_tokenizer(settings, iter_texts(texts))
     prepare_run_dir(run_dir, overwrite=overwrite)
     save_run_files(run_dir, config, tokenizer, splits.label_names)
     write_json(run_dir / DATA_FILE, data)
+    if language_model:
+        write_pretraining_record(run_dir, config, splits, tokenizer)
     return tokenizer
-
-
-def _check_stream_schedule(tc: TrainConfig, stream_size: Optional[int]) -> None:
-    """A decaying schedule or a warm-up needs the number of steps, hence the stream's size."""
-    if stream_size is None and (tc.schedule in ("linear", "cosine") or tc.warmup_ratio > 0):
-        raise ConfigError(
-            f"train.schedule={tc.schedule} with train.warmup_ratio={tc.warmup_ratio} needs the number of training "
-            "examples, which this stream does not state: set data.streaming_size, or use train.schedule=constant "
-            "(or plateau) with train.warmup_ratio=0"
-        )

@@ -17,7 +17,7 @@ from typing import Any, Mapping, Optional
 
 from seqnlp.errors import CheckpointError
 
-VERSION = 2  # the state.json layout; 1 (no "version" key) was a hand-built dict that cannot resume here
+VERSION = 3  # the state.json layout; 2 had no "terms"; 1 (no "version" key) was a hand-built dict
 
 
 @dataclass
@@ -41,7 +41,8 @@ class TrainingState:
     skipped_steps: int = 0  # steps skipped for a non-finite loss or gradient
     finished: bool = False  # early stopping ended the run
     # Running sums of the epoch in progress, so its statistics survive an interruption.
-    loss_sum: float = 0.0  # loss summed over the examples of finite steps
+    loss_sum: float = 0.0  # loss summed over the terms of finite steps
+    terms: int = 0  # what the loss averages, over finite steps: examples (a language model: predicted tokens)
     examples: int = 0
     tokens: int = 0  # real tokens, padding excluded
     slots: int = 0  # token slots, padding included
@@ -56,7 +57,8 @@ class TrainingState:
     def next_epoch(self) -> None:
         """Start the next epoch: its counters and running sums begin at zero."""
         self.epoch += 1
-        self.batch, self.loss_sum, self.examples, self.tokens, self.slots, self.seconds = 0, 0.0, 0, 0, 0, 0.0
+        self.batch, self.loss_sum, self.terms, self.examples = 0, 0.0, 0, 0
+        self.tokens, self.slots, self.seconds = 0, 0, 0.0
 
     def to_json(self) -> dict[str, Any]:
         """The state as JSON-ready data: {"version", "loop", "monitor", "history", "rng_by_rank", ...}."""

@@ -33,7 +33,7 @@ class _LoopCounters(Protocol):
     epoch: int
     step: int
     loss_sum: float
-    examples: int
+    terms: int
     tokens: int
     seconds: float
 
@@ -55,7 +55,7 @@ class TensorBoardLogger(Hook):
     def __init__(self, writer: Any = None, log_every: int = 50) -> None:
         self.writer = writer  # None: disabled
         self.log_every = log_every
-        self._last: Optional[tuple[int, float, int, int, float]] = None  # epoch, loss_sum, examples, tokens, seconds
+        self._last: Optional[tuple[int, float, int, int, float]] = None  # epoch, loss_sum, terms, tokens, seconds
 
     @classmethod
     def open(cls, setting: Union[bool, str], run_dir: Path, log_every: int,
@@ -95,25 +95,27 @@ class TensorBoardLogger(Hook):
         last = self._last
         if last is None or last[0] != state.epoch:  # the epoch's running sums start from zero
             last = (state.epoch, 0.0, 0, 0, 0.0)
-        examples = state.examples - last[2]
+        terms = state.terms - last[2]
         seconds = state.seconds - last[4]
-        if examples > 0:  # a window of skipped (non-finite) steps has no loss to show
-            self.writer.add_scalar("train/loss", (state.loss_sum - last[1]) / examples, state.step)
+        if terms > 0:  # a window of skipped (non-finite) steps has no loss to show
+            self.writer.add_scalar("train/loss", (state.loss_sum - last[1]) / terms, state.step)
         if seconds > 0:
             self.writer.add_scalar("train/tokens_per_s", (state.tokens - last[3]) / seconds, state.step)
         self.writer.add_scalar("train/lr", lr, state.step)
         self._mark(state)
 
     def _mark(self, state: _LoopCounters) -> None:
-        self._last = (state.epoch, state.loss_sum, state.examples, state.tokens, state.seconds)
+        self._last = (state.epoch, state.loss_sum, state.terms, state.tokens, state.seconds)
 
     def epoch(self, record: dict[str, Any]) -> None:
-        """One metrics.jsonl record: validation loss/accuracy/macro-F1 and the epoch's train loss."""
+        """One metrics.jsonl record: validation loss/accuracy/macro-F1 (a language model's loss/perplexity) and the
+        epoch's train loss."""
         if self.writer is None:
             return
         step = record["step"]
-        for name in ("loss", "accuracy", "macro_f1"):
-            self.writer.add_scalar(f"validation/{name}", record["validation"][name], step)
+        for name in ("loss", "accuracy", "macro_f1", "perplexity"):
+            if name in record["validation"]:
+                self.writer.add_scalar(f"validation/{name}", record["validation"][name], step)
         self.writer.add_scalar("train/epoch_loss", record["train"]["loss"], step)
         self.writer.flush()  # an epoch's numbers are on disk even if the run is killed later
 

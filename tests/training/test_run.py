@@ -262,9 +262,10 @@ def test_the_public_api_names_train_resume_and_the_errors() -> None:
     import seqnlp
     from seqnlp import errors
     from seqnlp.compare import compare
-    from seqnlp.training import run
+    from seqnlp.training import recipe, run
 
-    assert seqnlp.train is run.train and seqnlp.resume is run.resume and seqnlp.TrainResult is run.TrainResult
+    # seqnlp.train is the whole recipe: a language-model stage first when train.pretrain asks (recipe), then run's.
+    assert seqnlp.train is recipe.train and seqnlp.resume is recipe.resume and seqnlp.TrainResult is run.TrainResult
     for name in ("SeqnlpError", "ConfigError", "DataError", "CheckpointError", "TrainingError", "TrainingInterrupted",
                  "DistributedError"):
         assert getattr(seqnlp, name) is getattr(errors, name) and name in seqnlp.__all__

@@ -16,7 +16,7 @@ from seqnlp.training.state import VERSION, MonitorState, TrainingState
 
 def a_state() -> TrainingState:
     return TrainingState(
-        epoch=3, batch=4, step=24, skipped_steps=1, finished=False, loss_sum=1.25, examples=64, tokens=900,
+        epoch=3, batch=4, step=24, skipped_steps=1, finished=False, loss_sum=1.25, terms=64, examples=64, tokens=900,
         slots=1024, seconds=0.5, monitor=MonitorState(best_score=0.9, best_epoch=2, bad_epochs=0, plateau_bad=0,
                                                        plateau_scale=0.5),
         history=[{"epoch": 1, "validation": {"accuracy": 0.8}}, {"epoch": 2, "validation": {"accuracy": 0.9}}],
@@ -103,7 +103,13 @@ def test_the_old_layout_is_refused_in_one_line() -> None:
     """state.json as seqnlp wrote it before TrainingState: loop and monitor mixed, no version."""
     old = {"loop": {"epoch": 2, "batch": 0, "step": 10, "best_score": 0.9, "best_epoch": 1, "history": []},
            "rng": get_rng_state(), "world_size": 1, "scaler": {}}
-    with pytest.raises(CheckpointError, match=r"another seqnlp version \(1, this one reads 2\); train the run again"):
+    with pytest.raises(CheckpointError, match=rf"another seqnlp version \(1, this one reads {VERSION}\); train the run "
+                       "again"):
         TrainingState.from_json(old)
+    before_terms = a_state().to_json()  # version 2 counted no loss terms (a language model's loss is per token)
+    del before_terms["loop"]["terms"]
+    before_terms["version"] = 2
+    with pytest.raises(CheckpointError, match=rf"another seqnlp version \(2, this one reads {VERSION}\)"):
+        TrainingState.from_json(before_terms)
     with pytest.raises(CheckpointError, match="must hold a JSON object, not list"):
         TrainingState.from_json([1, 2])

@@ -33,8 +33,8 @@ class FakeWriter:
 
 
 class Counters:
-    def __init__(self, epoch: int, step: int, loss_sum: float, examples: int, tokens: int, seconds: float) -> None:
-        self.epoch, self.step, self.loss_sum, self.examples = epoch, step, loss_sum, examples
+    def __init__(self, epoch: int, step: int, loss_sum: float, terms: int, tokens: int, seconds: float) -> None:
+        self.epoch, self.step, self.loss_sum, self.terms = epoch, step, loss_sum, terms  # terms: what the loss averages
         self.tokens, self.seconds = tokens, seconds
 
 
@@ -80,6 +80,13 @@ def test_epoch_record_and_close() -> None:
     assert sorted(writer.scalars) == [("train/epoch_loss", 0.5, 7), ("validation/accuracy", 0.9, 7),
                                       ("validation/loss", 0.4, 7), ("validation/macro_f1", 0.8, 7)]
     assert writer.closed and logger.writer is None
+
+
+def test_a_language_models_epoch_record_logs_its_perplexity() -> None:
+    writer = FakeWriter()
+    TensorBoardLogger(writer).epoch({"step": 3, "train": {"loss": 4.0}, "validation": {"loss": 3.5, "perplexity": 33.1}})
+    assert sorted(writer.scalars) == [("train/epoch_loss", 4.0, 3), ("validation/loss", 3.5, 3),
+                                      ("validation/perplexity", 33.1, 3)]
 
 
 def test_a_disabled_logger_does_nothing(tmp_path: Path) -> None:
