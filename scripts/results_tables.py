@@ -3,7 +3,7 @@
 Every figure in a results table comes from a record in ``docs/results/``, and every record from a command:
 
     # run a command, then keep its run's results.json, the command, its wall time and peak memory as a record
-    python scripts/results_tables.py record sms --run-dir runs/sms -- \\
+    python scripts/results_tables.py record --title "SMS" --run-dir runs/sms sms -- \\
         taskset -c 1 seqnlp -q train -o runs/sms --overwrite --set train.num_threads=1
 
     # rewrite every table between <!-- results-table: NAME NAME ... --> and <!-- /results-table --> markers
@@ -116,6 +116,18 @@ def _metrics_cell(entry: dict[str, Any]) -> str:
             f"macro-F1 {metrics['macro_f1']:.3f}{auroc} ({best})")
 
 
+def _baseline_cell(entry: dict[str, Any]) -> str:
+    """The fast n-gram baseline (``train --baseline``) on the headline's split, fitted on the same training split."""
+    results = entry["results"]
+    base = results.get("baseline")
+    if not base:
+        return "not recorded (run with --baseline)"
+    metrics, split = (base["test"], "test") if results["test"] and base.get("test") else (base["validation"],
+                                                                                          "validation")
+    return (f"{split}: accuracy {100 * metrics['accuracy']:.2f}%, macro-F1 {metrics['macro_f1']:.3f} "
+            f"({base['description']}, {base['seconds']:.0f} s)")
+
+
 def _duration(seconds: float) -> str:
     minutes, secs = divmod(round(seconds), 60)
     return f"{minutes} min {secs} s" if minutes else f"{secs} s"
@@ -123,13 +135,14 @@ def _duration(seconds: float) -> str:
 
 def table(names: list[str], records: dict[str, dict[str, Any]]) -> str:
     """A Markdown table with one row per named record: what, the command, the result, time and memory."""
-    rows = ["| data | command | result | wall time, peak RSS |", "| --- | --- | --- | --- |"]
+    rows = ["| data | command | result | the fast baseline, same splits | wall time, peak RSS |",
+            "| --- | --- | --- | --- | --- |"]
     for name in names:
         if name not in records:
             raise SystemExit(f"no record docs/results/{name}.json (make it with: results_tables.py record {name} ...)")
         entry = records[name]
         command = entry["command"].replace("|", "\\|")
-        rows.append(f"| {entry['title']} | `{command}` | {_metrics_cell(entry)} | "
+        rows.append(f"| {entry['title']} | `{command}` | {_metrics_cell(entry)} | {_baseline_cell(entry)} | "
                     f"{_duration(entry['wall_s'])}, {entry['peak_rss_mib']:,} MiB |")
     machines = sorted({records[n]["machine"] for n in names})
     notes = list(dict.fromkeys(records[n]["note"] for n in names if records[n].get("note")))  # each once

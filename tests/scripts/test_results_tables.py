@@ -14,7 +14,9 @@ SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "results_tables.py"
 
 RESULTS = {"best_epoch": 2, "test": {"split": "test", "carved": "carved from train, 10%", "num_examples": 557,
                                      "accuracy": 0.98384, "macro_f1": 0.96512, "auroc": 0.98871},
-           "validation": {"split": "validation", "num_examples": 557, "accuracy": 0.9, "macro_f1": 0.9, "auroc": None}}
+           "validation": {"split": "validation", "num_examples": 557, "accuracy": 0.9, "macro_f1": 0.9, "auroc": None},
+           "baseline": {"description": "TF-IDF words + linear SVM (C=0.5)", "seconds": 1.4,
+                        "validation": {"accuracy": 0.95, "macro_f1": 0.9}, "test": {"accuracy": 0.9712, "macro_f1": 0.9}}}
 
 
 @pytest.fixture
@@ -64,7 +66,13 @@ def test_tables_are_regenerated_between_markers_and_checked(script: Any, tmp_pat
     assert "stale" not in text and text.endswith("<!-- /results-table -->\n\nafter\n")
     row = "test, carved from train, 10% (557): accuracy **98.38%**, macro-F1 0.965, AUROC 0.989 (best epoch 2 of 3)"
     assert row in text and "| Toy data |" in text and "A note." in text
+    assert "| test: accuracy 97.12%, macro-F1 0.900 (TF-IDF words + linear SVM (C=0.5), 1 s) |" in text
     assert script.main(["--check"]) == 0
+
+
+def test_a_record_without_a_baseline_says_so(script: Any) -> None:
+    entry = {"results": {key: value for key, value in RESULTS.items() if key != "baseline"}}
+    assert script._baseline_cell(entry) == "not recorded (run with --baseline)"
 
 
 def test_a_table_naming_a_missing_record_fails(script: Any, tmp_path: Path) -> None:
