@@ -19,7 +19,7 @@ _BOUNDS: tuple[tuple[str, float, bool], ...] = (
     *((key, 1, False) for key in (
         "tokenizer.min_frequency", "tokenizer.max_length", "model.embedding_dim", "model.hidden_size",
         "model.num_layers", "train.epochs", "train.batch_size", "train.eval_batch_size", "train.bucket_pool",
-        "train.log_every", "train.checkpoint_every", "train.patience", "train.num_threads", "data.max_train_samples",
+        "train.log_every", "train.checkpoint_every", "train.patience", "data.max_train_samples",
         "data.streaming_sample", "data.shuffle_buffer", "data.streaming_validation_size", "data.streaming_size")),
     ("tokenizer.vocab_size", 3, False), ("model.head_hidden_size", 0, False), ("train.weight_decay", 0, False),
     ("train.plateau_patience", 0, False), ("train.lr", 0, True), ("train.max_grad_norm", 0, True),
@@ -53,6 +53,10 @@ def validate(config: Config) -> None:
         raise ConfigError("data.validation_size + data.test_size must leave some examples for training")
     if config.tokenizer.vocab_size > 10_000_000:
         raise ConfigError("tokenizer.vocab_size: must be <= 10,000,000")
+    threads = config.train.num_threads
+    if not (threads is None or threads == "auto" or (isinstance(threads, int) and not isinstance(threads, bool)
+                                                     and threads >= 1)):
+        raise ConfigError(f"train.num_threads: {threads!r} is not auto, null or an integer >= 1")
     if config.train.tensorboard not in (True, False, "auto"):
         raise ConfigError(f"train.tensorboard: {config.train.tensorboard!r} is not one of auto, true, false")
     freeze = config.model.freeze_embeddings

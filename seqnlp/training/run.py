@@ -68,6 +68,7 @@ from seqnlp.training.plan import LabelPlan, plan_labels
 from seqnlp.training.schedule import make_optimizer
 from seqnlp.training.state import TrainingState
 from seqnlp.training.tensorboard import TensorBoardLogger, check_tensorboard
+from seqnlp.training.threads import AutoThreads
 from seqnlp.training.vectors import check_dim, initialize_embedding
 
 log = logging.getLogger(__name__)
@@ -272,19 +273,23 @@ def finish(setup: Setup, state: TrainingState) -> TrainResult:
 
 
 def _fit_and_finish(setup: Setup, state: TrainingState, progress: bool, hooks: Sequence[Hook]) -> TrainResult:
-    """Fit with TensorBoard logging (rank 0 alone writes event files) and signals caught, then finish."""
+    """Fit with TensorBoard logging (rank 0 alone writes event files), the thread count timed (``auto``) and
+    signals caught, then finish."""
     tc = setup.config.train
     tensorboard = TensorBoardLogger.open(tc.tensorboard if distributed.is_main() else False, setup.run_dir,
                                          tc.log_every, state)
+    threads = AutoThreads.for_run(tc, setup.device)
     with stop_on_signals() as received, tensorboard:
-        fit(setup, state, lambda: received[0] if received else None, progress, [tensorboard, *hooks])
+        fit(setup, state, lambda: received[0] if received else None, progress,
+            [tensorboard, *([threads] if threads else []), *hooks])
     return finish(setup, state)
 
 
 @contextlib.contextmanager
 def _session(config: Config) -> Iterator[torch.device]:
     """Resolve the device, join torchrun's process group if launched by it, and set torch's thread count for
-    the run; leave the group and restore the thread count after."""
+    the run (``auto``: the usable CPUs, until ``AutoThreads`` times the steps); leave the group and restore the
+    thread count after."""
     device = resolve_device(config.train.device)
     check_precision(config.train.precision, device)
     threads = torch.get_num_threads()
