@@ -26,6 +26,7 @@ from seqnlp.metrics import MULTI_LABEL, Metrics
 from seqnlp.objective import Objective
 from seqnlp.predict import (DEFAULT_BATCH_SIZE, DEFAULT_PRECISION, Classifier, check_inference_settings,
                             forward_batches)
+from seqnlp.runtime import ThreadControl
 from seqnlp.tokenizer import encode_dataset
 
 log = logging.getLogger(__name__)
@@ -40,18 +41,20 @@ def evaluate_model(
     precision: str = "fp32",
     objective: Optional[Objective] = None,
     thresholds: Optional[Sequence[float]] = None,
+    threads: Optional[ThreadControl] = None,
 ) -> dict[str, Any]:
     """Mean loss and all metrics of ``model`` over every batch of ``loader`` (of every process, if sharded).
 
     ``objective`` (default: single-label) says how logits become probabilities and decisions; multi-label
     decisions use ``thresholds`` (default 0.5 for every label). The loss is the plain, unweighted one.
+    ``threads`` sets torch's thread count for the passes (None: as it is; training sets its own).
     """
     if loader.labels is None:
         raise DataError("cannot evaluate on a split without labels")
     objective = objective or Objective(len(label_names))
     metrics = Metrics(objective, label_names, sync=loader.sharded, thresholds=thresholds).to(device)
     total_loss, total = 0.0, 0
-    for batch, logits in forward_batches(model, loader, device, precision):  # logits [B, C]
+    for batch, logits in forward_batches(model, loader, device, precision, threads):  # logits [B, C]
         assert batch.labels is not None
         total_loss += float(objective.loss_sum(logits.float(), batch.labels))
         total += len(batch.labels)
@@ -89,6 +92,7 @@ def evaluate(
     device: str = "auto",
     batch_size: Optional[int] = None,
     precision: Optional[str] = None,
+    num_threads: int | str | None = "auto",
 ) -> dict[str, Any]:
     """Evaluate a trained run (a run directory, or a loaded Classifier) on a labeled split.
 
@@ -100,10 +104,13 @@ def evaluate(
     >>> seqnlp.evaluate("runs/sst2", data_files={"test": "dev.tsv"})  # doctest: +SKIP
 
     ``batch_size`` and ``precision`` (default: the Classifier's, or 256 and fp32 when loading) only change how
-    the forward passes run. Only the evaluated split is prepared (``load_splits(only=...)``).
+    the forward passes run, and ``num_threads`` (when loading; a Classifier brings its own) on how many threads:
+    N, None (torch's setting) or ``auto`` (timed: docs/performance.md). Only the evaluated split is prepared
+    (``load_splits(only=...)``).
     """
     clf = run if isinstance(run, Classifier) else Classifier.load(
-        run, device=device, batch_size=batch_size or DEFAULT_BATCH_SIZE, precision=precision or DEFAULT_PRECISION)
+        run, device=device, batch_size=batch_size or DEFAULT_BATCH_SIZE, precision=precision or DEFAULT_PRECISION,
+        num_threads=num_threads)
     batch_size, precision = batch_size or clf.batch_size, precision or clf.precision
     check_inference_settings(batch_size, precision, clf.device, clf.quantized)
     data_cfg = _data_config(clf, data, dataset, data_files, text_columns, label_column)
@@ -123,7 +130,7 @@ def evaluate(
         raise DataError(f"split {name!r} has no label column {data_cfg.label_column!r}; it cannot be evaluated")
     loader = BatchLoader(encoded, batch_size, pad_id=clf.pad_id)
     result = evaluate_model(clf.model, loader, clf.label_names, clf.device, precision,
-                            objective=clf.objective, thresholds=clf.thresholds)
+                            objective=clf.objective, thresholds=clf.thresholds, threads=clf.thread_control)
     result["split"] = name
     if not math.isfinite(result["loss"]):
         log.warning("evaluation loss is not finite")

@@ -7,7 +7,7 @@ from typing import Optional
 
 import click
 
-from seqnlp.cli.options import handle_errors, inference_options
+from seqnlp.cli.options import handle_errors, inference_options, parse_threads
 from seqnlp.errors import ConfigError
 
 
@@ -23,15 +23,16 @@ from seqnlp.errors import ConfigError
               help="Most characters in one text (more: 413).")
 @click.option("--max-body-bytes", type=click.IntRange(min=1), default=1 << 20, show_default=True,
               help="Largest request body (more: 413).")
-@click.option("--threads", type=click.IntRange(min=1),
-              help="Torch threads for inference [default: the usable cores less one, at least 1].")
+@click.option("--threads", default="auto", show_default=True, metavar="N|auto", callback=parse_threads,
+              help="Torch threads for inference: N, or auto: at most the usable CPUs less one (the event loop's), "
+                   "the fastest count timed over the requests.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @inference_options
 @click.option("--no-access-log", is_flag=True, help="Do not log one line per request.")
 @click.pass_context
 @handle_errors
 def serve(ctx: click.Context, run_dir: str, host: str, port: int, max_batch: int, max_text_chars: int,
-          max_body_bytes: int, threads: Optional[int], device: str, batch_size: int, precision: str,
+          max_body_bytes: int, threads: int | str, device: str, batch_size: int, precision: str,
           no_access_log: bool) -> None:
     """Serve a trained run over HTTP: a JSON API for predictions (needs pip install 'seqnlp[serve]').
 
@@ -51,10 +52,10 @@ def serve(ctx: click.Context, run_dir: str, host: str, port: int, max_batch: int
       seqnlp serve runs/sst2-gru --host 0.0.0.0 --port 8080 --max-batch 64 --threads 2
       curl -s localhost:8000/v1/predict -d '{"texts": ["free prize, call now", "see you at lunch"]}'
     """
-    from seqnlp.serve import create_app, default_threads, run_server
+    from seqnlp.serve import create_app, run_server
 
     app = create_app(run_dir, max_batch=max_batch, max_text_chars=max_text_chars, max_body_bytes=max_body_bytes,
-                     device=device, num_threads=threads or default_threads(), batch_size=batch_size,
+                     device=device, num_threads=threads, batch_size=batch_size,
                      precision=precision)
     level = logging.getLogger().getEffectiveLevel()
     run_server(app, host=host, port=port, log_level=logging.getLevelName(level).lower(), access_log=not no_access_log)

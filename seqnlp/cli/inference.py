@@ -7,7 +7,8 @@ from typing import Optional, TextIO
 
 import click
 
-from seqnlp.cli.options import data_options, handle_errors, inference_options, parse_data_files, quiet_datasets
+from seqnlp.cli.options import (data_options, handle_errors, inference_options, parse_data_files, quiet_datasets,
+                                threads_option)
 
 
 @click.command()
@@ -15,12 +16,13 @@ from seqnlp.cli.options import data_options, handle_errors, inference_options, p
 @data_options
 @click.option("--split", help="Split to evaluate [default: test, else validation].")
 @inference_options
+@threads_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
 @click.pass_context
 @handle_errors
 def evaluate(ctx: click.Context, run_dir: str, dataset: Optional[str], data_files: tuple[str, ...],
              text_columns: tuple[str, ...], label_column: Optional[str], split: Optional[str], batch_size: int,
-             precision: str, as_json: bool) -> None:
+             precision: str, threads: int | str, as_json: bool) -> None:
     """Evaluate a trained run: accuracy, macro-F1, AUROC, per-class report and confusion matrix.
 
     A multi-label run reports exact match, Hamming loss, micro/macro-F1 and AUROC, and per label its
@@ -41,7 +43,7 @@ def evaluate(ctx: click.Context, run_dir: str, dataset: Optional[str], data_file
     quiet_datasets(ctx)
     result = run_evaluation(run_dir, split=split, dataset=dataset, data_files=parse_data_files(data_files),
                             text_columns=text_columns, label_column=label_column, batch_size=batch_size,
-                            precision=precision)
+                            precision=precision, num_threads=threads)
     click.echo(json.dumps(result) if as_json else format_report(result))
 
 
@@ -58,11 +60,12 @@ def evaluate(ctx: click.Context, run_dir: str, dataset: Optional[str], data_file
 @click.option("--quantize", is_flag=True,
               help="Run int8 dynamic quantization of the LSTM/GRU and linear layers on the CPU: faster, nearly equal.")
 @inference_options
+@threads_option
 @click.pass_context
 @handle_errors
 def predict(ctx: click.Context, run_dir: str, texts: tuple[str, ...], input_file: Optional[TextIO],
             input_format: str, text_columns: tuple[str, ...], top_k: Optional[int], quantize: bool, batch_size: int,
-            precision: str) -> None:
+            precision: str, threads: int | str) -> None:
     """Predict labels: one JSON object per input text on stdout.
 
     {"label", "score"} per text; a multi-label run gives {"labels": [every label at or above its threshold],
@@ -84,7 +87,7 @@ def predict(ctx: click.Context, run_dir: str, texts: tuple[str, ...], input_file
         raise click.UsageError("give texts as arguments or with --input, not both")
     if not texts and input_file is None:
         raise click.UsageError("no texts: give them as arguments or with --input FILE (- for stdin)")
-    clf = Classifier.load(run_dir, quantize=quantize, batch_size=batch_size, precision=precision)
+    clf = Classifier.load(run_dir, quantize=quantize, batch_size=batch_size, precision=precision, num_threads=threads)
     if top_k is not None and top_k > len(clf.label_names):
         raise click.BadParameter(f"{top_k} is more than the {len(clf.label_names)} labels", param_hint="--top-k")
     columns = list(text_columns) or clf.config.data.text_columns
