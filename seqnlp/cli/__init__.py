@@ -25,6 +25,7 @@ from seqnlp.cli.deploy import export, serve
 from seqnlp.cli.inference import evaluate, predict
 from seqnlp.cli.options import rank
 from seqnlp.cli.train import train
+from seqnlp.threads import prefer_passive_wait
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -47,6 +48,7 @@ def main(ctx: click.Context, verbose: bool, quiet: bool, debug: bool) -> None:
       seqnlp serve runs/sst2-gru --port 8000
       seqnlp export runs/sst2-gru --format onnx
     """
+    prefer_passive_wait()  # before any command loads torch: OpenMP threads that sleep at barriers (seqnlp.threads)
     if rank() > 0:  # under torchrun, rank 0 speaks for the run: the others log warnings and errors only
         quiet, verbose = True, False
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
