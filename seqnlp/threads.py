@@ -159,29 +159,62 @@ def describe_cpus(proc_cgroup: Path = PROC_CGROUP, root: Path = CGROUP_ROOT) -> 
     """Where the usable CPU count comes from, for the log: the affinity mask and the cgroup quota."""
     limit = cgroup_cpu_limit(proc_cgroup, root)
     quota = "no cgroup CPU quota" if limit is None else f"cgroup CPU quota {limit:g}"
-    return f"{affinity_cpus()} CPUs in the affinity mask, {quota}, {os.cpu_count()} on the machine"
+    return (f"{affinity_cpus()} CPUs in the affinity mask, {quota}, {os.cpu_count()} on the machine; "
+            f"{wait_policy(os.environ)}")
 
 
-def passive_wait_env(environ: Mapping[str, str]) -> dict[str, str]:
-    """The OpenMP setting seqnlp's own processes start torch with: a thread that reaches a barrier first sleeps at
-    once (``OMP_WAIT_POLICY=PASSIVE``) instead of spinning for its time slice, which on a busy machine takes the
-    core from the very thread it waits for (docs/performance.md: two threads ran 13-70x faster so). Nothing when
-    the environment already chose (``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT`` set)."""
-    if "OMP_WAIT_POLICY" in environ or "GOMP_SPINCOUNT" in environ:
+def runnable_others(stat_text: str) -> Optional[int]:
+    """Tasks running or ready to run on the machine right now, this one excluded, from ``/proc/stat``'s
+    ``procs_running`` (None when the line is missing)."""
+    for line in stat_text.splitlines():
+        name, _, value = line.partition(" ")
+        if name == "procs_running" and value.strip().isdigit():
+            return max(0, int(value) - 1)
+    return None
+
+
+def machine_busy(load_1min: float, running_others: Optional[int], cpus: int) -> bool:
+    """Whether other work keeps at least half of the machine's CPUs busy: by the 1-minute load average (which lags)
+    or by the tasks runnable right now (which do not)."""
+    return max(load_1min, running_others or 0) >= cpus / 2
+
+
+def machine_busy_now() -> bool:
+    """``machine_busy`` with this machine's load average, runnable tasks and CPU count (False off Linux)."""
+    stat = _read(Path("/proc/stat"))
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    return machine_busy(load, runnable_others(stat) if stat else None, os.cpu_count() or 1)
+
+
+def passive_wait_env(environ: Mapping[str, str], busy: bool = True) -> dict[str, str]:
+    """The OpenMP setting seqnlp's own processes start torch with on a busy machine: a thread that reaches a barrier
+    first sleeps at once (``OMP_WAIT_POLICY=PASSIVE``) instead of spinning, which takes the core from the very
+    thread it waits for (docs/performance.md: with two busy processes beside it, two threads trained 49x faster so).
+    On an idle machine spinning is faster, so nothing is set; nor when the environment already chose
+    (``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT``)."""
+    if not busy or "OMP_WAIT_POLICY" in environ or "GOMP_SPINCOUNT" in environ:
         return {}
     return {"OMP_WAIT_POLICY": "PASSIVE"}
 
 
-def prefer_passive_wait(environ: Optional[MutableMapping[str, str]] = None) -> bool:
+def prefer_passive_wait(environ: Optional[MutableMapping[str, str]] = None, busy: Optional[bool] = None) -> bool:
     """Put ``passive_wait_env`` into this process's environment if torch has not started yet (OpenMP reads it once,
-    when torch loads); True when it was set. For the command line and the processes seqnlp starts, not for a
-    library import: a library does not change its caller's environment."""
+    when torch loads); True when it was set. ``busy`` (default: ``machine_busy`` now, from ``/proc``) says whether
+    other work keeps the machine busy. For the command line and the processes seqnlp starts, not for a library
+    import: a library does not change its caller's environment."""
     environ = os.environ if environ is None else environ
     if "torch" in sys.modules:
         return False
-    updates = passive_wait_env(environ)
+    updates = passive_wait_env(environ, machine_busy_now() if busy is None else busy)
     environ.update(updates)
     return bool(updates)
+
+
+def wait_policy(environ: Mapping[str, str]) -> str:
+    """How OpenMP threads wait at barriers in this process, for the log."""
+    if environ.get("OMP_WAIT_POLICY", "").upper() == "PASSIVE":
+        return "OpenMP threads sleep at barriers"
+    return "OpenMP threads spin at barriers" + (" (GOMP_SPINCOUNT set)" if "GOMP_SPINCOUNT" in environ else "")
 
 
 def candidates(cpus: int) -> list[int]:

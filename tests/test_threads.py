@@ -254,16 +254,30 @@ def test_bad_candidates_are_rejected() -> None:
 # --- the OpenMP wait policy of seqnlp's own processes -----------------------------------------------------------
 
 
-def test_passive_wait_unless_the_environment_chose() -> None:
+def test_passive_wait_on_a_busy_machine_unless_the_environment_chose() -> None:
     assert threads.passive_wait_env({}) == {"OMP_WAIT_POLICY": "PASSIVE"}
+    assert threads.passive_wait_env({}, busy=False) == {}  # idle: spinning waits are faster
     assert threads.passive_wait_env({"OMP_WAIT_POLICY": "ACTIVE"}) == {}
     assert threads.passive_wait_env({"GOMP_SPINCOUNT": "10000"}) == {}
 
 
+def test_busy_is_read_from_the_load_average_or_the_tasks_running_now() -> None:
+    stat = "cpu  1 2 3\nctxt 99\nprocs_running 4\nprocs_blocked 0\n"
+    assert threads.runnable_others(stat) == 3 and threads.runnable_others("cpu 1 2\n") is None
+    assert threads.machine_busy(0.2, 0, cpus=2) is False
+    assert threads.machine_busy(1.0, 0, cpus=2) is True  # one CPU's worth of load on two
+    assert threads.machine_busy(0.1, 2, cpus=2) is True  # two busy loops that just started: the load lags
+    assert threads.machine_busy(3.0, None, cpus=8) is False
+    assert isinstance(threads.machine_busy_now(), bool)
+
+
 def test_the_policy_is_set_only_before_torch_loads(monkeypatch: pytest.MonkeyPatch) -> None:
     environ: dict[str, str] = {}
-    assert threads.prefer_passive_wait(environ) is False and environ == {}  # torch is loaded in this process
+    assert threads.prefer_passive_wait(environ, busy=True) is False and environ == {}  # torch is loaded here
     monkeypatch.delitem(threads.sys.modules, "torch")
-    assert threads.prefer_passive_wait(environ) is True and environ == {"OMP_WAIT_POLICY": "PASSIVE"}
+    assert threads.prefer_passive_wait(environ, busy=False) is False and environ == {}
+    assert threads.prefer_passive_wait(environ, busy=True) is True and environ == {"OMP_WAIT_POLICY": "PASSIVE"}
     chosen = {"OMP_WAIT_POLICY": "ACTIVE"}
-    assert threads.prefer_passive_wait(chosen) is False and chosen == {"OMP_WAIT_POLICY": "ACTIVE"}
+    assert threads.prefer_passive_wait(chosen, busy=True) is False and chosen == {"OMP_WAIT_POLICY": "ACTIVE"}
+    assert threads.wait_policy(environ) == "OpenMP threads sleep at barriers"
+    assert threads.wait_policy({}) == "OpenMP threads spin at barriers"

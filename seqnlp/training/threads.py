@@ -53,8 +53,6 @@ class AutoThreads(Hook):
         if threads is not None:
             self.set_threads(threads)
         if len(self.tuner.decisions) > decided:
-            decision = self.tuner.decisions[-1]
-            first = decided == 0
-            level = logging.INFO if first or decision.changed else logging.DEBUG
-            log.log(level, "threads: %s%s at step %d; next check in %.0f s", "" if first else
-                    "now " if decision.changed else "still ", decision.summary(), state.step, self.tuner.interval)
+            decision = self.tuner.decisions[-1]  # every probe is logged: the gaps between them double
+            log.info("threads: %s%s at step %d; next check in %.0f s", "" if decided == 0 else
+                     "now " if decision.changed else "still ", decision.summary(), state.step, self.tuner.interval)

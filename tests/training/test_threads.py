@@ -85,8 +85,10 @@ def test_auto_trains_like_a_fixed_count(make_config: MakeConfig, monkeypatch: py
                                         tmp_path: Path) -> None:
     monkeypatch.setattr(training_threads, "usable_cpus", lambda: 2)
     before = torch.get_num_threads()
-    fixed = train(make_config(**{"train.num_threads": 1, "output_dir": str(tmp_path / "fixed")}), progress=False)
-    auto = train(make_config(**{"train.num_threads": "auto", "output_dir": str(tmp_path / "auto")}), progress=False)
+    fixed = train(make_config(**{"train.num_threads": 1, "train.epochs": 3, "output_dir": str(tmp_path / "fixed")}),
+                  progress=False)
+    auto = train(make_config(**{"train.num_threads": "auto", "train.epochs": 3, "output_dir": str(tmp_path / "auto")}),
+                 progress=False)
     assert torch.get_num_threads() == before  # the library leaves torch's setting as it found it
     assert auto.best_epoch == fixed.best_epoch
     assert auto.validation["accuracy"] == fixed.validation["accuracy"]
