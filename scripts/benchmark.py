@@ -15,6 +15,7 @@ repeats go to ``OUT/results.md`` (one Markdown table per study) and every raw nu
     python scripts/benchmark.py --out bench/main              # the full comparison (hours: docs/benchmarks.md)
     python scripts/benchmark.py --study packing --epochs 1    # packed vs dense vs bucketing, on SST-2
     python scripts/benchmark.py --study memory --epochs 1     # peak RSS on growing IMDB subsets
+    python scripts/benchmark.py --study quickstart --threads auto,1,2 --busy 0,2   # `seqnlp train`, idle and busy
 
 Studies:
   main     seqnlp vs the reference on SST-2 and IMDB: training tokens/s, examples/s, s/epoch, padding, peak RSS,
@@ -23,16 +24,28 @@ Studies:
            choice (``model.recurrence: auto``: dense when a batch's lengths are all equal, else masked or packed),
            for exact-length bucketing and pools of 1 (random batches) .. all.
   memory   peak RSS of both pipelines while training on growing IMDB subsets (nested: each contains the smaller).
+  quickstart  README's first command, `seqnlp train` on the embedded SMS data with every default but the thread
+           count, as a user runs it (the CLI in a fresh process, a fresh datasets cache): wall time, epochs, the
+           thread counts `auto` settled on.
+
+A busy machine (``--busy N``): N busy loops (``python -c "while True: pass"``) start before each measured job and
+stop after it, so every job meets the same load; a comma list (``--busy 0,2``) interleaves idle and busy jobs.
+``--threads auto`` runs seqnlp with ``train.num_threads: auto`` (the reference has no such setting: its ``x ref``
+is against the reference at the usable CPU count, torch's default). seqnlp's jobs start torch with the OpenMP
+settings seqnlp's command line gives it (``OMP_WAIT_POLICY=PASSIVE`` when the machine is busy as the job starts,
+unless set); the reference's with the environment as it is. The quickstart study's ``--threads main`` is the command as it ran before ``auto``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
 import os
 import platform
 import random
+import re
 import resource
 import shlex
 import shutil
@@ -44,7 +57,7 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional, Sequence
+from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
 
 import click
 import torch
@@ -65,7 +78,10 @@ LR = 1e-3
 VOCAB_MAX = 30_000  # special tokens included, as seqnlp's tokenizer.vocab_size counts them
 MIN_FREQ = 2
 
-STUDIES = ("main", "packing", "memory")
+STUDIES = ("main", "packing", "memory", "quickstart")
+BUSY_LOOP = "while True: pass"  # one busy process of the busy-machine scenario
+# seqnlp's log line for a decision of train.num_threads: auto (a progress bar may precede it on the same line)
+THREAD_CHOICE = re.compile(r"threads: (?:now |still )?(\d+) threads? \(")
 PIPELINES = ("reference", "seqnlp")
 CELLS = ("lstm", "gru", "rnn")
 PRECISIONS = ("fp32", "bf16")
@@ -436,7 +452,8 @@ def run_worker(job_file: Path) -> None:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
     job = json.loads(job_file.read_text(encoding="utf-8"))
-    torch.set_num_threads(job["threads"])
+    if job["threads"] != "auto":  # auto: seqnlp sets its own (the reference has no auto jobs)
+        torch.set_num_threads(job["threads"])
     if job["pipeline"] == "seqnlp":  # import what seqnlp will use, so the baseline covers each pipeline's imports
         import seqnlp.predict  # noqa: F401
         import seqnlp.training  # noqa: F401
@@ -541,12 +558,14 @@ def job_id(job: dict[str, Any]) -> str:
     parts = [job["study"], job["dataset"], job["pipeline"], job["cell"], job["precision"], f"t{job['threads']}"]
     if job["variant"]:
         parts.append(job["variant"])
+    if job.get("busy"):
+        parts.append(f"busy{job['busy']}")
     return "-".join(parts + [f"r{job['repeat']}"])
 
 
 def make_job(settings: dict[str, Any], data: dict[str, Any], study: str, pipeline: str, cell: str, precision: str,
-             threads: int, repeat: int, variant: str = "", bucket_pool: int = 50, force_packing: bool = False,
-             measure_inference: bool = True, bucketing: str = "pool") -> dict[str, Any]:
+             threads: int | str, repeat: int, variant: str = "", bucket_pool: int = 50, force_packing: bool = False,
+             measure_inference: bool = True, bucketing: str = "pool", busy: int = 0) -> dict[str, Any]:
     job = {
         "study": study, "dataset": data["dataset"], "pipeline": pipeline, "cell": cell, "precision": precision,
         "threads": threads, "repeat": repeat, "variant": variant, "seed": settings["seed"] + repeat,
@@ -554,7 +573,7 @@ def make_job(settings: dict[str, Any], data: dict[str, Any], study: str, pipelin
         "infer_batch": settings["infer_batch"], "latency_samples": settings["latency_samples"],
         "train_file": data["train_file"], "eval_file": data["eval_file"], "train_examples": data["train_examples"],
         "bucketing": bucketing, "bucket_pool": bucket_pool, "force_packing": force_packing, "measure_inference": measure_inference,
-        "keep_run": settings["keep_runs"],
+        "keep_run": settings["keep_runs"], "busy": busy,
     }
     job["id"] = job_id(job)
     return job
@@ -571,19 +590,30 @@ def study_precisions(settings: dict[str, Any], study: str) -> list[str]:
 
 
 def main_jobs(settings: dict[str, Any], prepared: dict[str, dict[str, Any]], repeat: int) -> list[dict[str, Any]]:
+    """Per data set, busy level and thread count: the reference (not for ``auto``) and each seqnlp variant."""
     jobs = []
     for name in settings["datasets"]:
-        for threads in settings["threads"]:
-            for cell in study_cells(settings, "main"):
-                if "reference" in settings["pipelines"]:
-                    jobs.append(make_job(settings, prepared[name], "main", "reference", cell, "fp32", threads, repeat))
-                if "seqnlp" in settings["pipelines"]:
-                    for precision in study_precisions(settings, "main"):
-                        for bucketing in settings["bucketings"]:
-                            jobs.append(make_job(settings, prepared[name], "main", "seqnlp", cell, precision,
-                                                 threads, repeat, variant="" if bucketing == "pool" else bucketing,
-                                                 bucketing=bucketing))
+        for busy in settings.get("busy", [0]):
+            for threads in settings["threads"]:
+                for cell in study_cells(settings, "main"):
+                    if "reference" in settings["pipelines"] and threads != "auto":
+                        jobs.append(make_job(settings, prepared[name], "main", "reference", cell, "fp32", threads,
+                                             repeat, busy=busy))
+                    if "seqnlp" in settings["pipelines"]:
+                        for precision in study_precisions(settings, "main"):
+                            for bucketing in settings["bucketings"]:
+                                jobs.append(make_job(settings, prepared[name], "main", "seqnlp", cell, precision,
+                                                     threads, repeat, variant="" if bucketing == "pool" else bucketing,
+                                                     bucketing=bucketing, busy=busy))
     return jobs
+
+
+def quickstart_jobs(settings: dict[str, Any], repeat: int) -> list[dict[str, Any]]:
+    """README's first command at each busy level and thread setting (data: the embedded SMS collection)."""
+    data = {"dataset": "sms", "train_file": "", "eval_file": "", "train_examples": 0}
+    return [make_job(settings, data, "quickstart", "seqnlp", "lstm", "fp32", threads, repeat, busy=busy,
+                     measure_inference=False)
+            for busy in settings.get("busy", [0]) for threads in settings["threads"]]
 
 
 def packing_jobs(settings: dict[str, Any], data: dict[str, Any], repeat: int) -> list[dict[str, Any]]:
@@ -622,19 +652,39 @@ def use_this_checkout() -> dict[str, str]:
     return {}
 
 
-def child_env(threads: int, out: Path) -> dict[str, str]:
-    """The environment of a measured child: its thread count everywhere, offline, caches inside OUT."""
+def child_env(threads: int | str, out: Path) -> dict[str, str]:
+    """The environment of a measured child: its thread count everywhere (``auto``: nothing set, as a user's shell
+    sets nothing), offline, caches inside OUT."""
     env = dict(os.environ)
     env.update(use_this_checkout())
     for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "RAYON_NUM_THREADS", "RAYON_RS_NUM_CPUS"):
-        env[name] = str(threads)
+        if threads == "auto":
+            env.pop(name, None)
+        else:
+            env[name] = str(threads)
     env.update({"HF_DATASETS_CACHE": str(out / "hf-cache"), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
                 "TOKENIZERS_PARALLELISM": "true"})
     return env
 
 
-def run_job(job: dict[str, Any], out: Path, resume: bool) -> dict[str, Any]:
-    """Run one job in a fresh Python process; returns its result merged with the job (or an ``error``)."""
+@contextlib.contextmanager
+def busy_machine(processes: int) -> Iterator[None]:
+    """``processes`` busy loops (one Python process each, never pinned) for the length of the block."""
+    loops = [subprocess.Popen([sys.executable, "-c", BUSY_LOOP]) for _ in range(processes)]
+    try:
+        if loops:
+            time.sleep(0.5)  # let them start spinning
+        yield
+    finally:
+        for loop in loops:
+            loop.kill()
+        for loop in loops:
+            loop.wait()
+
+
+def run_job(job: dict[str, Any], out: Path, resume: bool, timeout: Optional[float] = None) -> dict[str, Any]:
+    """Run one job in a fresh Python process (beside ``job["busy"]`` busy loops); returns its result merged with
+    the job (or an ``error``, also when it ran past ``timeout`` seconds), and the load average before and after."""
     jobs_dir, logs_dir = out / "jobs", out / "logs"
     jobs_dir.mkdir(parents=True, exist_ok=True)
     logs_dir.mkdir(parents=True, exist_ok=True)
@@ -646,15 +696,60 @@ def run_job(job: dict[str, Any], out: Path, resume: bool) -> dict[str, Any]:
             return {"job": job, **json.loads(result_file.read_text(encoding="utf-8")), "resumed": True}
     result_file.unlink(missing_ok=True)
     job_file.write_text(json.dumps(job, indent=1) + "\n", encoding="utf-8")
-    start = time.perf_counter()
-    with log_file.open("w", encoding="utf-8") as log:
-        proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--worker", str(job_file)],
-                              stdout=log, stderr=subprocess.STDOUT, env=child_env(job["threads"], out), cwd=REPO)
-    wall = time.perf_counter() - start
+    load_before = [round(x, 2) for x in os.getloadavg()]
+    with busy_machine(job.get("busy", 0)), log_file.open("w", encoding="utf-8") as log:
+        start = time.perf_counter()
+        try:
+            if job["study"] == "quickstart":
+                proc = run_quickstart(job, out, log, timeout)
+            else:
+                env = child_env(job["threads"], out)
+                if job["pipeline"] == "seqnlp":  # what seqnlp's command line starts torch with (seqnlp.threads)
+                    from seqnlp.threads import machine_busy_now, passive_wait_env
+
+                    env.update(passive_wait_env(env, machine_busy_now()))
+                proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--worker", str(job_file)],
+                                      stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            wall = time.perf_counter() - start
+            return {"job": job, "error": f"timed out after {wall:.0f} s", "wall_s": wall, "timed_out": True,
+                    "load_before": load_before, "load_after": [round(x, 2) for x in os.getloadavg()]}
+        wall = time.perf_counter() - start
+    loads = {"load_before": load_before, "load_after": [round(x, 2) for x in os.getloadavg()]}
     if proc.returncode != 0 or not result_file.is_file():
         tail = log_file.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-5:]
-        return {"job": job, "error": f"exit {proc.returncode}: " + " | ".join(tail), "wall_s": wall}
-    return {"job": job, **json.loads(result_file.read_text(encoding="utf-8")), "wall_s": wall}
+        return {"job": job, "error": f"exit {proc.returncode}: " + " | ".join(tail), "wall_s": wall, **loads}
+    return {"job": job, **json.loads(result_file.read_text(encoding="utf-8")), "wall_s": wall, **loads}
+
+
+def run_quickstart(job: dict[str, Any], out: Path, log: Any, timeout: Optional[float] = None) -> subprocess.CompletedProcess:
+    """README's first command as a user runs it: ``python -m seqnlp train`` with every default but
+    ``train.num_threads``, this checkout's seqnlp, a fresh datasets cache; then its result file from the run."""
+    run_dir, cache = Path(job["run_dir"]), out / "hf-cache" / job["id"]
+    shutil.rmtree(cache, ignore_errors=True)
+    env = {**child_env("auto", out), "HF_DATASETS_CACHE": str(cache)}
+    env.pop("TOKENIZERS_PARALLELISM", None)
+    threads = job["threads"]
+    if threads == "main":  # as before train.num_threads: auto: torch's default count, libgomp's default spinning
+        threads, env["GOMP_SPINCOUNT"] = "null", "300000"
+    command = [sys.executable, "-m", "seqnlp", "train", "--output-dir", str(run_dir), "--overwrite",
+               "--set", f"train.num_threads={threads}"]
+    try:
+        proc = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO, timeout=timeout)
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
+    if proc.returncode == 0:
+        log.flush()
+        text = Path(log.name).read_text(encoding="utf-8", errors="replace").replace("\r", "\n")
+        epochs = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
+        results = json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
+        result = {"epochs": [e["train"] for e in epochs], "accuracy": results["test"]["accuracy"],
+                  "best_epoch": results["best_epoch"], "command": shlex.join(command[1:]),
+                  "thread_choices": THREAD_CHOICE.findall(text),
+                  "thread_log": [line[line.index("threads: "):] for line in text.splitlines() if "threads: " in line]}
+        (run_dir / "model.safetensors").unlink(missing_ok=True)
+        Path(job["result_file"]).write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    return proc
 
 
 def measure_startup(runs: int, out: Path) -> dict[str, Any]:
@@ -696,6 +791,11 @@ def run_metrics(result: dict[str, Any]) -> dict[str, float]:
     seconds = sum(e["seconds"] for e in epochs)
     tokens = sum(e["tokens_per_s"] * e["seconds"] for e in epochs)
     examples = sum(e["examples_per_s"] * e["seconds"] for e in epochs)
+    if result["job"]["study"] == "quickstart":
+        return {"wall_s": result["wall_s"], "train_seconds": seconds, "epochs": len(epochs),
+                "epoch_seconds": seconds / len(epochs), "train_tokens_per_s": tokens / seconds,
+                "accuracy": result["accuracy"], "load_before": result["load_before"][0],
+                "load_after": result["load_after"][0]}
     metrics = {
         "train_tokens_per_s": tokens / seconds,
         "train_examples_per_s": examples / seconds,
@@ -719,21 +819,23 @@ def run_metrics(result: dict[str, Any]) -> dict[str, float]:
     return metrics
 
 
-GROUP_KEYS = ("study", "dataset", "pipeline", "cell", "precision", "threads", "variant")
+GROUP_KEYS = ("study", "dataset", "pipeline", "cell", "precision", "threads", "variant", "busy")
 
 
 def summarize(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Group runs by configuration (every job field but the repeat) -> median, min and max of every metric."""
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for result in results:
-        key = tuple(result["job"][k] for k in GROUP_KEYS)
+        key = tuple(result["job"].get(k, 0) for k in GROUP_KEYS)
         groups.setdefault(key, []).append(result)
     rows = []
     for key, members in groups.items():
         ok = [run_metrics(m) for m in members if "error" not in m]
         row: dict[str, Any] = dict(zip(GROUP_KEYS, key))
         row.update({"train_examples": members[0]["job"]["train_examples"], "repeats": len(ok),
-                    "errors": [m["error"] for m in members if "error" in m]})
+                    "errors": [m["error"] for m in members if "error" in m],
+                    "timed_out_s": [round(m["wall_s"]) for m in members if m.get("timed_out")],
+                    "thread_choices": [m.get("thread_choices") for m in members if "error" not in m]})
         for metric in sorted({k for m in ok for k in m}):
             values = [m[metric] for m in ok if metric in m]
             row[metric] = statistics.median(values)
@@ -744,11 +846,22 @@ def summarize(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def add_ratios(rows: list[dict[str, Any]]) -> None:
-    """seqnlp rows of the main study get ratios to the reference with the same data, cell and threads."""
-    reference = {(r["dataset"], r["cell"], r["threads"]): r for r in rows
+    """seqnlp rows of the main study get ratios to the reference with the same data, cell, threads and busy level
+    (``auto``: the reference at the usable CPU count, torch's default); quickstart rows get their wall time over
+    the best fixed thread count's at the same busy level."""
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    reference = {(r["dataset"], r["cell"], r["threads"], r.get("busy", 0)): r for r in rows
                  if r["study"] == "main" and r["pipeline"] == "reference" and r["repeats"]}
+    for busy in {r.get("busy", 0) for r in rows if r["study"] == "quickstart"}:
+        level = [r for r in rows if r["study"] == "quickstart" and r.get("busy", 0) == busy and r["repeats"]]
+        fixed = [r for r in level if isinstance(r["threads"], int)]
+        for row in level:
+            if fixed:  # thread counts round differently, so early stopping may end runs at different epochs
+                row["wall_vs_best_fixed"] = row["wall_s"] / min(r["wall_s"] for r in fixed)
+                row["epoch_vs_best_fixed"] = row["epoch_seconds"] / min(r["epoch_seconds"] for r in fixed)
     for row in rows:
-        ref = reference.get((row["dataset"], row["cell"], row["threads"]))
+        threads = usable if row["threads"] == "auto" else row["threads"]
+        ref = reference.get((row["dataset"], row["cell"], threads, row.get("busy", 0)))
         if row["study"] != "main" or row["pipeline"] != "seqnlp" or ref is None or not row["repeats"]:
             continue
         row["train_tokens_ratio"] = row["train_tokens_per_s"] / ref["train_tokens_per_s"]
@@ -780,12 +893,12 @@ def main_table(rows: list[dict[str, Any]]) -> list[str]:
     body = []
     for r in rows:
         if not r["repeats"]:
-            body.append([r["dataset"], r["cell"], r["pipeline"], r["precision"], str(r["threads"])]
+            body.append([r["dataset"], r["cell"], r["pipeline"], r["precision"], _threads(r)]
                         + ["error"] + [""] * (len(header) - 6))
             continue
         delta = r.get("accuracy_delta_points")
         body.append([
-            r["dataset"], r["cell"], _pipeline_name(r), r["precision"], str(r["threads"]),
+            r["dataset"], r["cell"], _pipeline_name(r), r["precision"], _threads(r),
             _num(r["train_tokens_per_s"]), _ratio(r.get("train_tokens_ratio")), _num(r["train_examples_per_s"], 1),
             _num(r["epoch_seconds"], 1), f"{100 * r['padding_ratio']:.1f}%",
             f"{100 * r['dense_share']:.0f}%" if "dense_share" in r else "", _num(r["peak_rss_train_mb"]),
@@ -793,6 +906,31 @@ def main_table(rows: list[dict[str, Any]]) -> list[str]:
             _num(r.get("infer_examples_per_s"), 1), _ratio(r.get("infer_ratio")), _num(r.get("latency_ms"), 2),
             _ratio(r.get("latency_speedup")),
         ])
+    return _table(header, body)
+
+
+def _threads(row: dict[str, Any]) -> str:
+    """The thread setting, with the busy loops beside the run when there were any."""
+    return str(row["threads"]) + (f" (busy {row['busy']})" if row.get("busy") else "")
+
+
+def quickstart_table(rows: list[dict[str, Any]]) -> list[str]:
+    """README's first command: wall time per busy level and thread setting, and what auto settled on."""
+    header = ["busy loops", "train.num_threads", "wall s (median)", "min-max", "x best fixed", "s/epoch",
+              "x best fixed", "epochs", "train tok/s", "test accuracy %", "auto's choices", "load before/after"]
+    body = []
+    for r in sorted((r for r in rows if r["study"] == "quickstart"), key=lambda r: (r.get("busy", 0), str(r["threads"]))):
+        if not r["repeats"]:
+            stopped = f"> {min(r['timed_out_s'])} (stopped)" if r.get("timed_out_s") else "error"
+            body.append([str(r.get("busy", 0)), str(r["threads"]), stopped] + [""] * (len(header) - 3))
+            continue
+        choices = [" -> ".join(c) for c in r.get("thread_choices") or [] if c]
+        body.append([str(r.get("busy", 0)), str(r["threads"]), _num(r["wall_s"], 1),
+                     f"{r['wall_s_min']:.1f}-{r['wall_s_max']:.1f}", _ratio(r.get("wall_vs_best_fixed")),
+                     _num(r["epoch_seconds"], 2), _ratio(r.get("epoch_vs_best_fixed")), _num(r["epochs"]),
+                     _num(r["train_tokens_per_s"]),
+                     _num(100 * r["accuracy"], 2), "; ".join(choices) if r["threads"] == "auto" else "",
+                     f"{r['load_before']:.1f}/{r['load_after']:.1f}"])
     return _table(header, body)
 
 
@@ -897,6 +1035,14 @@ def render_markdown(report: dict[str, Any]) -> str:
                   "by `model.recurrence: auto`).", ""]
     if any(r["study"] == "memory" for r in rows):
         lines += ["## Peak memory as IMDB grows", "", *memory_table(rows), ""]
+    if any(r["study"] == "quickstart" for r in rows):
+        lines += ["## README's first command (`seqnlp train`, embedded SMS data)", "", *quickstart_table(rows), "",
+                  "wall s: the whole command in a fresh process with a fresh datasets cache (imports, data, "
+                  "tokenizer, training, test evaluation). x best fixed: over the fastest fixed thread count's "
+                  "median at the same busy level, for the wall time and for the training seconds per epoch (thread "
+                  "counts round differently, so early stopping can end runs at different epochs). auto's choices: "
+                  "per repeat, the count each probe settled on. load: the 1-minute load average before and after "
+                  "the run (the busy loops included).", ""]
     startup = report.get("startup") or {}
     timed = {k: v for k, v in startup.items() if isinstance(v, dict)}
     if timed:
@@ -991,7 +1137,7 @@ def parse_sizes(items: Sequence[str], defaults: dict[str, Optional[int]], option
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
-@click.option("--study", default="main", show_default=True, help="Comma list of: main, packing, memory.")
+@click.option("--study", default="main", show_default=True, help="Comma list of: main, packing, memory, quickstart.")
 @click.option("--datasets", "dataset_names", default="sst2,imdb", show_default=True, help="Main study data.")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_DATA_DIR,
               show_default=True, help="Folder with sst2/ and imdb/.")
@@ -1002,7 +1148,11 @@ def parse_sizes(items: Sequence[str], defaults: dict[str, Optional[int]], option
 @click.option("--max-length", type=click.IntRange(min=1), help="Tokens kept per text, both pipelines [default: 400].")
 @click.option("--epochs", type=click.IntRange(min=1), help="Epochs per run [default: 3].")
 @click.option("--repeats", type=click.IntRange(min=1), help="Runs per configuration; medians reported [default: 3].")
-@click.option("--threads", help="Comma list of torch thread counts [default: all CPUs usable].")
+@click.option("--threads", help="Comma list of torch thread counts and/or auto (seqnlp's train.num_threads: auto); "
+              "quickstart also takes main (torch's default count and OpenMP's default spinning, as before auto) "
+              "[default: all CPUs usable].")
+@click.option("--busy", default="0", show_default=True,
+              help="Comma list of busy-loop counts: each job runs beside that many busy processes (0: none).")
 @click.option("--cells", help="Comma list of lstm, gru, rnn [default: all three for main, lstm otherwise].")
 @click.option("--precision", "precisions", help="seqnlp precisions: fp32, bf16 [default: both for main, fp32 "
               "otherwise]; the reference runs fp32.")
@@ -1025,6 +1175,8 @@ def parse_sizes(items: Sequence[str], defaults: dict[str, Optional[int]], option
 @click.option("--bucketing", "bucketings", default="pool", show_default=True,
               help="Main study: seqnlp's train.bucketing, comma list of pool, exact.")
 @click.option("--resume", is_flag=True, help="Reuse finished jobs already in --out (same settings only).")
+@click.option("--timeout", "job_timeout", type=click.FloatRange(min=1), help="Stop a job after this many seconds "
+              "(reported as an error: it took at least that long).")
 @click.option("--keep-runs", is_flag=True, help="Keep model weights in the run directories.")
 @click.option("--worker", type=click.Path(dir_okay=False, path_type=Path), hidden=True)
 def main(study: str, dataset_names: str, data_dir: Path, train_size: tuple[str, ...], eval_size: tuple[str, ...],
@@ -1032,7 +1184,7 @@ def main(study: str, dataset_names: str, data_dir: Path, train_size: tuple[str, 
          cells: Optional[str], precisions: Optional[str], pipelines: str, pools: str, packing_modes: str,
          memory_sizes: Optional[str], batch_size: int, infer_batch: int, latency_samples: Optional[int],
          startup_runs: Optional[int], seed: int, out: Optional[Path], quick: bool, bucketings: str, resume: bool,
-         keep_runs: bool, worker: Optional[Path]) -> None:
+         keep_runs: bool, worker: Optional[Path], busy: str, job_timeout: Optional[float]) -> None:
     """Benchmark seqnlp against the hand-written packed-BiLSTM tutorial pipeline (see docs/benchmarks.md)."""
     use_this_checkout()
     if worker is not None:
@@ -1049,7 +1201,8 @@ def main(study: str, dataset_names: str, data_dir: Path, train_size: tuple[str, 
         "max_length": max_length or (128 if quick else 400),
         "epochs": epochs or (1 if quick else 3),
         "repeats": repeats or (1 if quick else 3),
-        "threads": parse_ints(threads, "--threads") if threads else [usable],
+        "threads": parse_ints(threads, "--threads", allow=("auto", "main")) if threads else [usable],
+        "busy": [0 if b == "0" else b for b in parse_ints(busy, "--busy", allow=("0",))],
         "cells": parse_list(cells, CELLS, "--cells") if cells else None,  # None: each study's default
         "precisions": parse_list(precisions, PRECISIONS, "--precision") if precisions else None,
         "pipelines": parse_list(pipelines, PIPELINES, "--pipelines"),
@@ -1097,13 +1250,18 @@ def main(study: str, dataset_names: str, data_dir: Path, train_size: tuple[str, 
             jobs += packing_jobs(settings, packing_data, repeat)
         if memory_data:
             jobs += memory_jobs(settings, memory_data, repeat)
+        if "quickstart" in studies:
+            jobs += quickstart_jobs(settings, repeat)
     click.echo(f"{len(jobs)} jobs, each in its own process; logs in {out / 'logs'}")
     started = time.perf_counter()
     for number, job in enumerate(jobs, start=1):
-        result = run_job(job, out, resume)
+        result = run_job(job, out, resume, job_timeout)
         report["runs"].append(result)
         if "error" in result:
             status = f"ERROR {result['error']}"
+        elif job["study"] == "quickstart":
+            status = (f"{result['wall_s']:.1f} s wall, {len(result['epochs'])} epochs, threads "
+                      f"{' -> '.join(result['thread_choices']) or job['threads']}")
         else:
             m = run_metrics(result)
             status = (f"{m['train_tokens_per_s']:,.0f} tok/s, {m['epoch_seconds']:.1f} s/epoch, "

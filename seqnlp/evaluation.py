@@ -31,6 +31,7 @@ from seqnlp.metrics import MULTI_LABEL, CalibrationMetrics, Metrics
 from seqnlp.objective import Objective, tune_thresholds
 from seqnlp.predict import (DEFAULT_BATCH_SIZE, DEFAULT_PRECISION, Classifier, check_inference_settings,
                             forward_batches)
+from seqnlp.runtime import ThreadControl
 from seqnlp.tokenizer import encode_dataset
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,7 @@ def evaluate_model(
     objective: Optional[Objective] = None,
     thresholds: Optional[Sequence[float]] = None,
     calibration: Optional[Calibration] = None,
+    threads: Optional[ThreadControl] = None,
 ) -> dict[str, Any]:
     """Mean loss and all metrics of ``model`` over every batch of ``loader`` (of every process, if sharded).
 
@@ -53,7 +55,8 @@ def evaluate_model(
     decisions use ``thresholds`` (default 0.5 for every label). The loss is the plain, unweighted one, of the
     model's own logits. With ``calibration``, the metrics are those of the calibrated run (its temperature, and a
     binary run's decision threshold), and ``calibration`` in the result says how calibrated its probabilities are
-    before and after the temperature (``seqnlp.metrics.CalibrationMetrics``).
+    before and after the temperature (``seqnlp.metrics.CalibrationMetrics``). ``threads`` sets torch's thread
+    count for the passes (None: as it is; training sets its own).
     """
     if loader.labels is None:
         raise DataError("cannot evaluate on a split without labels")
@@ -63,7 +66,7 @@ def evaluate_model(
     calibrated = (CalibrationMetrics(objective, len(label_names), calibration, loader.sharded, thresholds).to(device)
                   if calibration is not None else None)
     total_loss, total = 0.0, 0
-    for batch, logits in forward_batches(model, loader, device, precision):  # logits [B, C]
+    for batch, logits in forward_batches(model, loader, device, precision, threads):  # logits [B, C]
         assert batch.labels is not None
         total_loss += float(objective.loss_sum(logits.float(), batch.labels))
         total += len(batch.labels)
@@ -117,6 +120,7 @@ def evaluate(
     device: str = "auto",
     batch_size: Optional[int] = None,
     precision: Optional[str] = None,
+    num_threads: int | str | None = "auto",
 ) -> dict[str, Any]:
     """Evaluate a trained run (a run directory, or a loaded Classifier) on a labeled split.
 
@@ -128,10 +132,13 @@ def evaluate(
     >>> seqnlp.evaluate("runs/sst2", data_files={"test": "dev.tsv"})  # doctest: +SKIP
 
     ``batch_size`` and ``precision`` (default: the Classifier's, or 256 and fp32 when loading) only change how
-    the forward passes run. Only the evaluated split is prepared (``load_splits(only=...)``).
+    the forward passes run, and ``num_threads`` (when loading; a Classifier brings its own) on how many threads:
+    N, None (torch's setting) or ``auto`` (timed: docs/performance.md). Only the evaluated split is prepared
+    (``load_splits(only=...)``).
     """
     clf = run if isinstance(run, Classifier) else Classifier.load(
-        run, device=device, batch_size=batch_size or DEFAULT_BATCH_SIZE, precision=precision or DEFAULT_PRECISION)
+        run, device=device, batch_size=batch_size or DEFAULT_BATCH_SIZE, precision=precision or DEFAULT_PRECISION,
+        num_threads=num_threads)
     batch_size, precision = batch_size or clf.batch_size, precision or clf.precision
     check_inference_settings(batch_size, precision, clf.device, clf.quantized)
     name, prepared, carved = labelled_split(clf, split, data=data, dataset=dataset, data_files=data_files,
@@ -139,7 +146,8 @@ def evaluate(
     encoded = encode_dataset(prepared, clf.tokenizer, desc=f"encoding {name}")
     loader = BatchLoader(encoded, batch_size, pad_id=clf.pad_id)
     result = evaluate_model(clf.model, loader, clf.label_names, clf.device, precision,
-                            objective=clf.objective, thresholds=clf.thresholds, calibration=clf.calibration)
+                            objective=clf.objective, thresholds=clf.thresholds, calibration=clf.calibration,
+                            threads=clf.thread_control)
     result["split"] = name
     result["carved"] = carved  # "carved from train, 10%" for a split carved as training did
     if not math.isfinite(result["loss"]):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import time
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Optional, Sequence
 
@@ -25,11 +26,12 @@ from tokenizers import Tokenizer
 from seqnlp.batching import Batch, pad_flat
 from seqnlp.calibration import Calibration, decision_confidence
 from seqnlp.checkpoint import CALIBRATION_FILE, load_calibration, load_run, load_thresholds
-from seqnlp.config import PRECISIONS, Config
+from seqnlp.config import PRECISIONS, Config, is_thread_setting
 from seqnlp.errors import ConfigError, DataError
 from seqnlp.model import RNNClassifier
 from seqnlp.objective import DEFAULT_THRESHOLD, make_objective
-from seqnlp.runtime import autocast, resolve_device
+from seqnlp.runtime import ThreadControl, autocast, resolve_device
+from seqnlp.threads import AUTO
 from seqnlp.tokenizer import encode_texts, pad_id
 
 log = logging.getLogger(__name__)
@@ -39,28 +41,38 @@ DEFAULT_PRECISION = "fp32"
 
 
 def forward_batches(model: torch.nn.Module, batches: Iterable[Batch], device: torch.device,
-                    precision: str = DEFAULT_PRECISION) -> Iterator[tuple[Batch, torch.Tensor]]:
+                    precision: str = DEFAULT_PRECISION,
+                    threads: Optional[ThreadControl] = None) -> Iterator[tuple[Batch, torch.Tensor]]:
     """(batch on ``device``, logits [B, C]) for each batch: eval mode, no autograd, autocast to ``precision``.
 
-    The model's training mode is restored once the batches are done (or the loop is left early).
+    ``threads`` (None: torch's setting as it is) sets the thread count and times every forward pass for it. The
+    model's training mode and torch's thread count are restored once the batches are done (or the loop is left).
     """
     was_training = model.training
     model.eval()
+    threads = threads or ThreadControl(None)
     try:
-        for batch in batches:
-            batch = batch.to(device)
-            with torch.inference_mode(), autocast(device, precision):
-                logits = model(batch.input_ids, batch.lengths)  # [B, C]
-            yield batch, logits
+        with threads.applied():
+            for batch in batches:
+                batch = batch.to(device)
+                start = time.perf_counter()
+                with torch.inference_mode(), autocast(device, precision):
+                    logits = model(batch.input_ids, batch.lengths)  # [B, C]
+                threads.observe(batch.num_tokens, time.perf_counter() - start)
+                yield batch, logits
     finally:
         model.train(was_training)
 
 
-def check_inference_settings(batch_size: int, precision: str, device: torch.device, quantized: bool = False) -> None:
+def check_inference_settings(batch_size: int, precision: str, device: torch.device, quantized: bool = False,
+                             num_threads: int | str | None = AUTO) -> None:
     """A ConfigError naming the setting for a batch size that is not a positive integer, an unknown precision,
-    fp16 off CUDA (autocast to fp16 needs a GPU), or an int8 model asked to run in anything but fp32."""
+    fp16 off CUDA (autocast to fp16 needs a GPU), an int8 model asked to run in anything but fp32, or a thread
+    count that is not auto, None or a positive integer."""
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"batch_size must be a positive integer, not {batch_size!r}")
+    if not is_thread_setting(num_threads):
+        raise ConfigError(f"num_threads must be auto, None or a positive integer, not {num_threads!r}")
     if precision not in PRECISIONS:
         raise ConfigError(f"precision: {precision!r} is not one of {', '.join(PRECISIONS)}")
     if precision == "fp16" and device.type != "cuda":
@@ -102,13 +114,15 @@ class Classifier:
         batch_size: int = DEFAULT_BATCH_SIZE,
         precision: str = DEFAULT_PRECISION,
         calibration: Optional[Calibration] = None,
+        num_threads: int | str | None = AUTO,
     ) -> None:
-        check_inference_settings(batch_size, precision, device, quantized)
+        check_inference_settings(batch_size, precision, device, quantized, num_threads)
         self.calibration = calibration or Calibration()  # temperature (and binary threshold) fitted on validation
         self.model = model.eval()
         self.quantized = quantized  # int8 weights (CPU only), fp32 activations
         self.batch_size = batch_size  # texts per forward pass
         self.precision = precision  # fp32, or bf16/fp16 autocast
+        self.thread_control = ThreadControl(num_threads, device)  # torch threads of the forward passes (auto: timed)
         self.tokenizer = tokenizer
         self.label_names = list(label_names)
         self.config = config
@@ -123,18 +137,21 @@ class Classifier:
 
     @classmethod
     def load(cls, run_dir: str | Path, device: str = "auto", quantize: bool = False,
-             batch_size: int = DEFAULT_BATCH_SIZE, precision: str = DEFAULT_PRECISION) -> "Classifier":
+             batch_size: int = DEFAULT_BATCH_SIZE, precision: str = DEFAULT_PRECISION,
+             num_threads: int | str | None = AUTO) -> "Classifier":
         """Load a run directory (safetensors weights, JSON/YAML files only: nothing is unpickled).
 
         ``quantize`` makes the LSTM/GRU and linear layers dynamically int8-quantized for faster CPU inference
         (seqnlp.export.quantize says what is and is not quantized); it needs the CPU, which ``auto`` then picks, and fp32.
         ``batch_size`` texts run per forward pass, autocast to ``precision`` (fp32, bf16, or fp16 on CUDA),
         whatever the run was trained with: the defaults give the numbers of an fp32 run's own evaluation.
+        ``num_threads`` is torch's thread count for them: N, None (torch's setting), or ``auto``: the usable CPUs,
+        then the fastest count, timed on the first batches (docs/performance.md).
         """
         dev = torch.device("cpu") if quantize and device == "auto" else resolve_device(device)
         if quantize and dev.type != "cpu":
             raise ConfigError(f"quantize: int8 dynamic quantization runs on the CPU, not on {dev}; use device cpu")
-        check_inference_settings(batch_size, precision, dev, quantize)  # before the run is read: fail fast
+        check_inference_settings(batch_size, precision, dev, quantize, num_threads)  # before the run is read
         config, tokenizer, labels, model = load_run(run_dir, dev)
         thresholds = load_thresholds(Path(run_dir), labels) if config.data.multi_label else None
         if config.data.multi_label and thresholds is None:
@@ -149,7 +166,7 @@ class Classifier:
 
             model, _ = quantize_dynamic(model)
         return cls(model, tokenizer, labels, config, dev, Path(run_dir), thresholds=thresholds, quantized=quantize,
-                   batch_size=batch_size, precision=precision, calibration=calibration)
+                   batch_size=batch_size, precision=precision, calibration=calibration, num_threads=num_threads)
 
     @property
     def multi_label(self) -> bool:
@@ -218,7 +235,8 @@ class Classifier:
                 raise DataError(f"text {i} is a {type(text).__name__}, not a string")
         out = torch.empty(len(texts), len(self.label_names))  # [N, C]
         batches = self._batches(encode_texts(self.tokenizer, texts))
-        for batch, logits in forward_batches(self.model, batches, self.device, self.precision):
+        for batch, logits in forward_batches(self.model, batches, self.device, self.precision,
+                                             self.thread_control):
             out[torch.from_numpy(batch.indices)] = logits.float().cpu()
         return out
 
@@ -245,6 +263,7 @@ def _abstain(result: dict[str, Any], abstained: bool) -> dict[str, Any]:
 
 
 def load(run_dir: str | Path, device: str = "auto", quantize: bool = False, batch_size: int = DEFAULT_BATCH_SIZE,
-         precision: str = DEFAULT_PRECISION) -> Classifier:
+         precision: str = DEFAULT_PRECISION, num_threads: int | str | None = AUTO) -> Classifier:
     """Load a trained run for prediction: ``seqnlp.load("runs/x").predict(["some text"])``."""
-    return Classifier.load(run_dir, device=device, quantize=quantize, batch_size=batch_size, precision=precision)
+    return Classifier.load(run_dir, device=device, quantize=quantize, batch_size=batch_size, precision=precision,
+                           num_threads=num_threads)

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import random
-from typing import Any, ContextManager, Optional
+import time
+from typing import Any, Callable, ContextManager, Iterator, Optional
 
 import numpy as np
 import torch
 
 from seqnlp.errors import ConfigError
+from seqnlp.threads import AUTO, ThreadTuner, candidates, resolve_threads, usable_cpus
+
+log = logging.getLogger(__name__)
 
 _AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -49,9 +54,62 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def set_threads(num_threads: Optional[int]) -> None:
-    if num_threads is not None:
-        torch.set_num_threads(num_threads)
+def set_threads(num_threads: int | str | None) -> None:
+    """Set torch's intra-op threads: a count, ``auto`` (the CPUs this process may use: ``seqnlp.threads``), or
+    None to leave torch's setting."""
+    threads = resolve_threads(num_threads)
+    if threads is not None and threads != torch.get_num_threads():
+        torch.set_num_threads(threads)
+
+
+class ThreadControl:
+    """The torch thread count of inference: a fixed count, None (torch's setting), or ``auto``: the usable CPUs
+    (at most ``max_threads``), timed batch by batch by a ``ThreadTuner`` that keeps the fastest count.
+
+    ``applied()`` sets the count for a stretch of work and restores torch's setting after (a library call leaves
+    it as it found it); ``observe`` reports a batch, and switches when the tuner asks. One control serves every
+    call of a Classifier, so a server's tuner learns over its requests.
+    """
+
+    def __init__(self, setting: int | str | None, device: torch.device = torch.device("cpu"),
+                 max_threads: Optional[int] = None, clock: Callable[[], float] = time.monotonic) -> None:
+        self.setting = setting
+        self.tuner: Optional[ThreadTuner] = None
+        self.fixed: Optional[int] = None
+        if setting == AUTO:
+            cpus = usable_cpus() if max_threads is None else max(1, min(max_threads, usable_cpus()))
+            if device.type == "cpu" and cpus > 1:
+                self.tuner = ThreadTuner(candidates(cpus), clock=clock)
+            else:
+                self.fixed = cpus
+        elif setting is not None:
+            self.fixed = int(setting)
+
+    @property
+    def threads(self) -> Optional[int]:
+        """The count the next batch runs at (None: torch's setting)."""
+        return self.tuner.threads if self.tuner is not None else self.fixed
+
+    @contextlib.contextmanager
+    def applied(self) -> Iterator[None]:
+        before = torch.get_num_threads()
+        if self.threads is not None and self.threads != before:
+            torch.set_num_threads(self.threads)
+        try:
+            yield
+        finally:
+            if torch.get_num_threads() != before:
+                torch.set_num_threads(before)
+
+    def observe(self, tokens: int, seconds: float) -> None:
+        if self.tuner is None:
+            return
+        decided = len(self.tuner.decisions)
+        threads = self.tuner.observe(tokens, seconds)
+        if threads is not None:
+            torch.set_num_threads(threads)
+        if len(self.tuner.decisions) > decided:
+            log.debug("inference threads: %s", self.tuner.decisions[-1].summary())
 
 
 def get_rng_state() -> dict[str, Any]:

@@ -27,7 +27,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import signal
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -48,14 +47,15 @@ try:
 except ImportError as exc:  # one line for the CLI, and an ImportError for pytest.importorskip
     raise MissingExtraError(f"serving needs {exc.name}, which is not installed: {INSTALL_HINT}") from exc
 
-import torch
-
 from seqnlp import __version__
 from seqnlp.explain import DEFAULT_STEPS, explain
 from seqnlp.explain.explanation import MAX_STEPS
 from seqnlp.http_guard import ConnectionLimits, make_server
 from seqnlp.model import count_parameters
 from seqnlp.predict import DEFAULT_BATCH_SIZE, DEFAULT_PRECISION, Classifier
+from seqnlp.runtime import ThreadControl
+from seqnlp.config import is_thread_setting
+from seqnlp.threads import usable_cpus
 
 log = logging.getLogger(__name__)
 
@@ -94,9 +94,9 @@ class ApiError(Exception):
 
 
 def default_threads() -> int:
-    """Torch threads for inference: the usable cores less one, which the event loop needs for HTTP and JSON."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, cores - 1)
+    """The most torch threads inference gets: the usable CPUs (affinity mask and cgroup quota: ``seqnlp.threads``)
+    less one, which the event loop needs for HTTP and JSON."""
+    return max(1, usable_cpus() - 1)
 
 
 def create_app(
@@ -107,7 +107,7 @@ def create_app(
     max_body_bytes: int = Limits.max_body_bytes,
     body_timeout: float = Limits.body_timeout,
     device: str = "auto",
-    num_threads: Optional[int] = None,
+    num_threads: int | str | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     precision: str = DEFAULT_PRECISION,
     min_confidence: Optional[float] = None,
@@ -117,18 +117,21 @@ def create_app(
     ``min_confidence`` is the abstention threshold of requests that do not give their own (None: never abstain).
 
     ``device``, ``batch_size`` and ``precision`` are how a run directory is loaded (``Classifier.load``); a
-    Classifier brings its own. ``num_threads`` sets torch's intra-op threads in the inference thread (None keeps
-    torch's setting). Mount the result anywhere (``Mount("/sentiment", app=create_app(...))``), or serve it with
+    Classifier brings its own. ``num_threads`` sets torch's intra-op threads in the inference thread, replacing a
+    Classifier's own setting: N, or ``auto``: at most ``default_threads()``, the fastest count timed over the
+    requests (docs/performance.md); None keeps the Classifier's setting (a run directory: torch's). Mount the result anywhere (``Mount("/sentiment", app=create_app(...))``), or serve it with
     ``run_server``.
     """
     limits = Limits(max_batch, max_text_chars, max_body_bytes, body_timeout)
-    if num_threads is not None and num_threads < 1:
-        raise ConfigError(f"num_threads must be a positive integer, not {num_threads!r}")
+    if not is_thread_setting(num_threads):
+        raise ConfigError(f"num_threads must be auto or a positive integer, not {num_threads!r}")
     clf = model if isinstance(model, Classifier) else Classifier.load(model, device=device, batch_size=batch_size,
-                                                                       precision=precision)
+                                                                       precision=precision, num_threads=None)
+    if num_threads is not None:
+        clf.thread_control = ThreadControl(num_threads, clf.device, max_threads=default_threads())
     if min_confidence is not None and not 0.0 <= min_confidence <= 1.0:
         raise ConfigError(f"min_confidence must be between 0 and 1, not {min_confidence!r}")
-    api = _Api(clf, limits, num_threads, min_confidence)
+    api = _Api(clf, limits, min_confidence)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -176,14 +179,13 @@ def run_server(app: Starlette, host: str = "127.0.0.1", port: int = 8000, log_le
 
 
 class _Api:
-    """The endpoints, sharing one classifier and the single thread it runs on."""
+    """The endpoints, sharing one classifier and the single thread it runs on (whose torch thread count the
+    classifier's ``thread_control`` sets, call by call)."""
 
-    def __init__(self, clf: Classifier, limits: Limits, num_threads: Optional[int],
-                 min_confidence: Optional[float] = None) -> None:
+    def __init__(self, clf: Classifier, limits: Limits, min_confidence: Optional[float] = None) -> None:
         self.clf = clf
         self.limits = limits
         self.min_confidence = min_confidence
-        self.num_threads = num_threads
         self._executor: Optional[ThreadPoolExecutor] = None
         config = clf.config
         self.summary = {
@@ -203,13 +205,8 @@ class _Api:
     def executor(self) -> ThreadPoolExecutor:
         """Created on first use, so an app that is mounted (whose lifespan never runs) still gets one."""
         if self._executor is None:
-            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="seqnlp-infer",
-                                                initializer=self._init_thread)
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="seqnlp-infer")
         return self._executor
-
-    def _init_thread(self) -> None:
-        if self.num_threads is not None:
-            torch.set_num_threads(self.num_threads)
 
     def close(self) -> None:
         if self._executor is not None:

@@ -316,6 +316,16 @@ def test_predict_and_evaluate_in_bf16(run_dir: Path) -> None:
     assert json.loads(report.stdout)["accuracy"] == 1.0
 
 
+def test_predict_and_evaluate_take_a_thread_count_or_auto(run_dir: Path) -> None:
+    one = invoke("predict", str(run_dir), "--threads", "1", "great film", "awful film")
+    auto = invoke("predict", str(run_dir), "--threads", "auto", "great film", "awful film")
+    assert one.exit_code == auto.exit_code == 0, one.output + auto.output
+    assert [p["label"] for p in json_lines(one.stdout)] == [p["label"] for p in json_lines(auto.stdout)]
+    assert invoke("evaluate", str(run_dir), "--threads", "2", "--json").exit_code == 0
+    bad = invoke("predict", str(run_dir), "--threads", "0", "great film")
+    assert bad.exit_code == 2 and "'0' is not auto or an integer >= 1" in bad.stderr
+
+
 def test_evaluate_json_names_the_task(run_dir: Path) -> None:
     assert json.loads(invoke("evaluate", str(run_dir), "--json").stdout)["task"] == "single_label"
 
@@ -671,6 +681,13 @@ def test_compare_writes_the_report_and_prints_the_table(tmp_path: Path) -> None:
     assert sorted(p.name for p in (report / "runs").iterdir()) == ["00-cell-gru_pooling-last", "01-cell-gru_pooling-max"]
     assert sorted(p.name for p in (report / "runs" / "00-cell-gru_pooling-last").iterdir()) == ["seed-13", "seed-14"]
     assert "## Gradient flow and saturation" in (report / "report.md").read_text(encoding="utf-8")
+
+
+def test_compare_jobs_is_auto_or_a_count(tmp_path: Path) -> None:
+    bad = invoke("compare", "--jobs", "none")
+    assert bad.exit_code == 2 and "'none' is not auto or an integer >= 1" in bad.stderr
+    clash = invoke("compare", "--dataset", MARKER, "--in-process", "--jobs", "2", "-o", str(tmp_path / "r"), *SMALL)
+    assert_one_line_error(clash, 2, "needs isolated runs")
 
 
 def test_compare_cells_given_twice_is_a_usage_error() -> None:

@@ -208,7 +208,9 @@ def test_load_takes_the_batch_size_and_precision(toy_run: Path, clf: Classifier)
     ({"precision": "fp8"}, "precision: 'fp8' is not one of fp32, bf16, fp16"),
     ({"precision": "fp16"}, "precision: fp16 needs a CUDA device, not cpu; on the CPU use bf16 or fp32"),
     ({"precision": "bf16", "quantize": True}, "an int8-quantized model runs in fp32, not bf16"),
-], ids=["zero", "bool", "float", "unknown-precision", "fp16-on-cpu", "quantized-bf16"])
+    ({"num_threads": 0}, "num_threads must be auto, None or a positive integer, not 0"),
+    ({"num_threads": "many"}, "num_threads must be auto, None or a positive integer, not 'many'"),
+], ids=["zero", "bool", "float", "unknown-precision", "fp16-on-cpu", "quantized-bf16", "threads-0", "threads-str"])
 def test_bad_inference_settings_are_config_errors(toy_run: Path, settings: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=re.escape(message)):
         Classifier.load(toy_run, device="cpu", **settings)
@@ -287,3 +289,11 @@ def test_min_confidence_abstains_below_it(clf: Classifier) -> None:
     assert all(not r["abstained"] for r in clf.predict(TEXTS, min_confidence=0.0))
     with pytest.raises(DataError, match="min_confidence must be between 0 and 1"):
         clf.predict(TEXTS, min_confidence=1.5)
+@pytest.mark.parametrize("num_threads", [1, 2, "auto", None])
+def test_the_thread_setting_changes_no_prediction_and_leaves_torch_as_it_was(toy_run: Path, clf: Classifier,
+                                                                            num_threads: object) -> None:
+    before = torch.get_num_threads()
+    other = load(toy_run, device="cpu", batch_size=2, num_threads=num_threads)  # type: ignore[arg-type]
+    assert other.thread_control.setting == num_threads
+    np.testing.assert_allclose(other.predict_proba(TEXTS), clf.predict_proba(TEXTS), rtol=1e-5, atol=1e-6)
+    assert torch.get_num_threads() == before

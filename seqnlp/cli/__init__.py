@@ -39,6 +39,7 @@ from seqnlp.cli.options import rank
 from seqnlp.cli.pretrain import pretrain
 from seqnlp.cli.train import train
 from seqnlp.cli.tune import tune
+from seqnlp.threads import prefer_passive_wait
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -68,6 +69,7 @@ def main(ctx: click.Context, verbose: bool, quiet: bool, debug: bool) -> None:
       seqnlp push runs/sst2-gru me/sst2-gru
       seqnlp tune --config configs/sst2.yaml --budget 20m
     """
+    prefer_passive_wait()  # before any command loads torch: OpenMP threads that sleep at barriers (seqnlp.threads)
     if rank() > 0:  # under torchrun, rank 0 speaks for the run: the others log warnings and errors only
         quiet, verbose = True, False
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO

@@ -9,7 +9,7 @@ from typing import Optional
 
 import click
 
-from seqnlp.cli.options import data_options, data_updates, handle_errors, quiet_datasets
+from seqnlp.cli.options import data_options, data_updates, handle_errors, parse_threads, quiet_datasets
 from seqnlp.config import CELLS, load_config
 
 
@@ -34,12 +34,16 @@ from seqnlp.config import CELLS, load_config
               help="Validation examples the diagnostics average over.")
 @click.option("--in-process", is_flag=True,
               help="Train every run in this process: quicker to start, but peak memory is not measured.")
+@click.option("-j", "--jobs", default="auto", show_default=True, metavar="N|auto", callback=parse_threads,
+              help="Runs that train at once, each in its own process; auto: one per usable CPU, one thread each "
+                   "(on a GPU or with --in-process: 1). Runs side by side share the machine in their speed columns.")
 @click.pass_context
 @handle_errors
 def compare(ctx: click.Context, config_file: Optional[str], overrides: tuple[str, ...], output_dir: Optional[str],
             overwrite: bool, dataset: Optional[str], data_files: tuple[str, ...], text_columns: tuple[str, ...],
             label_column: Optional[str], cells: tuple[str, ...], grid: tuple[str, ...], seeds: int,
-            epochs: Optional[int], with_diagnostics: bool, diagnose_examples: int, in_process: bool) -> None:
+            epochs: Optional[int], with_diagnostics: bool, diagnose_examples: int, in_process: bool,
+            jobs: int | str) -> None:
     """Train RNN, LSTM and GRU (and any other grid) on the same data, budget and seeds, and report.
 
     Every setting is trained once per seed by the ordinary training code, each into its own run directory
@@ -53,6 +57,7 @@ def compare(ctx: click.Context, config_file: Optional[str], overrides: tuple[str
       seqnlp compare --dataset "synthetic:marker?distance=50" --set model.pooling=last \\
                      --set model.bidirectional=false --diagnose
       seqnlp compare --cell lstm --cell gru --grid model.hidden_size=64,256 --grid model.num_layers=1,2
+      seqnlp compare --config configs/sst2.yaml --jobs 1     # one run at a time: each alone on the machine
     """
     from seqnlp.compare import compare as run_compare
     from seqnlp.compare import parse_grid
@@ -69,7 +74,8 @@ def compare(ctx: click.Context, config_file: Optional[str], overrides: tuple[str
     quiet_datasets(ctx)
     result = run_compare(base, full_grid, seeds=[base.seed + i for i in range(seeds)], output_dir=output_dir,
                          overwrite=overwrite, isolate=not in_process, progress=not ctx.obj["quiet"],
-                         diagnose=with_diagnostics, diagnose_examples=diagnose_examples)
+                         diagnose=with_diagnostics, diagnose_examples=diagnose_examples,
+                         jobs=jobs)
     click.echo(result.table)
     click.echo(f"Report: {result.report_dir}  ({', '.join(sorted(result.files))})")
 

@@ -7,7 +7,7 @@ from typing import Optional
 
 import click
 
-from seqnlp.cli.options import handle_errors, inference_options
+from seqnlp.cli.options import handle_errors, inference_options, parse_threads
 from seqnlp.errors import ConfigError
 from seqnlp.rundir import check_run_dir
 
@@ -35,8 +35,9 @@ from seqnlp.rundir import check_run_dir
                    "[default: 256, fewer if the open-file limit (ulimit -n) is lower].")
 @click.option("--max-header-bytes", type=click.IntRange(min=1024), default=16_384, show_default=True,
               help="Largest request line and headers (more: 400).")
-@click.option("--threads", type=click.IntRange(min=1),
-              help="Torch threads for inference [default: the usable cores less one, at least 1].")
+@click.option("--threads", default="auto", show_default=True, metavar="N|auto", callback=parse_threads,
+              help="Torch threads for inference: N, or auto: at most the usable CPUs less one (the event loop's), "
+                   "the fastest count timed over the requests.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @inference_options
 @click.option("--min-confidence", type=click.FloatRange(0, 1), metavar="P",
@@ -46,7 +47,7 @@ from seqnlp.rundir import check_run_dir
 @handle_errors
 def serve(ctx: click.Context, run_dir: str, host: str, port: int, max_batch: int, max_text_chars: int,
           max_body_bytes: int, body_timeout: float, header_timeout: float, keep_alive_timeout: float,
-          max_connections: Optional[int], max_header_bytes: int, threads: Optional[int], device: str,
+          max_connections: Optional[int], max_header_bytes: int, threads: int | str, device: str,
           batch_size: int, precision: str, min_confidence: Optional[float], no_access_log: bool) -> None:
     """Serve a trained run over HTTP: a JSON API for predictions (needs pip install 'seqnlp[serve]').
 
@@ -77,10 +78,10 @@ def serve(ctx: click.Context, run_dir: str, host: str, port: int, max_batch: int
     """
     check_run_dir(run_dir)  # before the heavy imports: a usage error answers at once
     from seqnlp.http_guard import ConnectionLimits, default_max_connections
-    from seqnlp.serve import create_app, default_threads, run_server
+    from seqnlp.serve import create_app, run_server
 
     app = create_app(run_dir, max_batch=max_batch, max_text_chars=max_text_chars, max_body_bytes=max_body_bytes,
-                     body_timeout=body_timeout, device=device, num_threads=threads or default_threads(),
+                     body_timeout=body_timeout, device=device, num_threads=threads,
                      batch_size=batch_size, precision=precision, min_confidence=min_confidence)
     connections = ConnectionLimits(max_connections or default_max_connections(), header_timeout, keep_alive_timeout,
                                    max_header_bytes)

@@ -9,7 +9,7 @@ from typing import Optional, TextIO
 import click
 
 from seqnlp.cli.options import (INFERENCE_BATCH_SIZE, data_options, handle_errors, inference_options, other_data_options,
-                                parse_data_files, quiet_datasets)
+                                parse_data_files, quiet_datasets, threads_option)
 from seqnlp.config import THRESHOLD_RULES
 from seqnlp.rundir import check_run_dir
 
@@ -19,12 +19,13 @@ from seqnlp.rundir import check_run_dir
 @other_data_options
 @click.option("--split", help="Split to evaluate [default: test, else validation].")
 @inference_options
+@threads_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
 @click.pass_context
 @handle_errors
 def evaluate(ctx: click.Context, run_dir: str, dataset: Optional[str], data_files: tuple[str, ...],
              text_columns: tuple[str, ...], label_column: Optional[str], split: Optional[str], batch_size: int,
-             precision: str, as_json: bool) -> None:
+             precision: str, threads: int | str, as_json: bool) -> None:
     """Evaluate a trained run: accuracy, macro-F1, AUROC, per-class report, confusion matrix and calibration.
 
     Calibration: ECE, MCE, Brier score and NLL before and after the run's temperature (calibration.json), a
@@ -49,7 +50,7 @@ def evaluate(ctx: click.Context, run_dir: str, dataset: Optional[str], data_file
     quiet_datasets(ctx)
     result = run_evaluation(run_dir, split=split, dataset=dataset, data_files=parse_data_files(data_files),
                             text_columns=text_columns, label_column=label_column, batch_size=batch_size,
-                            precision=precision)
+                            precision=precision, num_threads=threads)
     click.echo(json.dumps(result) if as_json else format_report(result))
 
 
@@ -68,11 +69,12 @@ def evaluate(ctx: click.Context, run_dir: str, dataset: Optional[str], data_file
 @click.option("--min-confidence", type=click.FloatRange(0, 1), metavar="P",
               help="Abstain (label null, abstained true) when the decision's calibrated probability is below P.")
 @inference_options
+@threads_option
 @click.pass_context
 @handle_errors
 def predict(ctx: click.Context, run_dir: str, texts: tuple[str, ...], input_file: Optional[TextIO],
             input_format: str, text_columns: tuple[str, ...], top_k: Optional[int], quantize: bool,
-            min_confidence: Optional[float], batch_size: int, precision: str) -> None:
+            min_confidence: Optional[float], batch_size: int, precision: str, threads: int | str) -> None:
     """Predict labels: one JSON object per input text on stdout.
 
     {"label", "score"} per text, the score a calibrated probability (the run's calibration.json); a multi-label
@@ -102,7 +104,7 @@ def predict(ctx: click.Context, run_dir: str, texts: tuple[str, ...], input_file
     from seqnlp.data.files import read_texts
     from seqnlp.predict import Classifier
 
-    clf = Classifier.load(run_dir, quantize=quantize, batch_size=batch_size, precision=precision)
+    clf = Classifier.load(run_dir, quantize=quantize, batch_size=batch_size, precision=precision, num_threads=threads)
     if top_k is not None and top_k > len(clf.label_names):
         raise click.BadParameter(f"{top_k} is more than the {len(clf.label_names)} labels", param_hint="--top-k")
     columns = list(text_columns) or clf.config.data.text_columns

@@ -141,3 +141,19 @@ def inference_options(command: Callable) -> Callable:
     for option in reversed(options):
         command = option(command)
     return command
+
+
+def parse_threads(ctx: click.Context, param: click.Parameter, value: str) -> int | str:
+    """--threads: auto or a positive integer."""
+    if value.strip().lower() == "auto":
+        return "auto"
+    if value.strip().isdigit() and int(value) >= 1:
+        return int(value)
+    raise click.BadParameter(f"{value!r} is not auto or an integer >= 1")
+
+
+def threads_option(command: Callable) -> Callable:
+    """--threads of inference: N, or auto (the usable CPUs, then the fastest count timed on the first batches)."""
+    return click.option("--threads", default="auto", show_default=True, metavar="N|auto", callback=parse_threads,
+                        help="Torch threads: N, or auto: the CPUs this process may use, then the fastest count, "
+                             "timed on the first batches (docs/performance.md).")(command)

@@ -22,6 +22,7 @@ stopping) comes from the one base config. Each run is measured:
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import logging
@@ -36,6 +37,7 @@ from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
 from seqnlp import errors
+from seqnlp.compare.jobs import resolve_jobs, run_all, share_cpus
 from seqnlp.config import CELLS, Config, config_from_dict, get_value, load_config, read_config_file
 from seqnlp.errors import CheckpointError, ConfigError, SeqnlpError
 
@@ -102,12 +104,13 @@ def compare(
     progress: bool = True,
     diagnose: bool = False,
     diagnose_examples: int = 256,
+    jobs: int | str = "auto",
 ) -> CompareResult:
     """Train every point of ``grid`` (default: the three cells) once per seed and write the report directory.
 
     ``seeds`` default to ``[base.seed]``; ``output_dir`` to ``runs/compare-<date>-<time>``. With ``diagnose``,
     the first seed's model of every point is also diagnosed (``seqnlp.compare.diagnose``), freshly initialized and
-    trained, into ``REPORT_DIR/diagnostics/``.
+    trained, into ``REPORT_DIR/diagnostics/``. ``jobs`` runs train at once (``auto``: ``resolve_jobs``).
     """
     from seqnlp.compare.report import markdown_table, summarize, write_report
 
@@ -117,8 +120,14 @@ def compare(
     if not overwrite and (report_dir / RUNS_DIR).is_dir() and any((report_dir / RUNS_DIR).iterdir()):
         raise CheckpointError(f"report directory {report_dir} already holds a comparison; "
                               "choose another --output-dir or pass --overwrite")
-    records = run_grid(base, grid, seeds, report_dir, overwrite=overwrite, isolate=isolate, progress=progress)
+    jobs = resolve_jobs(jobs, isolate, base, len(expand_grid(grid)) * len(seeds))
+    records = run_grid(base, grid, seeds, report_dir, overwrite=overwrite, isolate=isolate, progress=progress,
+                       jobs=jobs)
     files, appendix = _diagnose_runs(records, seeds[0], report_dir, diagnose_examples) if diagnose else ({}, "")
+    if jobs > 1:
+        appendix = (f"## How the runs ran\n\n{jobs} runs trained at a time, each in its own process on its share of "
+                    "the CPUs, so the speed columns are each run's speed beside the others (`--jobs 1`: each run "
+                    "alone).\n\n" + appendix)
     files.update(write_report(report_dir, records, base, grid, seeds, appendix=appendix))
     summaries = summarize(records)
     return CompareResult(report_dir, records, summaries, markdown_table(summaries), files)
@@ -202,23 +211,34 @@ def run_grid(
     overwrite: bool = False,
     isolate: bool = True,
     progress: bool = True,
+    jobs: int | str = 1,
 ) -> list[RunRecord]:
     """Train every grid point once per seed into ``report_dir/runs/`` and measure each run.
 
     ``isolate`` trains each run in a fresh Python process (honest peak memory, and no run inherits another's
-    allocator state); without it, runs share this process and report no memory.
+    allocator state); without it, runs share this process and report no memory. ``jobs`` isolated runs train at
+    once (``auto``: see ``resolve_jobs``), each on its share of the usable CPUs when its config says
+    ``train.num_threads: auto``.
     """
     report_dir = Path(report_dir)
     points = expand_grid(grid or DEFAULT_GRID)
     configs = run_configs(base, points, seeds, report_dir)  # every config is validated before anything trains
-    records = []
-    for number, (config, (point, seed)) in enumerate(zip(configs, itertools.product(points, seeds)), start=1):
+    jobs = resolve_jobs(jobs, isolate, base, len(configs))
+    if jobs > 1:
+        configs = [share_cpus(config, jobs) for config in configs]
+        log.info("training %d runs %d at a time, %s thread(s) each", len(configs), jobs,
+                 configs[0].train.num_threads)
+    runs = list(zip(configs, itertools.product(points, seeds)))
+
+    def run(number: int, config: Config, point: GridPoint, seed: int) -> RunRecord:
         described = ", ".join(f"{k}={v}" for k, v in point.values.items())
         log.info("run %d/%d: %s, seed %d -> %s", number, len(configs), described, seed, config.output_dir)
-        measured = _measure_isolated(config, overwrite, progress) if isolate else measure_run(config, overwrite,
-                                                                                             progress)
-        records.append(RunRecord(point=point.name, values=dict(point.values), seed=seed, **measured))
-    return records
+        measured = (_measure_isolated(config, overwrite, progress and jobs == 1) if isolate
+                    else measure_run(config, overwrite, progress))
+        return RunRecord(point=point.name, values=dict(point.values), seed=seed, **measured)
+
+    return run_all([functools.partial(run, n, config, point, seed)
+                    for n, (config, (point, seed)) in enumerate(runs, start=1)], jobs)
 
 
 def measure_run(config: Config, overwrite: bool = False, progress: bool = True,
@@ -314,7 +334,8 @@ def _measure_isolated(config: Config, overwrite: bool, progress: bool) -> dict[s
         config_path, result_path = Path(tmp) / "config.yaml", Path(tmp) / "result.json"
         config.save(config_path)
         level = logging.getLogger("seqnlp").getEffectiveLevel()
-        code = f"from seqnlp.compare.runs import isolated_run; isolated_run({str(config_path)!r}, {str(result_path)!r}, " \
+        code = "from seqnlp.threads import prefer_passive_wait; prefer_passive_wait(); " \
+               f"from seqnlp.compare.runs import isolated_run; isolated_run({str(config_path)!r}, {str(result_path)!r}, " \
                f"{overwrite!r}, {progress!r}, {level!r})"
         completed = subprocess.run([sys.executable, "-c", code], check=False)
         outcome = json.loads(result_path.read_text(encoding="utf-8")) if result_path.exists() else None

@@ -41,12 +41,12 @@ from seqnlp.config.schema import (
     TrainConfig,
 )
 from seqnlp.config.typed import get_value, set_value
-from seqnlp.config.rules import CLASS_WEIGHTS, validate
+from seqnlp.config.rules import CLASS_WEIGHTS, is_thread_setting, validate
 
 __all__ = [
     "ACTIVATIONS", "BASELINE_CLASSIFIERS", "BUCKETINGS", "CELLS", "CHOICES", "CLASS_WEIGHTS", "MONITORS", "NGRAM_INITS",
     "NONLINEARITIES", "NORMALIZATIONS", "ON_NONFINITE", "POOLINGS", "PRECISIONS", "RECURRENCES", "SAMPLERS",
     "SCHEDULES", "THRESHOLD_RULES", "TOKENIZER_KINDS", "TRUNCATION_SIDES", "BaselineConfig", "CalibrationConfig",
     "Config", "DataConfig", "ModelConfig", "PretrainConfig", "TokenizerConfig", "TrainConfig", "config_from_dict",
-    "get_value", "load_config", "read_config_file", "set_value", "validate",
+    "get_value", "is_thread_setting", "load_config", "read_config_file", "set_value", "validate",
 ]

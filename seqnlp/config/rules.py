@@ -44,6 +44,11 @@ _FRACTIONS = ("model.dropout", "model.embedding_dropout", "model.ngram_dropout",
 MAX_NGRAM_ORDER = 5  # model.ngram_orders: orders above this add buckets and collisions, rarely accuracy
 
 
+def is_thread_setting(value: object) -> bool:
+    """A torch thread setting (train.num_threads, and inference's) is auto, None (torch's own) or a count >= 1."""
+    return value is None or value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1)
+
+
 def validate(config: Config) -> None:
     """Check choices, ranges and combinations of keys; every error names the key and what is allowed."""
     for key, choices in CHOICES.items():
@@ -71,6 +76,8 @@ def validate(config: Config) -> None:
         raise ConfigError("data.validation_size + data.test_size must leave some examples for training")
     if not config.train.plateau_factor < 1:
         raise ConfigError(f"train.plateau_factor: {config.train.plateau_factor!r} must be < 1 (a learning-rate drop)")
+    if not is_thread_setting(config.train.num_threads):
+        raise ConfigError(f"train.num_threads: {config.train.num_threads!r} is not auto, null or an integer >= 1")
     if config.train.tensorboard not in (True, False, "auto"):
         raise ConfigError(f"train.tensorboard: {config.train.tensorboard!r} is not one of auto, true, false")
     freeze = config.model.freeze_embeddings

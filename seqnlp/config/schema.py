@@ -114,7 +114,7 @@ class TrainConfig:
     bucket_pool: int = 50  # bucketing=pool (and streaming): batches per length-sorting pool
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # fp32 | bf16 (autocast, CPU or CUDA) | fp16 (autocast + grad scaling, CUDA)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    num_threads: Optional[int] = None  # torch intra-op threads; None keeps torch's default
+    num_threads: Union[int, Literal["auto"], None] = "auto"  # torch intra-op threads: auto (the usable CPUs, then the fastest count, timed while training: docs/performance.md) | N | null (torch's default)
     log_every: int = 50  # steps between progress-bar updates of the running loss
     checkpoint_every: Optional[int] = 1000  # steps between resumable checkpoints (also at every epoch end); None: epoch ends only
     on_nonfinite: Literal["stop", "skip"] = "stop"  # a NaN/inf loss or gradient: stop (naming the step) | skip the step

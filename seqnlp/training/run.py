@@ -56,6 +56,7 @@ from seqnlp.training.loop import Hook, StepLog, fit, stop_on_signals
 from seqnlp.training.setup import Setup, prepare, restore
 from seqnlp.training.state import TrainingState
 from seqnlp.training.tensorboard import TensorBoardLogger, check_tensorboard
+from seqnlp.training.threads import AutoThreads
 from seqnlp.training.vectors import check_dim
 
 log = logging.getLogger(__name__)
@@ -205,15 +206,18 @@ def finish(setup: Setup, state: TrainingState) -> TrainResult:
 
 def fit_and_finish(setup: Setup, state: TrainingState, progress: bool, hooks: Sequence[Hook],
                    end: Callable[[Setup, TrainingState], Any] = finish) -> Any:
-    """Fit with TensorBoard logging (rank 0 alone writes event files) and signals caught, then ``end`` (``finish``;
-    a language model's is ``pretrain.finish_pretraining``)."""
+    """Fit with TensorBoard logging (rank 0 alone writes event files), the thread count timed (``auto``) and
+    signals caught, then ``end`` (``finish``; a language model's is ``pretrain.finish_pretraining``)."""
     tc = setup.config.train
     tensorboard = TensorBoardLogger.open(tc.tensorboard if distributed.is_main() else False, setup.run_dir,
                                          tc.log_every, state)
+    threads = AutoThreads.for_run(tc, setup.device)
+    timed = [threads] if threads else []
     logged = [] if progress else [StepLog(tc.log_every, setup.train_loader.num_batches)]  # no bars: log lines
     try:
         with stop_on_signals() as received, tensorboard:
-            fit(setup, state, lambda: received[0] if received else None, progress, [tensorboard, *logged, *hooks])
+            fit(setup, state, lambda: received[0] if received else None, progress,
+                [tensorboard, *timed, *logged, *hooks])
         return end(setup, state)
     except StorageError as exc:
         if not has_training_state(setup.run_dir):
@@ -224,7 +228,8 @@ def fit_and_finish(setup: Setup, state: TrainingState, progress: bool, hooks: Se
 @contextlib.contextmanager
 def session(config: Config) -> Iterator[torch.device]:
     """Resolve the device, join torchrun's process group if launched by it, and set torch's thread count for
-    the run; leave the group and restore the thread count after."""
+    the run (``auto``: the usable CPUs, until ``AutoThreads`` times the steps); leave the group and restore the
+    thread count after."""
     device = resolve_device(config.train.device)
     check_precision(config.train.precision, device)
     threads = torch.get_num_threads()

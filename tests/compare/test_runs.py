@@ -8,6 +8,8 @@ import importlib.util
 import json
 import signal
 import statistics
+import threading
+import time
 import subprocess
 from pathlib import Path
 from typing import Any, Iterator
@@ -305,3 +307,34 @@ def test_child_errors_keep_their_class_when_they_can_and_their_message_and_exit_
         outcome: dict[str, Any], kind: type, exit_code: int) -> None:
     error = child_error(outcome)
     assert type(error) is kind and str(error) == outcome["error"] and error.exit_code == exit_code
+
+
+# --- runs side by side ----------------------------------------------------------------------------------------
+
+
+def test_runs_side_by_side_each_get_a_share_of_the_cpus_and_come_back_in_order(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two jobs: the isolated runs start in two threads (each waits on its own process), each with its share of the
+    CPUs as a fixed thread count; records keep the grid's order and report.md says how the runs ran."""
+    from seqnlp.compare import jobs as jobs_module
+
+    seen: list[tuple[str, Any, str]] = []
+
+    def fake_isolated(config: Config, overwrite: bool, progress: bool) -> dict[str, Any]:
+        seen.append((str(config.model.cell), config.train.num_threads, threading.current_thread().name))
+        assert progress is False  # two runs' bars would garble each other
+        time.sleep(0.05 if config.model.cell == "rnn" else 0.0)  # the first run finishes last
+        return {"run_dir": config.output_dir, "split": "test", "accuracy": 1.0, "macro_f1": 1.0,
+                "validation_accuracy": 1.0, "validation_macro_f1": 1.0, "num_parameters": 10,
+                "encoder_parameters": 5, "epochs": 1, "best_epoch": 1, "train_seconds_per_epoch": 1.0,
+                "train_tokens_per_s": 100.0, "inference_tokens_per_s": 100.0, "peak_memory_mb": 1.0,
+                "baseline_memory_mb": 1.0, "peak_gpu_memory_mb": None, "curves": []}
+
+    monkeypatch.setattr(jobs_module, "usable_cpus", lambda: 2)
+    monkeypatch.setattr(compare_module, "_measure_isolated", fake_isolated)
+    result = compare(short_task_config(**{"train.num_threads": "auto"}), output_dir=tmp_path / "report",
+                     progress=True, jobs="auto")
+    assert [r.values["model.cell"] for r in result.runs] == list(CELLS)
+    assert {threads for _, threads, _ in seen} == {1}
+    assert all(name.startswith("seqnlp-compare") for _, _, name in seen)
+    assert "2 runs trained at a time" in (tmp_path / "report" / "report.md").read_text(encoding="utf-8")

@@ -185,3 +185,48 @@ def test_bad_options_name_the_valid_choices() -> None:
 
 def test_peak_rss_is_read_in_mebibytes() -> None:
     assert 10 < bench.max_rss_mb() < 100_000
+
+
+# --- the busy machine, auto threads and the quickstart study -------------------------------------------------
+
+
+SETTINGS = {"seed": 13, "epochs": 1, "max_length": 400, "batch_size": 64, "infer_batch": 256, "latency_samples": 5,
+            "keep_runs": False, "datasets": ["sst2"], "pipelines": ["reference", "seqnlp"], "cells": ["lstm"],
+            "precisions": ["fp32"], "bucketings": ["pool"]}
+
+
+def test_busy_levels_and_auto_threads_make_their_own_jobs() -> None:
+    data = {"dataset": "sst2", "train_file": "t.jsonl", "eval_file": "e.jsonl", "train_examples": 1000}
+    jobs = bench.main_jobs({**SETTINGS, "threads": ["auto", 1], "busy": [0, 2]}, {"sst2": data}, repeat=0)
+    assert [(j["pipeline"], j["threads"], j["busy"]) for j in jobs] == [
+        ("seqnlp", "auto", 0), ("reference", 1, 0), ("seqnlp", 1, 0),  # no reference for auto: it has no such setting
+        ("seqnlp", "auto", 2), ("reference", 1, 2), ("seqnlp", 1, 2)]
+    assert jobs[3]["id"] == "main-sst2-seqnlp-lstm-fp32-tauto-busy2-r0" and jobs[0]["id"].endswith("-tauto-r0")
+    quick = bench.quickstart_jobs({**SETTINGS, "threads": ["auto", 1, 2], "busy": [0, 2]}, repeat=1)
+    assert [(j["threads"], j["busy"]) for j in quick] == [("auto", 0), (1, 0), (2, 0), ("auto", 2), (1, 2), (2, 2)]
+    assert len({j["id"] for j in quick}) == 6
+    env = bench.child_env("auto", Path("out"))
+    assert "OMP_NUM_THREADS" not in env and bench.child_env(2, Path("out"))["OMP_NUM_THREADS"] == "2"
+    assert bench.parse_ints("auto,1,2", "--threads", allow=("auto",)) == ["auto", 1, 2]
+
+
+def quickstart_run(threads: Any, busy: int, wall: float, repeat: int = 0) -> dict[str, Any]:
+    return {"job": {"study": "quickstart", "dataset": "sms", "pipeline": "seqnlp", "cell": "lstm", "precision": "fp32",
+                    "threads": threads, "variant": "", "busy": busy, "repeat": repeat, "train_examples": 0},
+            "epochs": [{"seconds": wall / 2, "tokens_per_s": 1000.0, "examples_per_s": 50.0}], "accuracy": 0.98,
+            "wall_s": wall, "thread_choices": ["1"] if threads == "auto" else [], "load_before": [2.0, 1, 1],
+            "load_after": [4.0, 1, 1]}
+
+
+def test_quickstart_rows_compare_auto_with_the_best_fixed_count_at_the_same_load() -> None:
+    runs = [quickstart_run("auto", 2, 50.0), quickstart_run(1, 2, 40.0), quickstart_run(2, 2, 300.0),
+            quickstart_run("auto", 0, 21.0), quickstart_run(1, 0, 26.0), quickstart_run(2, 0, 20.0),
+            quickstart_run("auto", 0, 23.0, repeat=1)]
+    stopped = {**quickstart_run("main", 2, 900.0), "error": "timed out after 900 s", "timed_out": True}
+    rows = {(r["threads"], r["busy"]): r for r in bench.summarize(runs + [stopped])}
+    assert rows["auto", 2]["wall_vs_best_fixed"] == pytest.approx(50 / 40)
+    assert rows["main", 2]["repeats"] == 0 and rows["main", 2]["timed_out_s"] == [900]
+    assert rows["auto", 0]["wall_s"] == 22.0 and rows["auto", 0]["wall_vs_best_fixed"] == pytest.approx(22 / 20)
+    table = "\n".join(bench.quickstart_table(list(rows.values())))
+    assert "| 2 | auto | 50.0 | 50.0-50.0 | 1.25x | 25.00 | 1.25x |" in table and "| 1 |" in table
+    assert "| 2 | main | > 900 (stopped) |" in table
