@@ -7,16 +7,14 @@ from typing import Optional
 
 import click
 
-from seqnlp.cli.options import data_options, data_updates, handle_errors, quiet_datasets
+from seqnlp.cli.options import config_options, data_options, data_updates, handle_errors, quiet_datasets
 from seqnlp.config import load_config
 from seqnlp.errors import DataError
 from seqnlp.rundir import check_run_dir
 
 
 @click.command()
-@click.option("-c", "--config", "config_file", type=click.Path(dir_okay=False), help="YAML or JSON config file.")
-@click.option("-s", "--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="Override a dotted config key, e.g. tokenizer.kind=bpe; repeatable.")
+@config_options("e.g. tokenizer.kind=bpe")
 @data_options
 @click.option("--strict", is_flag=True,
               help="Exit 1 when a split shares a text with an earlier one (leakage), after printing the report.")

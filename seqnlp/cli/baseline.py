@@ -7,14 +7,12 @@ from typing import Any, Optional
 
 import click
 
-from seqnlp.cli.options import data_options, data_updates, handle_errors, quiet_datasets
+from seqnlp.cli.options import config_options, data_options, data_updates, handle_errors, quiet_datasets
 from seqnlp.config import BASELINE_CLASSIFIERS, load_config
 
 
 @click.command()
-@click.option("-c", "--config", "config_file", type=click.Path(dir_okay=False), help="YAML or JSON config file.")
-@click.option("-s", "--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="Override a dotted config key, e.g. baseline.char_ngrams=5; repeatable.")
+@config_options("e.g. baseline.char_ngrams=5")
 @data_options
 @click.option("--classifier", type=click.Choice(BASELINE_CLASSIFIERS), help="Linear classifier (baseline.classifier).")
 @click.option("--seed", type=int, help="Random seed: the same seed carves the same splits as train.")

@@ -9,17 +9,14 @@ from typing import Optional
 
 import click
 
-from seqnlp.cli.options import data_options, data_updates, handle_errors, parse_threads, quiet_datasets
+from seqnlp.cli.options import (config_options, data_options, data_updates, handle_errors, output_options,
+                                parse_threads, quiet_datasets)
 from seqnlp.config import CELLS, load_config
 
 
 @click.command()
-@click.option("-c", "--config", "config_file", type=click.Path(dir_okay=False), help="YAML or JSON config file.")
-@click.option("-s", "--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="Override a dotted config key for every run; repeatable.")
-@click.option("-o", "--output-dir", type=click.Path(file_okay=False),
-              help="Report directory [default: runs/compare-<time>].")
-@click.option("--overwrite", is_flag=True, help="Replace runs already in --output-dir.")
+@config_options("for every run")
+@output_options("Report directory [default: runs/compare-<time>].", "Replace runs already in --output-dir.")
 @data_options
 @click.option("--cell", "cells", multiple=True, type=click.Choice(CELLS),
               help="A cell to compare; repeat for several [default: rnn, lstm and gru].")

@@ -103,6 +103,26 @@ def data_updates(dataset: Optional[str], data_files: tuple[str, ...], text_colum
     return updates
 
 
+def config_options(set_help: str = "e.g. model.hidden_size=256",
+                   config_help: str = "YAML or JSON config file.") -> Callable[[Callable], Callable]:
+    """-c/--config and -s/--set, as every command that reads a config spells them; ``set_help`` ends the -s help."""
+    def decorate(command: Callable) -> Callable:
+        command = click.option("-s", "--set", "overrides", multiple=True, metavar="KEY=VALUE",
+                               help=f"Override a dotted config key, {set_help}; repeatable.")(command)
+        return click.option("-c", "--config", "config_file", type=click.Path(dir_okay=False),
+                            help=config_help)(command)
+    return decorate
+
+
+def output_options(output_help: str, overwrite_help: str = "Replace a run already in --output-dir.") -> Callable[
+        [Callable], Callable]:
+    """-o/--output-dir and --overwrite, with the command's own help texts."""
+    def decorate(command: Callable) -> Callable:
+        command = click.option("--overwrite", is_flag=True, help=overwrite_help)(command)
+        return click.option("-o", "--output-dir", type=click.Path(file_okay=False), help=output_help)(command)
+    return decorate
+
+
 def data_options(command: Callable) -> Callable:
     """--dataset, --data-files, --text-column and --label-column of the commands that train."""
     return _data_options(command, "A local file for a split (csv, tsv, json, jsonl, parquet); repeat for each split. "

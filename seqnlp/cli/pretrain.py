@@ -7,18 +7,15 @@ from typing import Any, Optional
 
 import click
 
-from seqnlp.cli.options import data_options, data_updates, handle_errors, quiet_datasets, rank, resume_alone, show_progress
+from seqnlp.cli.options import (config_options, data_options, data_updates, handle_errors, output_options,
+                                quiet_datasets, rank, resume_alone, show_progress)
 from seqnlp.rundir import check_run_dir
 from seqnlp.config import load_config
 
 
 @click.command()
-@click.option("-c", "--config", "config_file", type=click.Path(dir_okay=False), help="YAML or JSON config file.")
-@click.option("-s", "--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="Override a dotted config key, e.g. pretrain.epochs=3; repeatable.")
-@click.option("-o", "--output-dir", type=click.Path(file_okay=False),
-              help="Run directory of the language model [default: runs/lm-<cell>-<time>].")
-@click.option("--overwrite", is_flag=True, help="Replace a run already in --output-dir.")
+@config_options("e.g. pretrain.epochs=3")
+@output_options("Run directory of the language model [default: runs/lm-<cell>-<time>].")
 @data_options
 @click.option("--text-file", "text_files", multiple=True, type=click.Path(dir_okay=False), metavar="FILE",
               help="Unlabelled texts to pretrain on besides the training split (.txt: one a line; .jsonl/.csv/.tsv: "

@@ -7,8 +7,8 @@ from typing import Any, Optional
 import click
 
 from seqnlp.cli.baseline import headline
-from seqnlp.cli.options import (data_options, data_updates, handle_errors, quiet_datasets, rank, resume_alone,
-                                show_progress)
+from seqnlp.cli.options import (config_options, data_options, data_updates, handle_errors, output_options,
+                                quiet_datasets, rank, resume_alone, show_progress)
 from seqnlp.config import CELLS, PRECISIONS, THRESHOLD_RULES, load_config
 from seqnlp.data.files import check_data_files
 from seqnlp.errors import ConfigError
@@ -16,11 +16,8 @@ from seqnlp.rundir import check_output_dir, check_run_dir
 
 
 @click.command()
-@click.option("-c", "--config", "config_file", type=click.Path(dir_okay=False), help="YAML or JSON config file.")
-@click.option("-s", "--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="Override a dotted config key, e.g. model.hidden_size=256; repeatable.")
-@click.option("-o", "--output-dir", type=click.Path(file_okay=False), help="Run directory [default: runs/<cell>-<time>].")
-@click.option("--overwrite", is_flag=True, help="Replace a run already in --output-dir.")
+@config_options()
+@output_options("Run directory [default: runs/<cell>-<time>].")
 @data_options
 @click.option("--cell", type=click.Choice(CELLS), help="Recurrent cell.")
 @click.option("--layers", type=click.IntRange(min=1), help="Stacked recurrent layers.")

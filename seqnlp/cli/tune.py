@@ -7,17 +7,14 @@ from typing import Any, Optional
 
 import click
 
-from seqnlp.cli.options import data_options, data_updates, handle_errors, quiet_datasets
+from seqnlp.cli.options import config_options, data_options, data_updates, handle_errors, quiet_datasets
 from seqnlp.config import load_config
 
 PRUNERS = ("median", "halving", "hyperband", "none")  # seqnlp.tune.study.PRUNERS, without importing Optuna
 
 
 @click.command()
-@click.option("-c", "--config", "config_file", type=click.Path(dir_okay=False),
-              help="YAML or JSON config file every trial starts from.")
-@click.option("-s", "--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="Override a dotted config key for every trial, e.g. train.num_threads=1; repeatable.")
+@config_options("for every trial, e.g. train.num_threads=1", "YAML or JSON config file every trial starts from.")
 @click.option("-o", "--output-dir", type=click.Path(file_okay=False),
               help="Study directory [default: runs/tune-<time>]; a study already there with the same settings "
                    "is joined.")
