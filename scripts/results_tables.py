@@ -125,7 +125,7 @@ def _baseline_cell(entry: dict[str, Any]) -> str:
     metrics, split = (base["test"], "test") if results["test"] and base.get("test") else (base["validation"],
                                                                                           "validation")
     return (f"{split}: accuracy {100 * metrics['accuracy']:.2f}%, macro-F1 {metrics['macro_f1']:.3f} "
-            f"({base['description']}, {base['seconds']:.0f} s)")
+            f"({base['description']}, {base['seconds']:.{1 if base['seconds'] < 10 else 0}f} s)")
 
 
 def _duration(seconds: float) -> str:
