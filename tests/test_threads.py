@@ -261,14 +261,26 @@ def test_passive_wait_on_a_busy_machine_unless_the_environment_chose() -> None:
     assert threads.passive_wait_env({"GOMP_SPINCOUNT": "10000"}) == {}
 
 
-def test_busy_is_read_from_the_load_average_or_the_tasks_running_now() -> None:
+def test_busy_is_read_from_the_tasks_running_now_not_the_lagging_load_average() -> None:
     stat = "cpu  1 2 3\nctxt 99\nprocs_running 4\nprocs_blocked 0\n"
     assert threads.runnable_others(stat) == 3 and threads.runnable_others("cpu 1 2\n") is None
-    assert threads.machine_busy(0.2, 0, cpus=2) is False
-    assert threads.machine_busy(1.0, 0, cpus=2) is True  # one CPU's worth of load on two
-    assert threads.machine_busy(0.1, 2, cpus=2) is True  # two busy loops that just started: the load lags
-    assert threads.machine_busy(3.0, None, cpus=8) is False
+    assert threads.machine_busy(0, cpus=2) is False
+    assert threads.machine_busy(1, cpus=2) is True  # one CPU's worth of other work on two
+    assert threads.machine_busy(3, cpus=8) is False
+    assert threads.machine_busy(None, cpus=2) is False
     assert isinstance(threads.machine_busy_now(), bool)
+
+
+def test_busy_now_is_the_median_of_several_readings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(threads.os, "cpu_count", lambda: 2)
+    readings = iter([3, 1, 1, 3, 3])  # procs_running, this process included: a passing task is outvoted
+    waits: list[float] = []
+    stat = lambda: f"procs_running {next(readings)}\n"  # noqa: E731
+    assert threads.machine_busy_now(read_stat=stat, sleep=waits.append) is True
+    assert waits == [0.01] * 4
+    readings = iter([1, 3, 1, 1, 1])
+    assert threads.machine_busy_now(read_stat=stat, sleep=waits.append) is False
+    assert threads.machine_busy_now(read_stat=lambda: "cpu 1\n", sleep=waits.append) is False  # no procs_running
 
 
 def test_the_policy_is_set_only_before_torch_loads(monkeypatch: pytest.MonkeyPatch) -> None:
