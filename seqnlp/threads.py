@@ -202,8 +202,8 @@ def machine_busy_now(samples: int = 5, interval: float = 0.01,
 def passive_wait_env(environ: Mapping[str, str], busy: bool = True) -> dict[str, str]:
     """The OpenMP setting seqnlp's own processes start torch with on a busy machine: a thread that reaches a barrier
     first sleeps at once (``OMP_WAIT_POLICY=PASSIVE``) instead of spinning, which takes the core from the very
-    thread it waits for (docs/performance.md: with two busy processes beside it, two threads trained 49x faster so).
-    On an idle machine spinning is faster, so nothing is set; nor when the environment already chose
+    thread it waits for (docs/performance.md: beside two busy loops, two threads trained the default run 1.9x
+    faster so). On an idle machine spinning is faster, so nothing is set; nor when the environment already chose
     (``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT``)."""
     if not busy or "OMP_WAIT_POLICY" in environ or "GOMP_SPINCOUNT" in environ:
         return {}
