@@ -278,8 +278,11 @@ def test_busy_now_is_the_median_of_several_readings(monkeypatch: pytest.MonkeyPa
     stat = lambda: f"procs_running {next(readings)}\n"  # noqa: E731
     assert threads.machine_busy_now(read_stat=stat, sleep=waits.append) is True
     assert waits == [0.01] * 4
-    readings = iter([1, 3, 1, 1, 1])
+    readings, waits = iter([1, 3, 1, 1, 1]), []
     assert threads.machine_busy_now(read_stat=stat, sleep=waits.append) is False
+    assert waits == [0.01] * 3  # the fourth reading makes a majority: no fifth
+    readings, waits = iter([1, 1, 1]), []
+    assert threads.machine_busy_now(read_stat=stat, sleep=waits.append) is False and waits == [0.01] * 2
     assert threads.machine_busy_now(read_stat=lambda: "cpu 1\n", sleep=waits.append) is False  # no procs_running
 
 

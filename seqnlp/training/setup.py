@@ -36,7 +36,7 @@ from seqnlp.checkpoint import (
 from seqnlp.config import Config
 from seqnlp.data import Splits, load_splits, load_stream
 from seqnlp.data.provenance import record_data
-from seqnlp.errors import CheckpointError, ConfigError, DataError
+from seqnlp.errors import CheckpointError, DataError
 from seqnlp.lm import LanguageModel
 from seqnlp.model import RNNClassifier, count_parameters
 from seqnlp.ngrams import init_naive_bayes

@@ -163,18 +163,6 @@ def is_frozen(freeze: Union[bool, int], epoch: int) -> bool:
     return epoch <= freeze
 
 
-def set_frozen(embedding: nn.Embedding, freeze: Union[bool, int], epoch: int) -> None:
-    """Freeze or unfreeze the embedding for ``epoch``.
-
-    The optimizer holds the embedding from the start; a frozen weight has no gradient, and AdamW leaves a
-    parameter without a gradient untouched (weight decay included), so unfreezing needs no new optimizer.
-    """
-    frozen = is_frozen(freeze, epoch)
-    if embedding.weight.requires_grad == frozen:
-        log.info("epoch %d: embedding %s", epoch, "frozen" if frozen else "fine-tuned from here on")
-    embedding.weight.requires_grad_(not frozen)
-
-
 # --- named sources ---------------------------------------------------------------------------------------------
 
 
